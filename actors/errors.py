@@ -1,0 +1,137 @@
+"""The one exception tree of tracemill.
+
+    TracemillError
+    ├── MalformedInput          bytes that are not the JSON they claim to be
+    ├── InvalidInput            valid JSON, invalid content (one detail per problem)
+    ├── PayloadTooLarge         body, frame or image over a configured limit
+    ├── UnsupportedMedia        a body that is not what its Content-Type says
+    ├── Unauthenticated         missing or unknown API key
+    ├── Forbidden               a key without the scope a route needs
+    ├── NotFound                no such session / screenshot (in this organisation)
+    ├── Conflict                the request contradicts stored state
+    │   └── SessionClosed       events for a session that is no longer recording
+    ├── Overloaded              shed load; retry after `retry_after_s`
+    ├── DependencyUnavailable   database or object store down; retry after `retry_after_s`
+    ├── ConfigError             settings or config files that do not validate
+    └── MigrationFailed         a schema migration failed and was rolled back
+
+HTTP status codes belong to the ingress (serve_app.errors); here an error only carries a
+stable snake_case `code`. Every subclass passes all of its constructor arguments to
+`super().__init__` so that it pickles across Ray process boundaries intact.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+__all__ = [
+    "TracemillError",
+    "MalformedInput",
+    "InvalidInput",
+    "PayloadTooLarge",
+    "UnsupportedMedia",
+    "Unauthenticated",
+    "Forbidden",
+    "NotFound",
+    "Conflict",
+    "SessionClosed",
+    "Overloaded",
+    "DependencyUnavailable",
+    "ConfigError",
+    "MigrationFailed",
+    "details_from_validation_error",
+]
+
+Detail = dict[str, Any]
+
+
+class TracemillError(Exception):
+    code = "internal_error"
+
+    def __init__(self, message: str, details: list[Detail] | None = None, code: str | None = None):
+        super().__init__(message, details, code)
+        self.message = message
+        self.details: list[Detail] = list(details or [])
+        if code is not None:
+            self.code = code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class MalformedInput(TracemillError):
+    code = "malformed_json"
+
+
+class InvalidInput(TracemillError):
+    code = "invalid_input"
+
+
+class PayloadTooLarge(TracemillError):
+    code = "payload_too_large"
+
+
+class UnsupportedMedia(TracemillError):
+    code = "unsupported_media_type"
+
+
+class Unauthenticated(TracemillError):
+    code = "unauthenticated"
+
+
+class Forbidden(TracemillError):
+    code = "forbidden"
+
+
+class NotFound(TracemillError):
+    code = "not_found"
+
+
+class Conflict(TracemillError):
+    code = "conflict"
+
+
+class SessionClosed(Conflict):
+    code = "session_closed"
+
+
+class _RetryableError(TracemillError):
+    def __init__(
+        self,
+        message: str,
+        retry_after_s: float = 1.0,
+        details: list[Detail] | None = None,
+        code: str | None = None,
+    ):
+        super().__init__(message, details, code)
+        # Re-pass every argument so pickling rebuilds the same object.
+        self.args = (message, retry_after_s, details, code)
+        self.retry_after_s = retry_after_s
+
+
+class Overloaded(_RetryableError):
+    code = "overloaded"
+
+
+class DependencyUnavailable(_RetryableError):
+    code = "dependency_unavailable"
+
+
+class ConfigError(TracemillError):
+    code = "config_error"
+
+
+class MigrationFailed(TracemillError):
+    code = "migration_failed"
+
+
+def details_from_validation_error(exc: ValidationError, prefix: str = "") -> list[Detail]:
+    """Turn pydantic's errors into our `details` entries: one per problem, field as a dotted path."""
+    details: list[Detail] = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = [str(part) for part in err.get("loc", ())]
+        field = ".".join(([prefix] if prefix else []) + loc)
+        details.append({"field": field or None, "error": err.get("msg", "invalid")})
+    return details

@@ -1,0 +1,193 @@
+"""A session shard: one async actor hosting many sessions (DESIGN.md decision 1).
+
+The shard is the single writer for the sessions that hash to it, which is what lets it ack
+from memory: it knows what it has committed. After a restart it knows nothing, and rebuilds
+each session from PostgreSQL on first touch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import uuid
+from collections import OrderedDict
+from typing import Any, Awaitable, Callable, Sequence, TypeVar
+
+import asyncpg
+
+from actors.errors import Conflict, NotFound, Overloaded, SessionClosed
+from actors.events import StoredEvent
+from actors.group_commit import GroupCommitter, prepare_staging
+from actors.session_state import SessionState
+from actors.storage import sessions_repo
+from actors.storage.postgres import connect_pool, with_retries
+from configs.settings import TracemillSettings
+
+__all__ = ["SessionShard"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Finished sessions are forgotten first; this bounds a long-lived shard's memory.
+_MAX_CACHED_SESSIONS = 50_000
+
+
+class SessionShard:
+    def __init__(self, index: int, settings: TracemillSettings):
+        self._index = index
+        self._settings = settings
+        self._pool: asyncpg.Pool | None = None
+        self._committer: GroupCommitter | None = None
+        self._states: OrderedDict[uuid.UUID, SessionState] = OrderedDict()
+        self._loading: dict[uuid.UUID, asyncio.Future[SessionState | None]] = {}
+        self._pool_lock = asyncio.Lock()
+        self._committed_events = 0
+
+    # -- public methods (called through the actor handle) ---------------------------------
+
+    async def ping(self) -> dict[str, Any]:
+        committer = await self._commit_queue()
+        return {
+            "shard": self._index,
+            "pid": os.getpid(),
+            "sessions_cached": len(self._states),
+            "queued_events": committer.queued_events,
+            "committed_events": self._committed_events,
+        }
+
+    async def create_session(
+        self, org_id: uuid.UUID, session_id: uuid.UUID, fields: dict[str, Any], request_hash: bytes
+    ) -> dict[str, Any]:
+        """Idempotent create: the same body again answers the same; another body is a conflict."""
+        pool = await self._db()
+        row = await self._retry(
+            lambda: sessions_repo.insert_session(
+                pool, session_id=session_id, org_id=org_id, fields=fields, request_hash=request_hash
+            ),
+            "session create",
+        )
+        if row is not None:
+            self._remember(SessionState(session_id, org_id, "recording"))
+            return {"created": True, "session_id": str(session_id), "status": "recording"}
+        existing = await self._retry(lambda: sessions_repo.fetch_session(pool, session_id), "session read")
+        if existing is None:  # deleted between the two statements: let the client try again
+            raise Conflict("the session changed while it was being created; retry")
+        if existing["org_id"] != org_id:
+            raise Conflict("this session_id is already used", code="session_id_taken")
+        if bytes(existing["request_hash"]) != request_hash:
+            raise Conflict(
+                "a session with this session_id exists with a different body", code="session_conflict"
+            )
+        return {"created": False, "session_id": str(session_id), "status": existing["status"]}
+
+    async def ingest(
+        self, org_id: uuid.UUID, session_id: uuid.UUID, events: Sequence[StoredEvent]
+    ) -> dict[str, Any]:
+        """Store a batch; the answer (an ack) comes only after the batch is committed."""
+        state = await self._recording_state(org_id, session_id)
+        committer = await self._commit_queue()
+        fresh = [ev for ev in events if not state.is_stored(ev.seq)]
+        duplicates = len(events) - len(fresh)
+        if not fresh:
+            return state.ack(0, duplicates)
+        if committer.queued_events + len(fresh) > self._settings.shards.max_inflight_events:
+            raise Overloaded(
+                "the session shard is saturated; resend later",
+                retry_after_s=self._settings.shards.slow_down_ms / 1000,
+            )
+        return await committer.submit(state, fresh, duplicates)
+
+    async def finish(self, org_id: uuid.UUID, session_id: uuid.UUID, finish: dict[str, Any]) -> str:
+        """recording → finalizing after every batch accepted before it is committed."""
+        state = await self._state(org_id, session_id)
+        committer = await self._commit_queue()
+        state.closing = True
+        try:
+            await asyncio.gather(*committer.pending_for(session_id), return_exceptions=True)
+            pool = await self._db()
+            status = await self._retry(lambda: sessions_repo.mark_finalizing(pool, session_id, finish), "finish")
+        finally:
+            # A finish that failed changed nothing: the session keeps recording.
+            state.closing = False
+        state.status = status
+        return status
+
+    async def check_recording(self, org_id: uuid.UUID, session_id: uuid.UUID) -> None:
+        await self._recording_state(org_id, session_id)
+
+    async def register_screenshot(self, org_id: uuid.UUID, session_id: uuid.UUID, row: dict[str, Any]) -> bool:
+        """Record a screenshot whose bytes are already durable in the object store."""
+        await self._recording_state(org_id, session_id)
+        pool = await self._db()
+        return await self._retry(lambda: sessions_repo.insert_screenshot(pool, row), "screenshot record")
+
+    # -- state ---------------------------------------------------------------------------
+
+    async def _recording_state(self, org_id: uuid.UUID, session_id: uuid.UUID) -> SessionState:
+        state = await self._state(org_id, session_id)
+        if state.status != "recording" or state.closing:
+            raise SessionClosed(f"session {session_id} is {state.status}; it accepts no more data")
+        return state
+
+    async def _state(self, org_id: uuid.UUID, session_id: uuid.UUID) -> SessionState:
+        state = self._states.get(session_id)
+        if state is None:
+            state = await self._load(session_id)
+        # Another organisation's session looks exactly like a missing one.
+        if state is None or state.org_id != org_id:
+            raise NotFound(f"no session {session_id}")
+        self._states.move_to_end(session_id)
+        return state
+
+    async def _load(self, session_id: uuid.UUID) -> SessionState | None:
+        """Rebuild from PostgreSQL; concurrent first touches share one load."""
+        pending = self._loading.get(session_id)
+        if pending is not None:
+            return await pending
+        future: asyncio.Future[SessionState | None] = asyncio.get_running_loop().create_future()
+        self._loading[session_id] = future
+        try:
+            pool = await self._db()
+            found = await self._retry(lambda: sessions_repo.fetch_session_state(pool, session_id), "session load")
+            state = None
+            if found is not None:
+                row, above = found
+                state = SessionState(session_id, row["org_id"], row["status"], row["acked_through"], set(above))
+                self._remember(state)
+            future.set_result(state)
+            return state
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: concurrent waiters re-raise it themselves
+            raise
+        finally:
+            del self._loading[session_id]
+
+    def _remember(self, state: SessionState) -> None:
+        self._states[state.session_id] = state
+        self._states.move_to_end(state.session_id)
+        while len(self._states) > _MAX_CACHED_SESSIONS:
+            self._states.popitem(last=False)
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    async def _db(self) -> asyncpg.Pool:
+        if self._pool is None:
+            async with self._pool_lock:
+                if self._pool is None:
+                    self._pool = await connect_pool(
+                        self._settings.database, max_size=self._settings.shards.pool_max, init=prepare_staging
+                    )
+        return self._pool
+
+    async def _commit_queue(self) -> GroupCommitter:
+        if self._committer is None:
+            self._committer = GroupCommitter(await self._db(), self._settings.shards, self._count_commit)
+        return self._committer
+
+    def _count_commit(self, inserted: int, _seconds: float) -> None:
+        self._committed_events += inserted
+
+    async def _retry(self, op: Callable[[], Awaitable[T]], what: str) -> T:
+        return await with_retries(op, attempts=self._settings.shards.commit_attempts, what=what)

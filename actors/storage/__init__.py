@@ -1,0 +1,1 @@
+"""Storage back ends of tracemill: the object store for screenshots and exports."""

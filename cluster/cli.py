@@ -1,0 +1,196 @@
+"""The `tracemill` command: up, status, keys, loadgen, bench."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any, AsyncIterator, Sequence
+
+import httpx
+
+from actors import auth
+from actors.errors import TracemillError
+from actors.storage.postgres import apply_migrations, connect_pool
+from cluster.embedded_postgres import EmbeddedPostgres
+from configs.settings import DatabaseSettings, SettingsError
+
+__all__ = ["main"]
+
+log = logging.getLogger("tracemill")
+
+
+def _state_dir(value: str | None) -> Path:
+    return Path(value or os.environ.get("TRACEMILL_STATE_DIR") or ".tracemill").resolve()
+
+
+def _port(value: str) -> int:
+    port = int(value)
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError("a port is 1-65535")
+    return port
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tracemill", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run a local tracemill in the foreground (Ctrl-C stops it)")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=_port, default=8000)
+    up.add_argument("--state-dir", help="where PostgreSQL and objects live (default ./.tracemill)")
+    up.add_argument("--num-cpus", type=int, default=None, help="CPUs Ray may use (default: all)")
+
+    status = sub.add_parser("status", help="what a running `tracemill up` is doing")
+    status.add_argument("--state-dir")
+
+    keys = sub.add_parser("keys", help="API keys: create, list, revoke")
+    keys.add_argument("--state-dir")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="make a key (shown once, stored hashed)")
+    create.add_argument("--scopes", default="ingest,read", help="comma-separated: ingest, read, admin")
+    create.add_argument("--name", default="")
+    keys_sub.add_parser("list", help="list keys (prefixes only)")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by id or prefix")
+    revoke.add_argument("key")
+
+    sub.add_parser("loadgen", help="drive WebSocket load at an endpoint (see --help)", add_help=False)
+    sub.add_parser("bench", help="benchmarks that print figures (see --help)", add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if argv[:1] == ["loadgen"]:
+        from cluster.loadgen import main as loadgen_main
+
+        return loadgen_main(argv[1:])
+    if argv[:1] == ["bench"]:
+        from cluster.bench import main as bench_main
+
+        return bench_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "up":
+            return _up(args)
+        if args.command == "status":
+            return asyncio.run(_status(args))
+        return asyncio.run(_keys(args))
+    except (SettingsError, TracemillError) as exc:
+        print(f"tracemill: {exc}", file=sys.stderr)
+        return 2
+
+
+def _up(args: argparse.Namespace) -> int:
+    from cluster.local import LocalStack
+
+    stack = LocalStack(_state_dir(args.state_dir), host=args.host, port=args.port, num_cpus=args.num_cpus)
+    stop = threading.Event()
+    try:
+        stack.start()
+        key = stack.issue_keys(os.environ.get("TRACEMILL_BOOTSTRAP_API_KEY"))
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        print(_banner(stack, key), flush=True)
+        while not stop.wait(1.0):
+            pass
+        print("tracemill: stopping…", flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+    print("tracemill: stopped", flush=True)
+    return 0
+
+
+def _banner(stack: Any, key: str) -> str:
+    return "\n".join([
+        "",
+        "tracemill is up",
+        f"  endpoint   {stack.endpoint}",
+        f"  API docs   {stack.endpoint}/docs",
+        f"  API key    {key}",
+        f"  dashboard  {stack.dashboard_url or '-'} (Ray)",
+        f"  state      {stack.state_dir}",
+        "Press Ctrl-C to stop.",
+    ])
+
+
+@contextlib.asynccontextmanager
+async def _database(state_dir: Path) -> AsyncIterator[Any]:
+    """A pool on DATABASE_URL, or on the state dir's embedded PostgreSQL (started if needed)."""
+    url = os.environ.get("DATABASE_URL")
+    embedded = None
+    if not url:
+        embedded = EmbeddedPostgres(state_dir / "pgdata")
+        was_running = embedded.is_running()
+        url = embedded.start()
+    await apply_migrations(url)
+    pool = await connect_pool(DatabaseSettings(url=url))
+    try:
+        yield pool
+    finally:
+        await pool.close()
+        if embedded is not None and not was_running:
+            embedded.stop()
+
+
+async def _keys(args: argparse.Namespace) -> int:
+    async with _database(_state_dir(args.state_dir)) as pool:
+        if args.keys_command == "create":
+            scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
+            key_id, key = await auth.create_key(pool, scopes=scopes, name=args.name)
+            print(f"key id  {key_id}\nscopes  {','.join(sorted(scopes))}\nkey     {key}")
+            print("The key is shown once; only its hash is stored.", file=sys.stderr)
+        elif args.keys_command == "list":
+            rows = await auth.list_keys(pool)
+            print(f"{'key id':36}  {'prefix':12}  {'scopes':18}  {'name':16}  state")
+            for k in rows:
+                state = "revoked" if k.revoked_at else "active"
+                print(f"{str(k.key_id):36}  {k.prefix:12}  {','.join(k.scopes):18}  {k.name[:16]:16}  {state}")
+        else:
+            key_id = await auth.revoke_key(pool, args.key)
+            print(f"revoked {key_id}")
+    return 0
+
+
+async def _status(args: argparse.Namespace) -> int:
+    state_dir = _state_dir(args.state_dir)
+    info_file = state_dir / "cluster.json"
+    if not info_file.exists():
+        print(f"tracemill is not running from {state_dir} (no cluster.json)")
+        return 1
+    info = json.loads(info_file.read_text())
+    async with httpx.AsyncClient(timeout=5) as client:
+        health = await _probe(client, info["endpoint"] + "/healthz")
+        ready = await _probe(client, info["endpoint"] + "/readyz")
+    print(f"endpoint   {info['endpoint']}  (pid {info['pid']})")
+    print(f"healthz    {health}")
+    print(f"readyz     {ready}")
+    async with _database(state_dir) as pool:
+        rows = await pool.fetch("SELECT status, count(*) AS n, sum(event_count) AS events FROM sessions GROUP BY status")
+        keys = await pool.fetchval("SELECT count(*) FROM api_keys WHERE revoked_at IS NULL")
+    for r in rows:
+        print(f"sessions   {r['status']:11} {r['n']:8} sessions {r['events'] or 0:12} events")
+    print(f"api keys   {keys} active")
+    return 0 if ready.startswith("200") else 1
+
+
+async def _probe(client: httpx.AsyncClient, url: str) -> str:
+    try:
+        response = await client.get(url)
+    except httpx.HTTPError as exc:
+        return f"unreachable ({type(exc).__name__})"
+    return f"{response.status_code} {response.text[:200]}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""A whole tracemill on one machine: Ray, PostgreSQL, object store, Serve. Used by
+`tracemill up`, the benchmarks and the integration tests, so all three run the same start-up."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import serve
+
+from actors.auth import create_key, register_key, revoke_key_by_name
+from actors.storage.postgres import apply_migrations, connect_pool
+from cluster.embedded_postgres import EmbeddedPostgres
+from cluster.serve_deploy import APP_NAME, DEFAULT_SERVE_CONFIG, deploy_config, render_serve_config
+from configs.settings import TracemillSettings
+
+__all__ = ["LocalStack", "UP_KEY_NAME", "THROUGHPUT_ENV"]
+
+log = logging.getLogger(__name__)
+
+UP_KEY_NAME = "tracemill-up"
+# DESIGN.md decision 4: Serve's HAProxy ingress roughly doubles WebSocket frames/s.
+THROUGHPUT_ENV = {
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    # In this mode Serve floors every ingress replica's shutdown at a 30 s drain, which would
+    # make each stop (and test run) wait half a minute; clients resend what was not acked.
+    "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "5",
+}
+
+
+@dataclass
+class LocalStack:
+    state_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8000
+    num_cpus: int | None = None
+    throughput_mode: bool = True
+    serve_config: Path = DEFAULT_SERVE_CONFIG
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    postgres: EmbeddedPostgres | None = None
+    settings: TracemillSettings | None = None
+    started_ray: bool = False
+    dashboard_url: str | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start_storage(self) -> TracemillSettings:
+        """PostgreSQL (embedded unless DATABASE_URL is set), migrations, the object store."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        overrides: dict[str, Any] = {}
+        if not self.env.get("DATABASE_URL"):
+            self.postgres = EmbeddedPostgres(self.state_dir / "pgdata")
+            overrides["database"] = {"url": self.postgres.start()}
+        if not self.env.get("TRACEMILL_S3_BUCKET"):
+            overrides["object_store"] = {"kind": "local", "local_dir": str(self.state_dir / "objects")}
+        self.settings = TracemillSettings.from_env(self.env, overrides)
+        asyncio.run(apply_migrations(self.settings.database.url.get_secret_value()))
+        return self.settings
+
+    def start_ray(self) -> None:
+        if ray.is_initialized():
+            return
+        if self.throughput_mode:
+            os.environ.update(THROUGHPUT_ENV)  # read by the Serve processes Ray starts next
+        context = ray.init(
+            num_cpus=self.num_cpus,
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
+            namespace="tracemill",
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+        )
+        self.started_ray = True
+        self.dashboard_url = context.dashboard_url
+
+    def deploy(self) -> None:
+        assert self.settings is not None, "start_storage() first"
+        config = render_serve_config(self.settings, host=self.host, port=self.port, path=self.serve_config)
+        deploy_config(config)
+
+    def start(self) -> None:
+        started = time.monotonic()
+        try:
+            self.start_storage()
+            self.start_ray()
+            self.deploy()
+            self._write_state_file()
+        except BaseException:
+            self.stop()  # a failed start leaves nothing running behind it
+            raise
+        log.info("tracemill up in %.1fs", time.monotonic() - started)
+
+    def issue_keys(self, bootstrap_key: str | None) -> str:
+        """Register the bootstrap key if one is set, else a fresh key that replaces the last `up`'s."""
+        assert self.settings is not None
+        return asyncio.run(self._issue_keys(bootstrap_key))
+
+    async def _issue_keys(self, bootstrap_key: str | None) -> str:
+        pool = await connect_pool(self.settings.database)  # type: ignore[union-attr]
+        try:
+            if bootstrap_key:
+                await register_key(pool, bootstrap_key, scopes=["ingest", "read", "admin"], name="bootstrap")
+                return bootstrap_key
+            await revoke_key_by_name(pool, UP_KEY_NAME)
+            _, key = await create_key(pool, scopes=["ingest", "read"], name=UP_KEY_NAME)
+            return key
+        finally:
+            await pool.close()
+
+    def stop(self) -> None:
+        """Stop what this stack started, in reverse order; each step runs even if one fails."""
+        steps = []
+        if ray.is_initialized():
+            steps.append(("serve", lambda: serve.delete(APP_NAME) if not self.started_ray else serve.shutdown()))
+            if self.started_ray:
+                steps.append(("ray", ray.shutdown))
+        if self.postgres is not None:
+            steps.append(("postgres", self.postgres.stop))
+        for name, step in steps:
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - keep stopping the rest
+                log.exception("stopping %s failed", name)
+        (self.state_dir / "cluster.json").unlink(missing_ok=True)
+
+    def _write_state_file(self) -> None:
+        """What `tracemill status` and other commands read to find this running stack."""
+        info = {
+            "pid": os.getpid(),
+            "endpoint": self.endpoint,
+            "docs": f"{self.endpoint}/docs",
+            "ray_address": ray.get_runtime_context().gcs_address,
+            "dashboard": self.dashboard_url,
+            "embedded_postgres": self.postgres is not None,
+        }
+        (self.state_dir / "cluster.json").write_text(json.dumps(info, indent=2))

@@ -1,0 +1,1 @@
+"""tracemill: jobs."""

@@ -1,0 +1,1 @@
+"""tracemill: serve_app."""

@@ -1,0 +1,159 @@
+"""The ingest deployment: FastAPI routes on a Ray Serve ingress (PROTOCOL.md v1).
+
+Route methods are thin: each hands the request to its handler module with the replica's
+Services. The OpenAPI page at /docs documents every route, body and error.
+"""
+
+# No `from __future__ import annotations`: FastAPI must see real types on the route methods
+# that Serve rewrites into class-based views.
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.responses import JSONResponse, Response
+from ray import serve
+
+from actors.errors import DependencyUnavailable
+from actors.models import (
+    AckResult,
+    ErrorResponse,
+    EventsBatch,
+    FinishAccepted,
+    FinishRequest,
+    ScreenshotStored,
+    SessionCreate,
+    SessionCreated,
+    SessionView,
+)
+from actors.storage.postgres import ping as ping_db
+from configs.settings import TracemillSettings
+from serve_app import screenshots_api, sessions_api, stream_api
+from serve_app.errors import error_response, install_error_handlers, request_id_of
+from serve_app.metrics import CONTENT_TYPE_LATEST
+from serve_app.openapi import body_of, errors_of, install_openapi
+from serve_app.services import Services
+
+__all__ = ["Ingress", "api"]
+
+log = logging.getLogger(__name__)
+
+api = FastAPI(
+    title="tracemill ingest API",
+    version="1",
+    description=(
+        "Stream recorded browser sessions into tracemill. Authenticate with "
+        "`Authorization: Bearer <api_key>` (WebSocket clients that cannot set headers send "
+        '`{"type": "auth", "api_key": "..."}` as their first frame). Every error has the shape '
+        '`{"error": {"code", "message", "details", "request_id"}}`; every response carries '
+        "`X-Request-ID`. Events are acked only after they are committed to the database."
+    ),
+)
+install_error_handlers(api)
+install_openapi(api, [SessionCreate, FinishRequest, EventsBatch, ErrorResponse])
+
+_SESSION = "/v1/sessions/{session_id}"
+
+
+@serve.deployment(
+    name="Ingress",
+    ray_actor_options={"num_cpus": 0.2},
+    max_ongoing_requests=2000,
+    autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 500},
+    health_check_period_s=10,
+    graceful_shutdown_timeout_s=5,
+    graceful_shutdown_wait_loop_s=1,
+)
+@serve.ingress(api)
+class Ingress:
+    def __init__(self, settings: dict[str, Any]):
+        self.services = Services.create(TracemillSettings.build(settings))
+
+    @api.post(
+        "/v1/sessions", status_code=201, response_model=SessionCreated, tags=["sessions"],
+        openapi_extra=body_of(SessionCreate), responses=errors_of(400, 401, 403, 409, 413, 415, 422, 503),
+        summary="Create a session (idempotent by session_id)",
+    )
+    async def create_session(self, request: Request) -> JSONResponse:
+        return await sessions_api.create_session(self.services, request)
+
+    @api.get(
+        _SESSION, response_model=SessionView, tags=["sessions"],
+        responses=errors_of(401, 403, 404, 503), summary="Read a session's state and counters",
+    )
+    async def get_session(self, session_id: str, request: Request) -> dict[str, Any]:
+        return await sessions_api.get_session(self.services, request, session_id)
+
+    @api.post(
+        _SESSION + "/finish", status_code=202, response_model=FinishAccepted, tags=["sessions"],
+        openapi_extra=body_of(FinishRequest, required=False),
+        responses=errors_of(400, 401, 403, 404, 413, 422, 503), summary="Finish a session (harmless twice)",
+    )
+    async def finish_session(self, session_id: str, request: Request) -> JSONResponse:
+        return await sessions_api.finish_session(self.services, request, session_id)
+
+    @api.post(
+        _SESSION + "/events", response_model=AckResult, tags=["events"],
+        openapi_extra=body_of(EventsBatch),
+        responses=errors_of(400, 401, 403, 404, 409, 413, 415, 422, 429, 503),
+        summary="Store a batch of events; answered after commit",
+    )
+    async def post_events(self, session_id: str, request: Request) -> dict[str, Any]:
+        return await sessions_api.post_events(self.services, request, session_id)
+
+    @api.websocket(_SESSION + "/stream")
+    async def stream(self, websocket: WebSocket, session_id: str) -> None:
+        await stream_api.stream_session(self.services, websocket, session_id)
+
+    @api.put(
+        _SESSION + "/screenshots/{screenshot_id}", status_code=201, response_model=ScreenshotStored,
+        tags=["screenshots"], responses=errors_of(401, 403, 404, 409, 413, 415, 422, 503),
+        openapi_extra={"requestBody": {"required": True, "content": {
+            m: {"schema": {"type": "string", "format": "binary"}} for m in screenshots_api.MEDIA_TYPES
+        }}},
+        summary="Upload a screenshot (idempotent; 200 when repeated)",
+    )
+    async def put_screenshot(self, session_id: str, screenshot_id: str, request: Request) -> JSONResponse:
+        return await screenshots_api.put_screenshot(self.services, request, session_id, screenshot_id)
+
+    @api.get(
+        _SESSION + "/screenshots/{screenshot_id}", tags=["screenshots"],
+        responses={200: {"content": {"image/webp": {}, "image/png": {}, "image/jpeg": {}}}, **errors_of(401, 403, 404, 503)},
+        response_class=Response, summary="Download a stored screenshot",
+    )
+    async def get_screenshot(self, session_id: str, screenshot_id: str, request: Request) -> Response:
+        return await screenshots_api.get_screenshot(self.services, request, session_id, screenshot_id)
+
+    @api.get("/healthz", tags=["operations"], summary="Liveness: 200 while the process lives")
+    async def healthz(self) -> dict[str, str]:
+        return {"status": "ok"}
+
+    @api.get(
+        "/readyz", tags=["operations"], responses=errors_of(503),
+        summary="Readiness: the database and the object store answer",
+    )
+    async def readyz(self, request: Request) -> JSONResponse:
+        failing = await self._failing_dependencies()
+        if failing:
+            names = ", ".join(d["dependency"] for d in failing)
+            err = DependencyUnavailable(f"not ready: {names} unavailable", retry_after_s=2.0, details=failing)
+            return error_response(err, request_id_of(request))
+        return JSONResponse({"status": "ready"})
+
+    @api.get("/metrics", tags=["operations"], response_class=Response, summary="Prometheus text exposition")
+    async def metrics(self) -> Response:
+        return Response(self.services.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    async def check_health(self) -> None:
+        """Serve's replica health probe: the replica's event loop answers."""
+
+    async def _failing_dependencies(self) -> list[dict[str, str]]:
+        failing: list[dict[str, str]] = []
+        try:
+            await ping_db(await self.services.db())
+        except DependencyUnavailable as exc:
+            failing.append({"dependency": "database", "error": exc.message})
+        try:
+            await self.services.store.ping()
+        except DependencyUnavailable as exc:
+            failing.append({"dependency": "object_store", "error": exc.message})
+        return failing

@@ -1,0 +1,43 @@
+"""Prometheus metrics of one ingress replica, rendered by its `GET /metrics`.
+
+Labels never carry a session id: cardinality stays bounded however many sessions stream.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["IngressMetrics", "CONTENT_TYPE_LATEST"]
+
+
+class IngressMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.events_received = Counter(
+            "tracemill_events_received", "Events received in valid frames", ["transport"], registry=self.registry
+        )
+        self.events_accepted = Counter(
+            "tracemill_events_accepted", "Events newly stored and acked", ["transport"], registry=self.registry
+        )
+        self.events_duplicate = Counter(
+            "tracemill_events_duplicate", "Events acked as already stored", ["transport"], registry=self.registry
+        )
+        self.rejected = Counter(
+            "tracemill_requests_rejected", "Requests or frames refused, by error code", ["code"], registry=self.registry
+        )
+        self.slow_downs = Counter("tracemill_slow_downs", "slow_down / 429 answers", registry=self.registry)
+        self.ack_latency = Histogram(
+            "tracemill_ack_latency_seconds",
+            "From a frame or request read to its ack",
+            ["transport"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=self.registry,
+        )
+        self.open_streams = Gauge("tracemill_open_streams", "Open WebSocket streams", registry=self.registry)
+        self.screenshots = Counter(
+            "tracemill_screenshots_stored", "Screenshots stored", ["result"], registry=self.registry
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,58 @@
+"""What an ingress replica works with: settings, a small database pool, the object store,
+the shard router, the key cache and its metrics. Built once per replica."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from actors.auth import KeyCache, Principal, Scope
+from actors.shard_pool import ShardRouter
+from actors.storage.objectstore import ObjectStore, make_object_store
+from actors.storage.postgres import connect_pool, with_retries
+from configs.settings import TracemillSettings
+from serve_app.metrics import IngressMetrics
+
+__all__ = ["Services"]
+
+
+@dataclass
+class Services:
+    settings: TracemillSettings
+    router: ShardRouter
+    store: ObjectStore
+    keys: KeyCache
+    metrics: IngressMetrics = field(default_factory=IngressMetrics)
+    _pool: asyncpg.Pool | None = None
+    _pool_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @classmethod
+    def create(cls, settings: TracemillSettings) -> "Services":
+        return cls(
+            settings=settings,
+            router=ShardRouter(settings),
+            store=make_object_store(settings.object_store),
+            keys=KeyCache(ttl_s=settings.auth.cache_ttl_s),
+        )
+
+    async def db(self) -> asyncpg.Pool:
+        # The pool opens connections lazily, so a replica starts even while the database is down.
+        if self._pool is None:
+            async with self._pool_lock:
+                if self._pool is None:
+                    self._pool = await connect_pool(self.settings.database)
+        return self._pool
+
+    async def principal(self, api_key: str | None, scope: Scope) -> Principal:
+        pool = await self.db()
+        principal = await with_retries(
+            lambda: self.keys.authenticate(pool, api_key), attempts=2, what="API key check"
+        )
+        principal.require(scope)
+        return principal
+
+    def shard(self, session_id: uuid.UUID):  # -> ActorHandle
+        return self.router.for_session(session_id)

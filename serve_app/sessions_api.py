@@ -1,0 +1,123 @@
+"""Sessions and HTTP events: create, read, finish, post a batch."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+from actors.errors import InvalidInput, NotFound
+from actors.events import parse_events
+from actors.models import parse_finish, parse_session_create
+from actors.storage import sessions_repo
+from actors.storage.postgres import with_retries
+from serve_app.errors import call_actor
+from serve_app.http_io import bearer_key, read_json, session_uuid
+from serve_app.services import Services
+
+__all__ = ["create_session", "get_session", "finish_session", "post_events", "session_view"]
+
+
+async def create_session(services: Services, request: Request) -> JSONResponse:
+    principal = await services.principal(bearer_key(request), "ingest")
+    raw = await read_json(request, services.settings.ingest.max_body_bytes)
+    body = parse_session_create(raw, services.settings.ingest)
+    session_id = body.session_id or uuid.uuid4()
+    fields = body.model_dump(exclude={"session_id"}, mode="python")
+    canonical = json.dumps(body.model_dump(exclude={"session_id"}, mode="json"), sort_keys=True)
+    request_hash = hashlib.sha256(canonical.encode()).digest()
+    result = await call_actor(
+        services.shard(session_id).create_session.remote(principal.org_id, session_id, fields, request_hash)
+    )
+    status = 201 if result["created"] else 200
+    return JSONResponse({"session_id": result["session_id"], "status": result["status"]}, status_code=status)
+
+
+async def get_session(services: Services, request: Request, raw_id: str) -> dict[str, Any]:
+    principal = await services.principal(bearer_key(request), "read")
+    session_id = session_uuid(raw_id)
+    pool = await services.db()
+    row = await with_retries(
+        lambda: sessions_repo.fetch_session(pool, session_id, principal.org_id), attempts=2, what="session read"
+    )
+    if row is None:
+        raise NotFound(f"no session {session_id}")
+    return session_view(row)
+
+
+async def finish_session(services: Services, request: Request, raw_id: str) -> JSONResponse:
+    principal = await services.principal(bearer_key(request), "ingest")
+    session_id = session_uuid(raw_id)
+    raw = await read_json(request, services.settings.ingest.max_body_bytes, required=False)
+    finish = parse_finish(raw)
+    status = await call_actor(
+        services.shard(session_id).finish.remote(principal.org_id, session_id, finish.model_dump(mode="python"))
+    )
+    return JSONResponse({"status": status}, status_code=202)
+
+
+async def post_events(services: Services, request: Request, raw_id: str) -> dict[str, Any]:
+    started = time.perf_counter()
+    principal = await services.principal(bearer_key(request), "ingest")
+    session_id = session_uuid(raw_id)
+    raw = await read_json(request, services.settings.ingest.max_body_bytes)
+    if not isinstance(raw, dict) or "events" not in raw:
+        raise InvalidInput(
+            "expected an object with an 'events' array",
+            [{"field": "events", "error": "field required"}],
+        )
+    events = parse_events(raw["events"], services.settings.ingest)
+    ack = await call_actor(services.shard(session_id).ingest.remote(principal.org_id, session_id, events))
+    _count(services, "http", len(events), ack, started)
+    return ack
+
+
+def _count(services: Services, transport: str, received: int, ack: dict[str, Any], started: float) -> None:
+    m = services.metrics
+    m.events_received.labels(transport).inc(received)
+    m.events_accepted.labels(transport).inc(ack["accepted"])
+    m.events_duplicate.labels(transport).inc(ack["duplicates"])
+    m.ack_latency.labels(transport).observe(time.perf_counter() - started)
+
+
+def session_view(row: Any) -> dict[str, Any]:
+    quality = None
+    if row["quality_overall"] is not None:
+        quality = {
+            "completeness": row["completeness"],
+            "selector_reliability": row["selector_reliability"],
+            "screenshot_quality": row["screenshot_quality"],
+            "training_value": row["training_value"],
+            "overall": row["quality_overall"],
+            "reasons": json.loads(row["quality_reasons"]) if row["quality_reasons"] else [],
+        }
+    archive = None
+    if row["archive_key"] is not None:
+        archive = {"key": row["archive_key"], "sha256": row["archive_sha256"], "bytes": row["archive_bytes"]}
+    return {
+        "session_id": str(row["session_id"]),
+        "type": row["type"],
+        "status": row["status"],
+        "task": row["task"],
+        "event_count": row["event_count"],
+        "screenshot_count": row["screenshot_count"],
+        "duplicate_count": row["duplicate_count"],
+        "acked_through": row["acked_through"],
+        "max_seq": row["max_seq"],
+        "quality": quality,
+        "archive": archive,
+        "outcome": row["outcome"],
+        "started_at": _iso(row["started_at"]),
+        "ended_at": _iso(row["ended_at"]),
+        "created_at": _iso(row["created_at"]),
+        "updated_at": _iso(row["updated_at"]),
+    }
+
+
+def _iso(value: Any) -> str | None:
+    return None if value is None else value.isoformat()

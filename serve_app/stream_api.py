@@ -1,0 +1,181 @@
+"""The WebSocket stream: first-frame auth, events frames in, acks out in order.
+
+A reader validates each frame and hands its batch to the shard at once; a writer answers the
+frames strictly in arrival order. So a client may keep several frames in flight, and a bad
+frame costs only its own error frame: the connection stays open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any
+
+from fastapi import WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from actors.auth import Principal
+from actors.errors import (
+    DependencyUnavailable,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Overloaded,
+    PayloadTooLarge,
+    SessionClosed,
+    TracemillError,
+    Unauthenticated,
+)
+from actors.events import parse_events
+from serve_app.errors import call_actor, error_body
+from serve_app.http_io import decode_json, session_uuid
+from serve_app.services import Services
+
+__all__ = ["stream_session"]
+
+log = logging.getLogger(__name__)
+
+_CLOSE_CODES: list[tuple[type[TracemillError], int]] = [
+    (Unauthenticated, 4401),
+    (Forbidden, 4403),
+    (NotFound, 4404),
+    (SessionClosed, 4409),
+    (Overloaded, 1013),
+    (DependencyUnavailable, 1013),  # "try again later"
+]
+# Frames that may be in flight per connection before the reader waits for the writer.
+_PIPELINE_DEPTH = 16
+
+
+async def stream_session(services: Services, ws: WebSocket, raw_id: str) -> None:
+    request_id = ws.headers.get("x-request-id") or str(uuid.uuid4())
+    await ws.accept()
+    services.metrics.open_streams.inc()
+    try:
+        principal = await _authenticate(services, ws)
+        session_id = session_uuid(raw_id)
+        await call_actor(services.shard(session_id).check_recording.remote(principal.org_id, session_id))
+        await _pump(services, ws, principal, session_id, request_id)
+    except WebSocketDisconnect:
+        pass
+    except TracemillError as exc:
+        await _refuse(ws, exc, request_id)
+    finally:
+        services.metrics.open_streams.dec()
+
+
+async def _authenticate(services: Services, ws: WebSocket) -> Principal:
+    """A bearer header if the client could set one, else the first frame within the deadline."""
+    header = ws.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return await services.principal(header[7:].strip(), "ingest")
+    try:
+        message = await asyncio.wait_for(ws.receive(), services.settings.ingest.ws_auth_timeout_s)
+    except asyncio.TimeoutError:
+        raise Unauthenticated("no auth frame within the deadline") from None
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    try:
+        frame = decode_json(message.get("text") or message.get("bytes") or b"")
+    except TracemillError:
+        frame = None
+    if not isinstance(frame, dict) or frame.get("type") != "auth" or not isinstance(frame.get("api_key"), str):
+        raise Unauthenticated('the first frame must be {"type": "auth", "api_key": "..."}')
+    return await services.principal(frame["api_key"], "ingest")
+
+
+async def _pump(
+    services: Services, ws: WebSocket, principal: Principal, session_id: uuid.UUID, request_id: str
+) -> None:
+    queue: asyncio.Queue[tuple[str, float, Any] | None] = asyncio.Queue(_PIPELINE_DEPTH)
+    writer = asyncio.create_task(_write_answers(services, ws, queue))
+    frame_no = 0
+    try:
+        while not writer.done():
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            frame_no += 1
+            started = time.perf_counter()
+            item = _submit(services, principal, session_id, message)
+            await queue.put((f"{request_id}/{frame_no}", started, item))
+    finally:
+        if not writer.done():
+            try:  # let the writer answer what was read before the client left
+                await asyncio.wait_for(queue.put(None), timeout=30)
+                await asyncio.wait([writer], timeout=30)
+            except asyncio.TimeoutError:
+                pass
+        writer.cancel()
+        if writer.done() and not writer.cancelled() and writer.exception() is not None:
+            log.debug("stream writer ended: %r", writer.exception())
+
+
+def _submit(services: Services, principal: Principal, session_id: uuid.UUID, message: dict[str, Any]) -> Any:
+    """Validate one frame and start its commit; what goes to the writer is a task or an error."""
+    limits = services.settings.ingest
+    data = message.get("text")
+    if data is None:
+        data = message.get("bytes") or b""
+    try:
+        if len(data) > limits.max_frame_bytes:
+            raise PayloadTooLarge(f"the frame exceeds the limit of {limits.max_frame_bytes} bytes")
+        frame = decode_json(data)
+        if not isinstance(frame, dict):
+            raise InvalidInput("a frame must be a JSON object with a 'type'")
+        kind = frame.get("type")
+        if kind == "auth":
+            return None  # harmless repeat of the first frame
+        if kind != "events" or "events" not in frame:
+            raise InvalidInput(
+                "unknown frame; expected {\"type\": \"events\", \"events\": [...]}",
+                [{"field": "type", "error": "expected 'events'"}],
+            )
+        events = parse_events(frame["events"], limits)
+    except TracemillError as exc:
+        return exc
+    services.metrics.events_received.labels("ws").inc(len(events))
+    ref = services.shard(session_id).ingest.remote(principal.org_id, session_id, events)
+    return asyncio.ensure_future(call_actor(ref))
+
+
+async def _write_answers(services: Services, ws: WebSocket, queue: asyncio.Queue[Any]) -> None:
+    while (entry := await queue.get()) is not None:
+        frame_id, started, item = entry
+        if item is None:
+            continue
+        try:
+            if isinstance(item, BaseException):
+                raise item
+            ack = await item
+        except Overloaded as exc:
+            services.metrics.slow_downs.inc()
+            await ws.send_json({"type": "slow_down", "retry_after_ms": int(exc.retry_after_s * 1000)})
+            continue
+        except TracemillError as exc:
+            services.metrics.rejected.labels(exc.code).inc()
+            await ws.send_json({"type": "error", **error_body(exc, frame_id)})
+            continue
+        except Exception:  # noqa: BLE001 - the connection outlives one bad frame
+            log.exception("frame %s failed", frame_id)
+            err = TracemillError("internal error; the request id identifies it in the logs")
+            await ws.send_json({"type": "error", **error_body(err, frame_id)})
+            continue
+        m = services.metrics
+        m.events_accepted.labels("ws").inc(ack["accepted"])
+        m.events_duplicate.labels("ws").inc(ack["duplicates"])
+        m.ack_latency.labels("ws").observe(time.perf_counter() - started)
+        await ws.send_json({"type": "ack", **ack})
+
+
+async def _refuse(ws: WebSocket, exc: TracemillError, request_id: str) -> None:
+    """Tell the client why, then close with a code it can act on (4401 means: fix the key)."""
+    code = next((c for cls, c in _CLOSE_CODES if isinstance(exc, cls)), 1011)
+    if ws.application_state == WebSocketState.CONNECTED:
+        try:
+            await ws.send_json({"type": "error", **error_body(exc, request_id)})
+            await ws.close(code=code, reason=exc.code)
+        except (RuntimeError, WebSocketDisconnect):
+            pass

@@ -1,0 +1,91 @@
+"""`tracemill up` as a user runs it: a subprocess that serves, then stops on SIGTERM leaving
+no process behind; and `tracemill keys` against the same state directory."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.support.client import click_event
+from tests.support.net import free_port, wait_for
+
+BOOTSTRAP = "tm_bootstrap_key_for_the_cli_test"
+
+
+def tracemill(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cluster.cli", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+def postgres_processes(state: Path) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        if proc.info["name"] == "postgres" and str(state) in " ".join(proc.info["cmdline"] or []):
+            found.append(proc)
+    return found
+
+
+@pytest.mark.timeout(400)
+def test_up_serves_then_stops_everything_on_sigterm(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "DATABASE_URL", "TRACEMILL_S3_BUCKET")}
+    env["TRACEMILL_BOOTSTRAP_API_KEY"] = BOOTSTRAP
+    # Serve's HAProxy binds fixed stats/metrics ports; the test session's own stack holds them.
+    env["RAY_SERVE_HAPROXY_STATS_PORT"] = str(free_port())
+    env["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(free_port())
+    log = (tmp_path / "up.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cluster.cli", "up", "--port", str(port), "--state-dir", str(state), "--num-cpus", "1"],
+        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: httpx.get(base + "/readyz", timeout=5).status_code == 200, timeout_s=240,
+                 interval_s=1, what="tracemill up to be ready")
+        auth = {"Authorization": f"Bearer {BOOTSTRAP}"}
+        sid = httpx.post(base + "/v1/sessions", json={"type": "automated"}, headers=auth, timeout=30).json()["session_id"]
+        ack = httpx.post(f"{base}/v1/sessions/{sid}/events", json={"events": [click_event(0)]}, headers=auth, timeout=30)
+        assert ack.json()["acked_through"] == 0
+        output = (tmp_path / "up.log").read_text()
+        assert base in output and f"{base}/docs" in output and BOOTSTRAP in output
+        family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        assert postgres_processes(state)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        wait_for(lambda: not [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE],
+                 timeout_s=30, what="every process `up` started to exit")
+        assert not postgres_processes(state)
+        assert not (state / "cluster.json").exists()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+    # The state survives: keys work against it with nothing running, and leave nothing running.
+    created = tracemill("keys", "--state-dir", str(state), "create", "--scopes", "read", "--name", "ci", env=env)
+    assert created.returncode == 0, created.stderr
+    new_key = created.stdout.split("key     ")[1].strip()
+    listed = tracemill("keys", "--state-dir", str(state), "list", env=env)
+    assert new_key[:12] in listed.stdout and new_key not in listed.stdout and "bootstrap" in listed.stdout
+    revoked = tracemill("keys", "--state-dir", str(state), "revoke", new_key[:12], env=env)
+    assert revoked.returncode == 0 and "revoked" in revoked.stdout
+    again = tracemill("keys", "--state-dir", str(state), "revoke", new_key[:12], env=env)
+    assert again.returncode == 2 and "no active API key" in again.stderr
+    bad = tracemill("keys", "--state-dir", str(state), "create", "--scopes", "root", env=env)
+    assert bad.returncode == 2 and "scopes" in bad.stderr
+    assert not postgres_processes(state)
+
+
+def test_up_rejects_bad_arguments(tmp_path: Path) -> None:
+    result = tracemill("up", "--port", "70000", "--state-dir", str(tmp_path))
+    assert result.returncode == 2 and "port" in result.stderr
+    assert not list(tmp_path.iterdir())

@@ -1,0 +1,1 @@
+"""Helpers shared by tracemill's test suites (servers, fixtures); not test modules."""
