@@ -95,8 +95,7 @@ def _up(args: argparse.Namespace) -> int:
     stack = LocalStack(_state_dir(args.state_dir), host=args.host, port=args.port, num_cpus=args.num_cpus)
     stop = threading.Event()
     try:
-        stack.start()
-        key = stack.issue_keys(os.environ.get("TRACEMILL_BOOTSTRAP_API_KEY"))
+        key = stack.start(os.environ.get("TRACEMILL_BOOTSTRAP_API_KEY"))
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
         print(_banner(stack, key), flush=True)

@@ -88,10 +88,12 @@ class LocalStack:
         config = render_serve_config(self.settings, host=self.host, port=self.port, path=self.serve_config)
         deploy_config(config)
 
-    def start(self) -> None:
+    def start(self, bootstrap_key: str | None = None) -> str:
+        """Start everything; returns the API key to print (registered before serving starts)."""
         started = time.monotonic()
         try:
             self.start_storage()
+            key = self.issue_keys(bootstrap_key)
             self.start_ray()
             self.deploy()
             self._write_state_file()
@@ -99,6 +101,7 @@ class LocalStack:
             self.stop()  # a failed start leaves nothing running behind it
             raise
         log.info("tracemill up in %.1fs", time.monotonic() - started)
+        return key
 
     def issue_keys(self, bootstrap_key: str | None) -> str:
         """Register the bootstrap key if one is set, else a fresh key that replaces the last `up`'s."""
