@@ -17,9 +17,9 @@ from typing import Any, Callable, Sequence
 
 import asyncpg
 
-from actors.events import StoredEvent
+from actors.events import EncodedEvent
 from actors.session_state import SessionState
-from actors.storage.postgres import json_dumps, with_retries
+from actors.storage.postgres import with_retries
 from configs.settings import ShardSettings
 
 __all__ = ["GroupCommitter", "prepare_staging"]
@@ -52,7 +52,7 @@ async def prepare_staging(conn: asyncpg.Connection) -> None:
 @dataclass
 class _Waiter:
     state: SessionState
-    events: Sequence[StoredEvent]
+    events: Sequence[EncodedEvent]
     duplicates: int
     future: asyncio.Future[dict[str, Any]]
     owned: list[int] = field(default_factory=list)  # seqs this waiter is the first to send
@@ -77,7 +77,7 @@ class GroupCommitter:
     def pending_for(self, session_id: uuid.UUID) -> list[asyncio.Future[dict[str, Any]]]:
         return [w.future for w in self._queue if w.state.session_id == session_id]
 
-    async def submit(self, state: SessionState, events: Sequence[StoredEvent], duplicates: int) -> dict[str, Any]:
+    async def submit(self, state: SessionState, events: Sequence[EncodedEvent], duplicates: int) -> dict[str, Any]:
         """Queue a batch of not-yet-stored events; resolves with the ack once committed."""
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
@@ -162,11 +162,7 @@ def _claim_rows(batch: list[_Waiter]) -> list[tuple[Any, ...]]:
                 continue
             seen.add((sid, ev.seq))
             waiter.owned.append(ev.seq)
-            rows.append((
-                sid, ev.seq, ev.type, ev.ts, ev.url,
-                None if ev.target is None else json_dumps(ev.target),
-                json_dumps(ev.payload),
-            ))
+            rows.append((sid, ev.seq, ev.type, ev.ts, ev.url, ev.target, ev.payload))
     return rows
 
 

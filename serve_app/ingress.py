@@ -6,6 +6,7 @@ Services. The OpenAPI page at /docs documents every route, body and error.
 
 # No `from __future__ import annotations`: FastAPI must see real types on the route methods
 # that Serve rewrites into class-based views.
+import asyncio
 import logging
 from typing import Any
 
@@ -28,7 +29,7 @@ from actors.models import (
 from actors.storage.postgres import ping as ping_db
 from configs.settings import TracemillSettings
 from serve_app import screenshots_api, sessions_api, stream_api
-from serve_app.errors import error_response, install_error_handlers, request_id_of
+from serve_app.errors import call_actor, error_response, install_error_handlers, request_id_of
 from serve_app.metrics import CONTENT_TYPE_LATEST
 from serve_app.openapi import body_of, errors_of, install_openapi
 from serve_app.services import Services
@@ -129,7 +130,7 @@ class Ingress:
 
     @api.get(
         "/readyz", tags=["operations"], responses=errors_of(503),
-        summary="Readiness: the database and the object store answer",
+        summary="Readiness: the database, the object store and the session shards answer",
     )
     async def readyz(self, request: Request) -> JSONResponse:
         failing = await self._failing_dependencies()
@@ -156,4 +157,9 @@ class Ingress:
             await self.services.store.ping()
         except DependencyUnavailable as exc:
             failing.append({"dependency": "object_store", "error": exc.message})
+        try:
+            pings = [call_actor(handle.ping.remote()) for handle in self.services.router.handles]
+            await asyncio.wait_for(asyncio.gather(*pings), timeout=2.0)
+        except Exception as exc:  # noqa: BLE001 - a shard that is starting or down: not ready
+            failing.append({"dependency": "shards", "error": f"session shards not answering ({type(exc).__name__})"})
         return failing

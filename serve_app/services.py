@@ -6,15 +6,19 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 import asyncpg
+from ray.actor import ActorHandle
 
 from actors.auth import KeyCache, Principal, Scope
-from actors.shard_pool import ShardRouter
+from actors.events import StoredEvent, encode_events
+from actors.shard_pool import ShardRouter, shard_index
 from actors.storage.objectstore import ObjectStore, make_object_store
 from actors.storage.postgres import connect_pool, with_retries
 from configs.settings import TracemillSettings
 from serve_app.metrics import IngressMetrics
+from serve_app.shard_client import ShardClient
 
 __all__ = ["Services"]
 
@@ -25,15 +29,18 @@ class Services:
     router: ShardRouter
     store: ObjectStore
     keys: KeyCache
+    clients: list[ShardClient] = field(default_factory=list)
     metrics: IngressMetrics = field(default_factory=IngressMetrics)
     _pool: asyncpg.Pool | None = None
     _pool_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
     def create(cls, settings: TracemillSettings) -> "Services":
+        router = ShardRouter(settings)
         return cls(
             settings=settings,
-            router=ShardRouter(settings),
+            router=router,
+            clients=[ShardClient(handle) for handle in router.handles],
             store=make_object_store(settings.object_store),
             keys=KeyCache(ttl_s=settings.auth.cache_ttl_s),
         )
@@ -54,5 +61,12 @@ class Services:
         principal.require(scope)
         return principal
 
-    def shard(self, session_id: uuid.UUID):  # -> ActorHandle
+    def shard(self, session_id: uuid.UUID) -> ActorHandle:
         return self.router.for_session(session_id)
+
+    async def ingest(
+        self, org_id: uuid.UUID, session_id: uuid.UUID, events: Sequence[StoredEvent]
+    ) -> dict[str, Any]:
+        """Store a validated batch through this replica's coalescing client for its shard."""
+        client = self.clients[shard_index(session_id, len(self.clients))]
+        return await client.ingest(org_id, session_id, encode_events(events))

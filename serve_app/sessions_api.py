@@ -72,7 +72,7 @@ async def post_events(services: Services, request: Request, raw_id: str) -> dict
             [{"field": "events", "error": "field required"}],
         )
     events = parse_events(raw["events"], services.settings.ingest)
-    ack = await call_actor(services.shard(session_id).ingest.remote(principal.org_id, session_id, events))
+    ack = await services.ingest(principal.org_id, session_id, events)
     _count(services, "http", len(events), ack, started)
     return ack
 

@@ -137,8 +137,7 @@ def _submit(services: Services, principal: Principal, session_id: uuid.UUID, mes
     except TracemillError as exc:
         return exc
     services.metrics.events_received.labels("ws").inc(len(events))
-    ref = services.shard(session_id).ingest.remote(principal.org_id, session_id, events)
-    return asyncio.ensure_future(call_actor(ref))
+    return asyncio.ensure_future(services.ingest(principal.org_id, session_id, events))
 
 
 async def _write_answers(services: Services, ws: WebSocket, queue: asyncio.Queue[Any]) -> None:

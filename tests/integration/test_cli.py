@@ -52,7 +52,9 @@ def test_up_serves_then_stops_everything_on_sigterm(tmp_path: Path) -> None:
         wait_for(lambda: httpx.get(base + "/readyz", timeout=5).status_code == 200, timeout_s=240,
                  interval_s=1, what="tracemill up to be ready")
         auth = {"Authorization": f"Bearer {BOOTSTRAP}"}
-        sid = httpx.post(base + "/v1/sessions", json={"type": "automated"}, headers=auth, timeout=30).json()["session_id"]
+        created = httpx.post(base + "/v1/sessions", json={"type": "automated"}, headers=auth, timeout=30)
+        assert created.status_code == 201, created.text
+        sid = created.json()["session_id"]
         ack = httpx.post(f"{base}/v1/sessions/{sid}/events", json={"events": [click_event(0)]}, headers=auth, timeout=30)
         assert ack.json()["acked_through"] == 0
         output = (tmp_path / "up.log").read_text()
@@ -68,6 +70,8 @@ def test_up_serves_then_stops_everything_on_sigterm(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+        for leftover in postgres_processes(state):  # only after a failure above
+            leftover.terminate()
         log.close()
 
     # The state survives: keys work against it with nothing running, and leave nothing running.

@@ -1,0 +1,115 @@
+"""`tracemill bench ingest`: the ingest figure, as a ratio to a baseline from the same run.
+
+It starts a private local stack (the same start-up as `tracemill up`, in a temporary state
+directory), deploys the no-op WebSocket app beside the real one, drives the same load at
+both, alternating rounds so that drift on a noisy machine hits both alike, and prints
+acked events/s and ack latency with the real/baseline ratio. `--output FILE` writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ray import serve
+
+from cluster.loadgen import LoadConfig, LoadResult, format_comparison, run_load
+from cluster.local import LocalStack
+from serve_app.noop import build_noop_app
+
+__all__ = ["main"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="tracemill bench", description=__doc__)
+    sub = parser.add_subparsers(dest="which", required=True)
+    ingest = sub.add_parser("ingest", help="WebSocket ingest vs a no-op Serve endpoint")
+    ingest.add_argument("--sessions", type=int, default=100)
+    ingest.add_argument("--batch", type=int, default=50)
+    ingest.add_argument("--duration", type=float, default=15.0, help="measured seconds per round")
+    ingest.add_argument("--warmup", type=float, default=3.0)
+    ingest.add_argument("--rounds", type=int, default=2, help="alternating baseline/real rounds")
+    ingest.add_argument("--output", type=Path, help="write the figures as JSON here")
+    return parser.parse_args(argv)
+
+
+def _median(results: list[LoadResult]) -> LoadResult:
+    """The round with the median events/s stands for its target."""
+    ordered = sorted(results, key=lambda r: r.events_per_s)
+    return ordered[len(ordered) // 2]
+
+
+async def _rounds(endpoint: str, key: str, args: argparse.Namespace) -> tuple[list[LoadResult], list[LoadResult]]:
+    baseline: list[LoadResult] = []
+    real: list[LoadResult] = []
+    for round_no in range(1, args.rounds + 1):
+        for prefix, sink in (("/noop", baseline), ("", real)):
+            name = "baseline (no-op Serve WebSocket)" if prefix else "tracemill ingest"
+            print(f"round {round_no}/{args.rounds}: {name}", file=sys.stderr, flush=True)
+            cfg = LoadConfig(
+                url=endpoint, api_key=key, prefix=prefix, sessions=args.sessions, batch=args.batch,
+                duration_s=args.duration, warmup_s=args.warmup,
+            )
+            sink.append(await run_load(cfg))
+    return baseline, real
+
+
+def _bench_ingest(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="tracemill-bench-") as state:
+        stack = LocalStack(Path(state), port=_free_port())
+        try:
+            key = stack.start()
+            serve.run(build_noop_app(), name="noop", route_prefix="/noop")
+            baseline, real = asyncio.run(_rounds(stack.endpoint, key, args))
+        finally:
+            stack.stop()
+    base, mine = _median(baseline), _median(real)
+    print(format_comparison(mine, base))
+    if args.output:
+        _write(args.output, args, baseline, real, base, mine)
+    return 0 if mine.errors == 0 and mine.ack_mismatches == 0 else 1
+
+
+def _write(path: Path, args: argparse.Namespace, baseline: list[LoadResult], real: list[LoadResult],
+           base: LoadResult, mine: LoadResult) -> None:
+    record: dict[str, Any] = {
+        "benchmark": "ingest",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "params": {k: v for k, v in vars(args).items() if k not in ("output", "which")},
+        "ratio_events_per_s": mine.events_per_s / base.events_per_s if base.events_per_s else None,
+        "ratio_p99": (mine.latency_p99_ms or 0) / base.latency_p99_ms if base.latency_p99_ms else None,
+        "baseline_events_per_s_rounds": [r.events_per_s for r in baseline],
+        "real_events_per_s_rounds": [r.events_per_s for r in real],
+        "spread_real_events_per_s": statistics.pstdev([r.events_per_s for r in real]),
+        "baseline": base.model_dump(mode="json"),
+        "real": mine.model_dump(mode="json"),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(list(sys.argv[1:] if argv is None else argv))
+    return _bench_ingest(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
