@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("pgserver").setLevel(logging.WARNING)  # it narrates every pg_ctl call
+    for chatty in ("pgserver", "httpx"):  # they narrate every pg_ctl call and HTTP request
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     if argv[:1] == ["loadgen"]:
         from cluster.loadgen import main as loadgen_main
 

@@ -12,6 +12,7 @@ import json
 import logging
 import random
 from importlib import resources
+from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
 
 import asyncpg
@@ -97,10 +98,10 @@ async def ping(pool: asyncpg.Pool, timeout_s: float = 2.0) -> None:
         ) from exc
 
 
-def _migration_files() -> list[tuple[int, str, str]]:
-    folder = resources.files("actors.storage") / "migrations"
+def _migration_files(folder: Path | None = None) -> list[tuple[int, str, str]]:
+    source: Any = folder if folder is not None else resources.files("actors.storage") / "migrations"
     found: list[tuple[int, str, str]] = []
-    for entry in folder.iterdir():
+    for entry in source.iterdir():
         if entry.name.endswith(".sql"):
             version = int(entry.name.split("_", 1)[0])
             found.append((version, entry.name, entry.read_text()))
@@ -111,11 +112,12 @@ def _migration_files() -> list[tuple[int, str, str]]:
     return found
 
 
-async def apply_migrations(dsn: str) -> list[str]:
+async def apply_migrations(dsn: str, folder: Path | None = None) -> list[str]:
     """Apply the pending migrations in order, each in its own transaction; return their names.
 
     Re-running is a no-op. A migration that fails is rolled back and raises MigrationFailed
     naming the file; an already-applied file whose text changed is refused the same way.
+    `folder` replaces the packaged migrations (tests use it).
     """
     conn: asyncpg.Connection = await asyncpg.connect(dsn)
     applied_now: list[str] = []
@@ -127,7 +129,7 @@ async def apply_migrations(dsn: str) -> list[str]:
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
         done = {r["version"]: r for r in await conn.fetch("SELECT * FROM schema_migrations")}
-        for version, name, sql in _migration_files():
+        for version, name, sql in _migration_files(folder):
             checksum = hashlib.sha256(sql.encode()).hexdigest()
             if version in done:
                 if done[version]["checksum"] != checksum:

@@ -59,6 +59,9 @@ def test_up_serves_then_stops_everything_on_sigterm(tmp_path: Path) -> None:
         assert ack.json()["acked_through"] == 0
         output = (tmp_path / "up.log").read_text()
         assert base in output and f"{base}/docs" in output and BOOTSTRAP in output
+        status = tracemill("status", "--state-dir", str(state), env=env)
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert "readyz     200" in status.stdout and "recording" in status.stdout
         family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
         assert postgres_processes(state)
         proc.send_signal(signal.SIGTERM)
