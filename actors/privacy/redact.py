@@ -1,0 +1,426 @@
+"""Redaction of text, URLs, Elements, events and DOM snapshots (PROTOCOL.md v1 shapes).
+
+* Form fields are classified by attributes: ``type=password`` or autocomplete current-password,
+  new-password, one-time-code is PASSWORD, whose value is removed, never replaced; ``cc-*`` is
+  CARD, ``type``/autocomplete email or tel is EMAIL or PHONE, replaced whole (people type
+  "555 123 4567" into forms, which the text detectors leave alone elsewhere on purpose). Names
+  (name/id attributes, JSON keys, query parameters) classify the same way but weakly: the value
+  goes whole only when it has the shape (digits, "@"), so ``{"card": "Visa"}`` stays.
+* URLs keep scheme, host (it names the site, not the person), port and the shape of path, query
+  and fragment; detectors see percent-decoded parts, and only changed parts are re-encoded.
+* Keypresses stay (they are the action learned), except single characters typed into PASSWORD,
+  CARD or SECRET fields, which would spell the value out one event at a time.
+* Nothing mutates its input: every method returns a redacted copy and a RedactionReport.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import html as html_lib
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from actors.errors import ConfigError, details_from_validation_error
+from actors.privacy.patterns import BUILTIN, PLACEHOLDERS, Scanner, compile_extra
+
+__all__ = ["ExtraPattern", "FieldKind", "RedactionReport", "RedactionSettings", "Redactor",
+           "field_kind", "name_kind"]
+
+FieldKind = tuple[str, bool]  # (type, strong): strong when the field's type says so outright
+
+
+@dataclass
+class RedactionReport:
+    """How many values of each type were redacted; never the values themselves."""
+
+    counts: dict[str, int] = field(default_factory=dict)  # type -> number of values
+
+    def add(self, kind: str, n: int = 1) -> None:
+        if n:
+            self.counts[kind] = self.counts.get(kind, 0) + n
+
+    def merge(self, other: RedactionReport) -> RedactionReport:
+        """Add `other`'s counts into this report and return it (so merges chain)."""
+        for kind, n in other.counts.items():
+            self.add(kind, n)
+        return self
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+class ExtraPattern(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(description="UPPER_SNAKE_CASE type name, used in report counts")
+    pattern: str = Field(min_length=1, max_length=4096, description="a Python regex")
+    placeholder: str = Field(min_length=1, max_length=64)
+
+
+class RedactionSettings(BaseModel):
+    """Only additions are configurable: no setting turns a built-in detector off."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    extra_patterns: list[ExtraPattern] = Field(default_factory=list)
+    # False runs the text detectors over URL strings as they are (no decoding, no names).
+    redact_urls: bool = True
+
+
+_CAMEL = re.compile(r"([a-z0-9])([A-Z])")
+_NON_WORD = re.compile(r"[^a-z0-9]+")
+_PASSWORD_AUTOCOMPLETE = frozenset({"current-password", "new-password", "one-time-code"})
+_PASSWORD_WORDS = frozenset({"password", "passwd", "pwd", "passcode", "passphrase", "otp"})
+# "password_hint", "show_password" describe the field, they do not hold the password.
+_DESCRIBING = frozenset({"url", "link", "href", "hint", "label", "policy", "strength", "rules",
+                         "visible", "show", "toggle", "type", "error", "message", "placeholder",
+                         "required", "length", "min", "max", "forgot", "reset"})
+_SECRET_LAST = frozenset({"token", "secret", "apikey", "sessionid", "sid", "jwt", "signature",
+                          "sig", "auth", "authorization", "credential", "credentials"})
+_SECRET_ENDINGS = ("apikey", "secretkey", "accesskey", "privatekey", "sessionid")
+_CARD_WORDS = frozenset({"cvc", "cvv", "cvv2", "csc", "ccnum", "ccnumber", "cardnumber"})
+_PHONE_WORDS = frozenset({"phone", "telephone", "tel", "mobile", "msisdn", "fax", "phonenumber"})
+_EMAIL_WORDS = frozenset({"email", "mail", "emailaddress"})
+_FORM_TAGS = frozenset({"input", "textarea", "select"})
+
+
+@functools.lru_cache(maxsize=4096)
+def name_kind(name: str) -> str | None:
+    """The type a field, JSON key or query parameter name implies ("apiKey" -> SECRET)."""
+    words = [w for w in _NON_WORD.split(_CAMEL.sub(r"\1_\2", name).lower()) if w]
+    if not words or words[-1] in _DESCRIBING:
+        return None
+    joined, last, found = "".join(words), words[-1], set(words)
+    if found & _PASSWORD_WORDS:
+        return "PASSWORD"
+    if last in _SECRET_LAST or joined.endswith(_SECRET_ENDINGS):
+        return "SECRET"
+    if found & _CARD_WORDS or last == "card" or (words[0] == "cc" and len(words) > 1):
+        return "CARD"
+    if found & _PHONE_WORDS:
+        return "PHONE"
+    return "EMAIL" if found & _EMAIL_WORDS or joined.endswith("email") else None
+
+
+def field_kind(attrs: Mapping[str, Any] | None, tag: str | None = None) -> FieldKind | None:
+    """What a form field holds, from its attributes (PROTOCOL Element `attributes`)."""
+    a = {str(k).lower(): v.strip() for k, v in (attrs or {}).items() if isinstance(v, str)}
+    kind, auto = a.get("type", "").lower(), set(a.get("autocomplete", "").lower().split())
+    if kind == "password" or auto & _PASSWORD_AUTOCOMPLETE:
+        return ("PASSWORD", True)
+    if any(token.startswith("cc-") for token in auto):
+        return ("CARD", True)
+    if kind == "email" or "email" in auto:
+        return ("EMAIL", True)
+    if kind == "tel" or any(token.startswith("tel") for token in auto):
+        return ("PHONE", True)
+    if tag is not None and tag.lower() not in _FORM_TAGS:
+        return None  # a <div id="card"> is a product card
+    for key in ("name", "id"):
+        named = name_kind(a.get(key, ""))
+        if named is not None:
+            return (named, False)
+    return None
+
+
+def _has_shape(kind: FieldKind, value: str) -> bool:
+    name, strong = kind
+    digits = sum(c.isdigit() for c in value)
+    if name == "EMAIL":
+        return strong or "@" in value
+    if name == "PHONE":
+        return digits >= (3 if strong else 7)
+    if name == "CARD":
+        return digits >= (1 if strong else 3)
+    if name == "SECRET":
+        no_space = len(value) >= 8 and not any(c.isspace() for c in value)
+        return no_space and (not value.isalpha() or len(value) >= 24)
+    return False
+
+
+_MARKUP = re.compile(
+    r"<!--(?P<comment>.*?)(?:-->|\Z)|<![^>]*+>?|</[A-Za-z][^>]*+>?"
+    r"|<(?P<tag>[A-Za-z][A-Za-z0-9:-]*)(?P<attrs>(?:\s+[^\s\"'<>/=]+(?:\s*=\s*(?:\"[^\"]*\"|'[^']*'"
+    r"|[^\s\"'=<>`]+))?)*+)\s*/?>",
+    re.DOTALL,
+)
+_ATTR = re.compile(
+    r"(?P<name>[^\s\"'<>/=]+)(?:\s*=\s*(?:\"(?P<dq>[^\"]*)\"|'(?P<sq>[^']*)'|(?P<uq>[^\s\"'=<>`]+)))?"
+)
+_URL_ATTRS = frozenset({"href", "src", "action", "formaction", "cite", "poster", "ping",
+                        "background", "longdesc", "data-href", "data-src", "data-url"})
+_URL_KEYS = frozenset({"url", "href", "src", "referrer", "action", "link"})
+_VERBATIM_EVENT = frozenset({"seq", "type", "ts", "x", "y", "button", "state", "transition",
+                             "trigger", "screenshot_id", "masked", "modifiers"})
+_CSS_VALUE = re.compile(r"""(\[value\s*[~|^$*]?=\s*)(["']?)(.*?)\2(?=\s*\])""")
+_SAFE = "[]@:!$'()*,;="  # kept literal when re-encoding: placeholders stay readable
+_PLACEHOLDER = re.compile(r"\[[A-Z][A-Z0-9_]*\]")
+
+
+def _attr_raw(m: re.Match[str]) -> str | None:
+    return next((m.group(g) for g in ("dq", "sq", "uq") if m.group(g) is not None), None)
+
+
+def _settings(settings: RedactionSettings | Mapping[str, Any] | None) -> RedactionSettings:
+    if settings is None or isinstance(settings, RedactionSettings):
+        return settings or RedactionSettings()
+    try:
+        return RedactionSettings.model_validate(settings)
+    except ValidationError as exc:
+        details = details_from_validation_error(exc, "redaction")
+        problems = "; ".join(f"{d['field']}: {d['error']}" for d in details)
+        raise ConfigError(f"invalid redaction settings: {problems}", details) from None
+
+
+class Redactor:
+    """Redacts personal data and secrets; see the module docstring for the rules."""
+
+    def __init__(self, settings: RedactionSettings | Mapping[str, Any] | None = None) -> None:
+        self.settings = _settings(settings)
+        names = [p.name for p in self.settings.extra_patterns]
+        if len(set(names)) != len(names):
+            raise ConfigError("extra pattern names must be unique")
+        extras = tuple(compile_extra(p.name, p.pattern, p.placeholder)
+                       for p in self.settings.extra_patterns)
+        self._scanner = Scanner(BUILTIN + extras)  # built-ins first: they win overlaps
+
+    def text(self, s: str) -> tuple[str, RedactionReport]:
+        return self._run(self._text, s)
+
+    def url(self, u: str) -> tuple[str, RedactionReport]:
+        return self._run(self._url, u)
+
+    def html(self, doc: str) -> tuple[str, RedactionReport]:
+        return self._run(self._html, doc)
+
+    def element(self, d: Mapping[str, Any]) -> tuple[dict[str, Any], RedactionReport]:
+        return self._run(self._element, d)
+
+    def event(self, d: Mapping[str, Any]) -> tuple[dict[str, Any], RedactionReport]:
+        return self._run(self._event, d)
+
+    def sensitive_boxes(self, event: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Boxes (viewport CSS px) of the event's elements to paint over in screenshots."""
+        boxes: list[dict[str, Any]] = []
+        for el in [event.get("target"), *(event.get("elements") or ())]:
+            bbox = el.get("bbox") if isinstance(el, Mapping) else None
+            if isinstance(bbox, Mapping) and self._is_sensitive(el):
+                box = {k: bbox[k] for k in ("x", "y", "width", "height") if k in bbox}
+                boxes += [box] if box not in boxes else []
+        return boxes
+
+    @staticmethod
+    def _run(method: Callable[[Any, RedactionReport], Any], value: Any) -> tuple[Any, RedactionReport]:
+        report = RedactionReport()
+        return method(value, report), report
+
+    def _text(self, s: str, r: RedactionReport) -> str:
+        if not s or s.isspace():
+            return s
+        out, counts = self._scanner.redact(s)
+        for kind, n in counts.items():
+            r.add(kind, n)
+        return out
+
+    def _field_value(self, kind: FieldKind | None, value: str, r: RedactionReport) -> str | None:
+        """A form value: None when it must be removed (passwords), else the redacted value."""
+        if kind is not None and kind[0] == "PASSWORD":
+            r.add("PASSWORD", int(bool(value)))
+            return None
+        red = self._text(value, r)  # a specific detector names it best (a JWT in "token")
+        if kind is None or red != value or _PLACEHOLDER.fullmatch(value) or not _has_shape(kind, value):
+            return red
+        r.add(kind[0])
+        return PLACEHOLDERS[kind[0]]
+
+    def _url(self, u: str, r: RedactionReport) -> str:
+        try:
+            parts = urlsplit(u)
+        except ValueError:
+            parts = None
+        if not self.settings.redact_urls or parts is None or parts.scheme.lower() == "data":
+            return self._text(u, r)
+        netloc, path = self._netloc(parts.netloc, r), self._path(parts.path, r)
+        query, fragment = self._query(parts.query, r), self._fragment(parts.fragment, r)
+        if (netloc, path, query, fragment) == parts[1:]:
+            return u  # untouched, byte for byte (urlunsplit normalises)
+        return urlunsplit((parts.scheme, netloc, path, query, fragment))
+
+    def _part(self, raw: str, r: RedactionReport, plus: bool = False, safe: str = _SAFE) -> str:
+        decoded = unquote_plus(raw) if plus else unquote(raw)
+        red = self._text(decoded, r)
+        if red == decoded:
+            return raw
+        return quote_plus(red, safe=safe) if plus else quote(red, safe=safe)
+
+    def _netloc(self, netloc: str, r: RedactionReport) -> str:
+        userinfo, at, host = netloc.rpartition("@")
+        if not at:
+            return netloc
+        user, colon, password = userinfo.partition(":")
+        if password:
+            r.add("SECRET")
+            password = quote(PLACEHOLDERS["SECRET"], safe="")
+        # Percent-encoded here: a bracket in the netloc makes the URL unparseable.
+        return f"{self._part(user, r, safe='')}{colon}{password}@{host}"
+
+    def _path(self, path: str, r: RedactionReport) -> str:
+        return "/".join(self._part(segment, r) for segment in path.split("/"))
+
+    def _query(self, query: str, r: RedactionReport) -> str:
+        return "&".join(self._param(p, r) for p in query.split("&")) if query else query
+
+    def _param(self, param: str, r: RedactionReport) -> str:
+        key, eq, value = param.partition("=")
+        if not eq:
+            key, value = "", param  # a bare "?jane@example.com"
+        kind = name_kind(unquote_plus(key)) if key else None
+        if kind is None:
+            return key + eq + self._part(value, r, plus=True)
+        decoded = unquote_plus(value)
+        red = self._field_value((kind, False), decoded, r)
+        if red is None or red == decoded:  # a password goes, its key stays
+            return key + eq if red is None else param
+        return f"{key}={quote_plus(red, safe=_SAFE)}"
+
+    def _fragment(self, fragment: str, r: RedactionReport) -> str:
+        head, q, tail = fragment.partition("?")
+        if not q and "=" in head and "/" not in head:  # "#access_token=...&state=..."
+            return self._query(head, r)
+        return self._path(head, r) + q + self._query(tail, r)
+
+    def _json(self, value: Any, r: RedactionReport, key: str | None = None) -> Any:
+        if isinstance(value, str):
+            handler = self._url if key in _URL_KEYS else self._html if key == "html" else self._text
+            return handler(value, r)
+        if isinstance(value, (list, tuple)):
+            return [self._json(v, r, key) for v in value]
+        if isinstance(value, Mapping):
+            is_element = isinstance(value.get("tag"), str)  # target, elements, ancestors ...
+            return self._element(value, r) if is_element else self._mapping(value, r)
+        return copy.deepcopy(value)  # numbers and booleans: prices, timestamps, coordinates
+
+    def _mapping(self, d: Mapping[str, Any], r: RedactionReport) -> dict[str, Any]:
+        as_field = field_kind(d) if "value" in d else None  # {"name": "cvc", "value": "123"}
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            named = name_kind(k) if isinstance(k, str) else None
+            kind = as_field if k == "value" and as_field else (named, False) if named else None
+            if kind is None or isinstance(v, bool) or not isinstance(v, (str, int, float)):
+                out[k] = self._json(v, r, k.lower() if isinstance(k, str) else None)
+            elif (red := self._field_value(kind, str(v), r)) is not None:
+                out[k] = v if red == str(v) else red
+        return out
+
+    def _element(self, el: Mapping[str, Any], r: RedactionReport) -> dict[str, Any]:
+        attrs = el.get("attributes") if isinstance(el.get("attributes"), Mapping) else {}
+        kind = field_kind(attrs, el.get("tag") if isinstance(el.get("tag"), str) else None)
+        out: dict[str, Any] = {}
+        for key, value in el.items():
+            if key == "attributes" and value is attrs:
+                out[key] = {name: red for name, v in attrs.items()  # None values are data
+                            if (red := self._attr_value(str(name).lower(), v, kind, r)) is not None
+                            or v is None}
+            elif key == "selectors" and isinstance(value, list):
+                out[key] = [self._selector(s, kind, r) for s in value]
+            elif key in ("tag", "bbox", "sensitive", "masked"):
+                out[key] = copy.deepcopy(value)
+            else:  # text, context (ancestors, nearby, form) and anything unknown
+                out[key] = self._json(value, r, key)
+        return out
+
+    def _attr_value(self, name: str, value: Any, kind: FieldKind | None, r: RedactionReport) -> Any:
+        """One attribute value (names stay intact); None when the attribute must go."""
+        if not isinstance(value, str):
+            return copy.deepcopy(value)
+        if name in _URL_ATTRS:
+            return self._url(value, r)
+        named = kind if name == "value" else (n, False) if (n := name_kind(name)) else None
+        return self._field_value(named, value, r)
+
+    def _selector(self, sel: Any, kind: FieldKind | None, r: RedactionReport) -> Any:
+        if not isinstance(sel, Mapping) or not isinstance(sel.get("value"), str):
+            return self._json(sel, r)
+        value = sel["value"]
+        if kind is not None:  # input[value="..."] of a password or card field
+            def field(m: re.Match[str]) -> str:
+                return f"{m[1]}{m[2]}{self._field_value(kind, m[3], r) or ''}{m[2]}"
+            value = _CSS_VALUE.sub(field, value)
+        return {**copy.deepcopy(dict(sel)), "value": self._text(value, r)}
+
+    def _event(self, ev: Mapping[str, Any], r: RedactionReport) -> dict[str, Any]:
+        target = ev.get("target")
+        attrs = target.get("attributes") if isinstance(target, Mapping) else None
+        kind = field_kind(attrs, target.get("tag")) if isinstance(attrs, Mapping) else None
+        out: dict[str, Any] = {}
+        for key, value in ev.items():
+            if key == "value" and isinstance(value, str):
+                if (red := self._field_value(kind, value, r)) is not None:
+                    out[key] = red
+            elif key == "key" and isinstance(value, str):
+                out[key] = self._key(value, kind, r)
+            elif key in _VERBATIM_EVENT:
+                out[key] = copy.deepcopy(value)
+            else:  # url, referrer, title, target, elements, html, name, data, unknown fields
+                out[key] = self._json(value, r, key)
+        return out
+
+    def _key(self, key: str, kind: FieldKind | None, r: RedactionReport) -> str:
+        if kind is None or kind[0] not in ("PASSWORD", "CARD", "SECRET") or len(key) != 1:
+            return key
+        r.add(kind[0])
+        return PLACEHOLDERS[kind[0]]
+
+    def _is_sensitive(self, el: Mapping[str, Any]) -> bool:
+        if el.get("sensitive") is True or el.get("masked") is True:
+            return True
+        attrs = el.get("attributes") if isinstance(el.get("attributes"), Mapping) else {}
+        if field_kind(attrs, el.get("tag") if isinstance(el.get("tag"), str) else None):
+            return True
+        shown = (el.get("text"), attrs.get("value"))
+        return any(isinstance(s, str) and self._scanner.scan(s) for s in shown)
+
+    def _html(self, doc: str, r: RedactionReport) -> str:
+        out: list[str] = []
+        pos = 0
+        for m in _MARKUP.finditer(doc):
+            out += (self._html_text(doc[pos:m.start()], r), self._markup(m, r))
+            pos = m.end()
+        out.append(self._html_text(doc[pos:], r))
+        return "".join(out)
+
+    def _html_text(self, seg: str, r: RedactionReport) -> str:
+        red = self._text(seg, r)
+        if "&" not in red or (plain := html_lib.unescape(red)) == red:
+            return red
+        # Character references can hide a value ("jane&#64;example.com"): look again decoded,
+        # and re-escape only when that found something, so other text stays byte for byte.
+        inner = RedactionReport()
+        if (again := self._text(plain, inner)) == plain:
+            return red
+        r.merge(inner)
+        return html_lib.escape(again, quote=False)
+
+    def _markup(self, m: re.Match[str], r: RedactionReport) -> str:
+        if m["comment"] is not None:
+            return m[0][:4] + self._html_text(m["comment"], r) + m[0][4 + len(m["comment"]):]
+        if m["tag"] is None or not m["attrs"].strip():
+            return m[0]
+        attrs = list(_ATTR.finditer(m["attrs"]))
+        kind = field_kind({a["name"]: html_lib.unescape(_attr_raw(a) or "") for a in attrs}, m["tag"])
+        new_attrs = _ATTR.sub(lambda a: self._html_attr(a, kind, r), m["attrs"])
+        return m[0][: m.start("attrs") - m.start()] + new_attrs + m[0][m.end("attrs") - m.start():]
+
+    def _html_attr(self, a: re.Match[str], kind: FieldKind | None, r: RedactionReport) -> str:
+        if (raw := _attr_raw(a)) is None:
+            return a[0]  # a boolean attribute such as `disabled`
+        plain = html_lib.unescape(raw)
+        red = self._attr_value(a["name"].lower(), plain, kind, r)
+        if red is None:
+            return ""  # the value of a password input: the attribute goes
+        return a[0] if red == plain else f'{a["name"]}="{html_lib.escape(red)}"'
