@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from configs.settings import CONFIG_DIR, SettingsError, load_yaml
+from configs.settings import CONFIG_DIR, SettingsError, describe_validation_error, load_yaml
 
 __all__ = [
     "DEFAULT_PIPELINE_FILE",
@@ -142,17 +142,9 @@ class PipelineSettings(_Strict):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise SettingsError(_describe(source, exc)) from None
+            raise SettingsError(describe_validation_error(exc, f"{source}: invalid pipeline settings")) from None
 
     @classmethod
     def from_file(cls, path: Path | str = DEFAULT_PIPELINE_FILE) -> PipelineSettings:
         """Load and validate a pipeline YAML; every problem is named with its file and field."""
         return cls.build(load_yaml(Path(path)), source=str(path))
-
-
-def _describe(source: str, exc: ValidationError) -> str:
-    lines = [f"{source}: invalid pipeline settings ({exc.error_count()} problem(s)):"]
-    for err in exc.errors(include_url=False, include_input=False):
-        where = ".".join(str(p) for p in err["loc"]) or "(root)"
-        lines.append(f"  {where}: {err['msg']}")
-    return "\n".join(lines)

@@ -23,6 +23,7 @@ __all__ = [
     "TracemillSettings",
     "SettingsError",
     "load_yaml",
+    "describe_validation_error",
     "CONFIG_DIR",
 ]
 
@@ -105,7 +106,7 @@ class TracemillSettings(_Strict):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise SettingsError(_describe(exc)) from None
+            raise SettingsError(describe_validation_error(exc)) from None
 
     @classmethod
     def from_env(
@@ -150,8 +151,9 @@ def load_yaml(path: Path) -> dict[str, Any]:
     return loaded
 
 
-def _describe(exc: ValidationError) -> str:
-    lines = [f"invalid settings ({exc.error_count()} problem(s)):"]
+def describe_validation_error(exc: ValidationError, heading: str = "invalid settings") -> str:
+    """One line per problem, each naming the field: what every settings loader reports."""
+    lines = [f"{heading} ({exc.error_count()} problem(s)):"]
     for err in exc.errors(include_url=False, include_input=False):
         where = ".".join(str(p) for p in err["loc"]) or "(root)"
         lines.append(f"  {where}: {err['msg']}")
