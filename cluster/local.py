@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from cluster.embedded_postgres import EmbeddedPostgres
 from cluster.serve_deploy import APP_NAME, DEFAULT_SERVE_CONFIG, deploy_config, render_serve_config
 from configs.settings import TracemillSettings
 
-__all__ = ["LocalStack", "UP_KEY_NAME", "THROUGHPUT_ENV", "LOCAL_RAY_ENV"]
+__all__ = ["LocalStack", "UP_KEY_NAME", "THROUGHPUT_ENV", "LOCAL_RAY_ENV", "private_serve_ports"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class LocalStack:
         os.environ.update(LOCAL_RAY_ENV)  # read by the raylet and workers Ray starts next
         if self.throughput_mode:
             os.environ.update(THROUGHPUT_ENV)
+            os.environ.update(private_serve_ports())
         context = ray.init(
             # "local": always a new cluster of our own; without it ray.init may join whatever
             # cluster another process left running on this machine.
@@ -155,3 +157,46 @@ class LocalStack:
             "embedded_postgres": self.postgres is not None,
         }
         (self.state_dir / "cluster.json").write_text(json.dumps(info, indent=2))
+
+
+def private_serve_ports(range_size: int = 16) -> dict[str, str]:
+    """Ports of this stack's own for every listener Serve's throughput mode opens.
+
+    Serve binds its direct-ingress replicas with SO_REUSEPORT from a fixed range (30000+), and
+    its fallback proxy and HAProxy stats/metrics on fixed ports. A second stack on the same
+    machine would share those sockets, and the kernel would hand its requests to the first
+    stack's replicas (seen: an `up` answering 401 with another database's keys). Free ranges
+    per stack keep two stacks — or a stack and the test suite — apart.
+    """
+    http = _free_range(range_size)
+    grpc = _free_range(range_size, avoid=set(range(http, http + range_size)))
+    return {
+        "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(http),
+        "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(http + range_size - 1),
+        "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": str(grpc),
+        "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT": str(grpc + range_size - 1),
+        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(_free_range(1)),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_range(1)),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_range(1)),
+    }
+
+
+def _free_range(size: int, avoid: set[int] | None = None) -> int:
+    """The first port of `size` consecutive ports that nothing listens on right now."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            start = int(probe.getsockname()[1])
+        ports = range(start, start + size)
+        if ports[-1] < 65536 and not (avoid and avoid.intersection(ports)) and all(map(_bindable, ports)):
+            return start
+    raise RuntimeError(f"no {size} consecutive free ports found on 127.0.0.1")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True

@@ -39,9 +39,8 @@ def test_up_serves_then_stops_everything_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "DATABASE_URL", "TRACEMILL_S3_BUCKET")}
     env["TRACEMILL_BOOTSTRAP_API_KEY"] = BOOTSTRAP
-    # Serve's HAProxy binds fixed stats/metrics ports; the test session's own stack holds them.
-    env["RAY_SERVE_HAPROXY_STATS_PORT"] = str(free_port())
-    env["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(free_port())
+    # The test session's own stack runs beside this one: `up` must pick Serve ports of its own.
+    env = {k: v for k, v in env.items() if not k.startswith("RAY_SERVE_")}
     log = (tmp_path / "up.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "cluster.cli", "up", "--port", str(port), "--state-dir", str(state), "--num-cpus", "1"],
