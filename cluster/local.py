@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import random
 import socket
 import time
 from dataclasses import dataclass, field
@@ -168,29 +169,46 @@ def private_serve_ports(range_size: int = 16) -> dict[str, str]:
     stack's replicas (seen: an `up` answering 401 with another database's keys). Free ranges
     per stack keep two stacks — or a stack and the test suite — apart.
     """
-    http = _free_range(range_size)
-    grpc = _free_range(range_size, avoid=set(range(http, http + range_size)))
+    taken: set[int] = set()
+
+    def claim(size: int) -> int:
+        start = _free_range(size, avoid=taken)
+        taken.update(range(start, start + size))
+        return start
+
+    http, grpc = claim(range_size), claim(range_size)
     return {
         "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(http),
         "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(http + range_size - 1),
         "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": str(grpc),
         "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT": str(grpc + range_size - 1),
-        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(_free_range(1)),
-        "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_range(1)),
-        "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_range(1)),
+        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(claim(1)),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(claim(1)),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(claim(1)),
     }
 
 
 def _free_range(size: int, avoid: set[int] | None = None) -> int:
-    """The first port of `size` consecutive ports that nothing listens on right now."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            start = int(probe.getsockname()[1])
+    """The first port of `size` consecutive ports that nothing listens on right now.
+
+    Drawn below the kernel's ephemeral range (and below Serve's default 30000+): a port from
+    that range can be taken at any moment as the source port of an outgoing connection, and
+    Ray opens many (seen: HAProxy failing with EADDRINUSE on such a port).
+    """
+    low, high = 20_000, min(30_000, _ephemeral_low())
+    for _ in range(500):
+        start = random.randrange(low, high - size)
         ports = range(start, start + size)
-        if ports[-1] < 65536 and not (avoid and avoid.intersection(ports)) and all(map(_bindable, ports)):
+        if not (avoid and avoid.intersection(ports)) and all(map(_bindable, ports)):
             return start
-    raise RuntimeError(f"no {size} consecutive free ports found on 127.0.0.1")
+    raise RuntimeError(f"no {size} consecutive free ports found in {low}-{high}")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
 
 
 def _bindable(port: int) -> bool:
