@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import ray
 from ray import serve
 
@@ -137,7 +138,9 @@ class LocalStack:
         if ray.is_initialized():
             steps.append(("serve", lambda: serve.delete(APP_NAME) if not self.started_ray else serve.shutdown()))
             if self.started_ray:
+                node_id = ray.get_runtime_context().get_node_id()
                 steps.append(("ray", ray.shutdown))
+                steps.append(("haproxy", lambda: _reap_haproxy(node_id)))
         if self.postgres is not None:
             steps.append(("postgres", self.postgres.stop))
         for name, step in steps:
@@ -158,6 +161,25 @@ class LocalStack:
             "embedded_postgres": self.postgres is not None,
         }
         (self.state_dir / "cluster.json").write_text(json.dumps(info, indent=2))
+
+
+def _reap_haproxy(node_id: str) -> None:
+    """End HAProxy processes Serve left behind for this node.
+
+    Serve reloads HAProxy by starting a new process that takes over from the old one; that
+    process can outlive its manager actor, and `ray.shutdown()` then leaves it running
+    (seen here: orphaned haproxy processes after stops). Its config path names the node.
+    """
+    marker = f"/haproxy-serve/{node_id}/"
+    leftovers = [
+        proc for proc in psutil.process_iter(["name", "cmdline"])
+        if proc.info["name"] == "haproxy" and marker in " ".join(proc.info["cmdline"] or [])
+    ]
+    for proc in leftovers:
+        proc.terminate()
+    _, alive = psutil.wait_procs(leftovers, timeout=5)
+    for proc in alive:
+        proc.kill()
 
 
 def private_serve_ports(range_size: int = 16) -> dict[str, str]:

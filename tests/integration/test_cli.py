@@ -25,6 +25,18 @@ def tracemill(*args: str, env: dict[str, str] | None = None, timeout: float = 12
     )
 
 
+def haproxy_serving(port: int) -> list[psutil.Process]:
+    """HAProxy processes whose config binds `port` (Serve writes one config per node)."""
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if proc.info["name"] == "haproxy" and "-f" in cmd:
+            config = Path(cmd[cmd.index("-f") + 1])
+            if config.exists() and f":{port}" in config.read_text():
+                found.append(proc)
+    return found
+
+
 def postgres_processes(state: Path) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["name", "cmdline"]):
@@ -68,6 +80,7 @@ def test_up_serves_then_stops_everything_on_sigterm(tmp_path: Path) -> None:
         wait_for(lambda: not [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE],
                  timeout_s=30, what="every process `up` started to exit")
         assert not postgres_processes(state)
+        assert not haproxy_serving(port)
         assert not (state / "cluster.json").exists()
     finally:
         if proc.poll() is None:
