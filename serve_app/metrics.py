@@ -39,5 +39,11 @@ class IngressMetrics:
             "tracemill_screenshots_stored", "Screenshots stored", ["result"], registry=self.registry
         )
 
+    def record_ack(self, transport: str, ack: dict[str, int], seconds: float) -> None:
+        """One answered batch: what it stored, what it repeated, how long it took."""
+        self.events_accepted.labels(transport).inc(ack["accepted"])
+        self.events_duplicate.labels(transport).inc(ack["duplicates"])
+        self.ack_latency.labels(transport).observe(seconds)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

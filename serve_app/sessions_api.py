@@ -72,17 +72,10 @@ async def post_events(services: Services, request: Request, raw_id: str) -> dict
             [{"field": "events", "error": "field required"}],
         )
     events = parse_events(raw["events"], services.settings.ingest)
+    services.metrics.events_received.labels("http").inc(len(events))  # as the stream counts them
     ack = await services.ingest(principal.org_id, session_id, events)
-    _count(services, "http", len(events), ack, started)
+    services.metrics.record_ack("http", ack, time.perf_counter() - started)
     return ack
-
-
-def _count(services: Services, transport: str, received: int, ack: dict[str, Any], started: float) -> None:
-    m = services.metrics
-    m.events_received.labels(transport).inc(received)
-    m.events_accepted.labels(transport).inc(ack["accepted"])
-    m.events_duplicate.labels(transport).inc(ack["duplicates"])
-    m.ack_latency.labels(transport).observe(time.perf_counter() - started)
 
 
 def session_view(row: Any) -> dict[str, Any]:

@@ -162,10 +162,7 @@ async def _write_answers(services: Services, ws: WebSocket, queue: asyncio.Queue
             err = TracemillError("internal error; the request id identifies it in the logs")
             await ws.send_json({"type": "error", **error_body(err, frame_id)})
             continue
-        m = services.metrics
-        m.events_accepted.labels("ws").inc(ack["accepted"])
-        m.events_duplicate.labels("ws").inc(ack["duplicates"])
-        m.ack_latency.labels("ws").observe(time.perf_counter() - started)
+        services.metrics.record_ack("ws", ack, time.perf_counter() - started)
         await ws.send_json({"type": "ack", **ack})
 
 
