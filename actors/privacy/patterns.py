@@ -248,6 +248,11 @@ def compile_extra(name: str, pattern: str, placeholder: str) -> Detector:
     return Detector(name, placeholder, regex)
 
 
+# Memo bounds: strings longer than this are rarely repeated; the table is cleared when full.
+_MEMO_MAX_CHARS = 512
+_MEMO_ENTRIES = 20_000
+
+
 class Scanner:
     """Detectors in priority order (on overlap the earlier wins: a JWT after "token=" counts as
     JWT, a card number is not also a phone). One union of their gates rules most strings (class
@@ -258,6 +263,7 @@ class Scanner:
         gated = [d.gate.pattern for d in self.detectors if d.gate is not None]
         self._gate = re.compile("|".join(f"(?:{g})" for g in gated)) if gated else None
         self._ungated = tuple(d for d in self.detectors if d.gate is None)
+        self._memo: dict[str, tuple[str, tuple[tuple[str, int], ...]]] = {}
 
     def scan(self, text: str) -> list[tuple[int, int, Detector]]:
         """Non-overlapping hits sorted by position; on overlap the earlier detector wins."""
@@ -276,6 +282,22 @@ class Scanner:
         return hits
 
     def redact(self, text: str) -> tuple[str, Counter[str]]:
+        """`text` with every hit replaced by its placeholder, and the hits counted by type.
+
+        Short strings repeat a lot within and across sessions (selectors, labels, URLs), so
+        their answers are remembered; the cache holds redacted text only beside its input."""
+        if len(text) > _MEMO_MAX_CHARS:
+            return self._redact(text)
+        found = self._memo.get(text)
+        if found is None:
+            out, counts = self._redact(text)
+            found = (out, tuple(counts.items()))
+            if len(self._memo) >= _MEMO_ENTRIES:
+                self._memo.clear()  # cheaper than LRU bookkeeping; refills within a batch
+            self._memo[text] = found
+        return found[0], Counter(dict(found[1]))
+
+    def _redact(self, text: str) -> tuple[str, Counter[str]]:
         parts: list[str] = []
         counts: Counter[str] = Counter()
         pos = 0

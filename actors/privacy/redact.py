@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import copy
 import functools
 import html as html_lib
 import re
@@ -70,6 +69,17 @@ class RedactionSettings(BaseModel):
     extra_patterns: list[ExtraPattern] = Field(default_factory=list)
     # False runs the text detectors over URL strings as they are (no decoding, no names).
     redact_urls: bool = True
+
+
+def _copy_json(value: Any) -> Any:
+    """A deep copy of decoded JSON; copy.deepcopy's memo bookkeeping cost more than redaction."""
+    if isinstance(value, dict):
+        return {k: _copy_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_copy_json(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _copy_json(v) for k, v in value.items()}
+    return value  # str, numbers, booleans, None: immutable
 
 
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
@@ -303,7 +313,7 @@ class Redactor:
         if isinstance(value, Mapping):
             is_element = isinstance(value.get("tag"), str)  # target, elements, ancestors ...
             return self._element(value, r) if is_element else self._mapping(value, r)
-        return copy.deepcopy(value)  # numbers and booleans: prices, timestamps, coordinates
+        return _copy_json(value)  # numbers and booleans: prices, timestamps, coordinates
 
     def _mapping(self, d: Mapping[str, Any], r: RedactionReport) -> dict[str, Any]:
         as_field = field_kind(d) if "value" in d else None  # {"name": "cvc", "value": "123"}
@@ -329,7 +339,7 @@ class Redactor:
             elif key == "selectors" and isinstance(value, list):
                 out[key] = [self._selector(s, kind, r) for s in value]
             elif key in ("tag", "bbox", "sensitive", "masked"):
-                out[key] = copy.deepcopy(value)
+                out[key] = _copy_json(value)
             else:  # text, context (ancestors, nearby, form) and anything unknown
                 out[key] = self._json(value, r, key)
         return out
@@ -337,7 +347,7 @@ class Redactor:
     def _attr_value(self, name: str, value: Any, kind: FieldKind | None, r: RedactionReport) -> Any:
         """One attribute value (names stay intact); None when the attribute must go."""
         if not isinstance(value, str):
-            return copy.deepcopy(value)
+            return _copy_json(value)
         if name in _URL_ATTRS:
             return self._url(value, r)
         named = kind if name == "value" else (n, False) if (n := name_kind(name)) else None
@@ -351,7 +361,7 @@ class Redactor:
             def field(m: re.Match[str]) -> str:
                 return f"{m[1]}{m[2]}{self._field_value(kind, m[3], r) or ''}{m[2]}"
             value = _CSS_VALUE.sub(field, value)
-        return {**copy.deepcopy(dict(sel)), "value": self._text(value, r)}
+        return {**_copy_json(dict(sel)), "value": self._text(value, r)}
 
     def _event(self, ev: Mapping[str, Any], r: RedactionReport) -> dict[str, Any]:
         target = ev.get("target")
@@ -365,7 +375,7 @@ class Redactor:
             elif key == "key" and isinstance(value, str):
                 out[key] = self._key(value, kind, r)
             elif key in _VERBATIM_EVENT:
-                out[key] = copy.deepcopy(value)
+                out[key] = _copy_json(value)
             else:  # url, referrer, title, target, elements, html, name, data, unknown fields
                 out[key] = self._json(value, r, key)
         return out
