@@ -19,18 +19,24 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field
 
 from actors.errors import InvalidInput, PayloadTooLarge, UnsupportedMedia
+from configs.processing import WEBP_MAX_SIDE, CompressSettings
 
 __all__ = [
-    "CompressSettings", "CompressedImage", "compress_screenshot", "decode_image",
-    "flatten_to_rgb", "paint_boxes_over", "perceptual_hash", "hamming", "is_near_duplicate",
     "ACCEPTED_FORMATS",
+    "CompressSettings",
+    "CompressedImage",
+    "compress_screenshot",
+    "decode_image",
+    "flatten_to_rgb",
+    "hamming",
+    "is_near_duplicate",
+    "paint_boxes_over",
+    "perceptual_hash",
 ]
 
 # Browsers capture PNG, JPEG or WebP. Naming the decoders keeps Pillow from trying the
 # others on untrusted bytes (EPS, for one, would hand them to Ghostscript).
 ACCEPTED_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP")
-# libwebp cannot store a side longer than this; full-page captures can be taller.
-WEBP_MAX_SIDE = 16383
 # Solid black: no texture for a model to learn from, and plainly a redaction to a human.
 PAINT_COLOUR = (0, 0, 0)
 # A transparent page background renders as white in every browser.
@@ -40,16 +46,6 @@ _PHASH_SIZE = 32
 _PHASH_KEEP = 8
 # Rounding the DCT before taking the median keeps flat images' hashes free of float noise.
 _PHASH_DECIMALS = 6
-
-
-class CompressSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    max_width: int = Field(1280, ge=64, le=WEBP_MAX_SIDE)
-    webp_quality: int = Field(80, ge=1, le=100)
-    webp_method: int = Field(4, ge=0, le=6)
-    # Same default as IngestLimits.max_screenshot_pixels: checked before any pixel is decoded.
-    max_pixels: int = Field(40_000_000, ge=64 * 64)
 
 
 class CompressedImage(BaseModel):

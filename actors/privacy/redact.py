@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from actors.errors import ConfigError, details_from_validation_error
 from actors.privacy.patterns import BUILTIN, PLACEHOLDERS, Scanner, compile_extra
+from configs.processing import ExtraPattern, RedactionSettings
 
 __all__ = ["ExtraPattern", "FieldKind", "RedactionReport", "RedactionSettings", "Redactor",
            "field_kind", "name_kind"]
@@ -53,22 +54,6 @@ class RedactionReport:
     @property
     def total(self) -> int:
         return sum(self.counts.values())
-
-
-class ExtraPattern(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str = Field(description="UPPER_SNAKE_CASE type name, used in report counts")
-    pattern: str = Field(min_length=1, max_length=4096, description="a Python regex")
-    placeholder: str = Field(min_length=1, max_length=64)
-
-
-class RedactionSettings(BaseModel):
-    """Only additions are configurable: no setting turns a built-in detector off."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    extra_patterns: list[ExtraPattern] = Field(default_factory=list)
-    # False runs the text detectors over URL strings as they are (no decoding, no names).
-    redact_urls: bool = True
 
 
 def _copy_json(value: Any) -> Any:

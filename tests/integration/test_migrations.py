@@ -37,7 +37,7 @@ def tables(dsn: str) -> set[str]:
 
 
 def test_packaged_migrations_apply_once(fresh_dsn: str) -> None:
-    assert asyncio.run(apply_migrations(fresh_dsn)) == ["0001_ingest.sql"]
+    assert asyncio.run(apply_migrations(fresh_dsn)) == ["0001_ingest.sql", "0002_processing.sql"]
     assert {"organizations", "api_keys", "sessions", "interactions", "screenshots"} <= tables(fresh_dsn)
     assert asyncio.run(apply_migrations(fresh_dsn)) == []
 
