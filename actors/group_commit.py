@@ -43,6 +43,12 @@ _UPDATE_SESSION = (
     " WHERE session_id = $1"
 )
 
+_ADD_AUDIT = (
+    "INSERT INTO privacy_audit (session_id, source, kind, count) VALUES ($1, 'events', $2, $3)"
+    " ON CONFLICT (session_id, source, kind)"
+    " DO UPDATE SET count = privacy_audit.count + EXCLUDED.count, updated_at = now()"
+)
+
 
 async def prepare_staging(conn: asyncpg.Connection) -> None:
     """Pool `init` hook: every connection gets its own temporary staging table."""
@@ -55,6 +61,7 @@ class _Waiter:
     events: Sequence[EncodedEvent]
     duplicates: int
     future: asyncio.Future[dict[str, Any]]
+    redactions: dict[int, dict[str, int]]  # seq → {type: values redacted}, for the audit
     owned: list[int] = field(default_factory=list)  # seqs this waiter is the first to send
 
 
@@ -77,12 +84,19 @@ class GroupCommitter:
     def pending_for(self, session_id: uuid.UUID) -> list[asyncio.Future[dict[str, Any]]]:
         return [w.future for w in self._queue if w.state.session_id == session_id]
 
-    async def submit(self, state: SessionState, events: Sequence[EncodedEvent], duplicates: int) -> dict[str, Any]:
-        """Queue a batch of not-yet-stored events; resolves with the ack once committed."""
+    async def submit(
+        self,
+        state: SessionState,
+        events: Sequence[EncodedEvent],
+        duplicates: int,
+        redactions: dict[int, dict[str, int]] | None = None,
+    ) -> dict[str, Any]:
+        """Queue a batch of not-yet-stored (and already redacted) events; resolves with the
+        ack once committed. `redactions` go to the privacy audit for the seqs stored."""
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Waiter(state, events, duplicates, future))
+        self._queue.append(_Waiter(state, events, duplicates, future, redactions or {}))
         self._queued_events += len(events)
         self._wakeup.set()
         return await future
@@ -147,7 +161,22 @@ class GroupCommitter:
                 for sid, counts in _session_counts(batch, inserted).items()
             ]
             await conn.executemany(_UPDATE_SESSION, updates)
+            audit = _audit_rows(batch, inserted)
+            if audit:
+                await conn.executemany(_ADD_AUDIT, audit)
         return inserted, advanced
+
+
+def _audit_rows(batch: list[_Waiter], inserted: set[tuple[uuid.UUID, int]]) -> list[tuple[Any, ...]]:
+    """(session, type, count) for the values redacted from the events this commit stored."""
+    totals: dict[tuple[uuid.UUID, str], int] = {}
+    for waiter in batch:
+        sid = waiter.state.session_id
+        for seq, counts in waiter.redactions.items():
+            if (sid, seq) in inserted and seq in waiter.owned:
+                for kind, n in counts.items():
+                    totals[(sid, kind)] = totals.get((sid, kind), 0) + n
+    return [(sid, kind, n) for (sid, kind), n in sorted(totals.items(), key=lambda kv: (str(kv[0][0]), kv[0][1]))]
 
 
 def _claim_rows(batch: list[_Waiter]) -> list[tuple[Any, ...]]:

@@ -130,13 +130,18 @@ class SessionView(BaseModel):
     duplicate_count: int = Field(0, description="events received again and dropped as duplicates")
     acked_through: int
     max_seq: int = Field(-1, description="highest stored seq; above acked_through means gaps")
-    quality: dict[str, Any] | None = Field(None, description="null until scored")
+    quality: dict[str, Any] | None = Field(
+        None, description="null until scored: completeness, selector_reliability, screenshot_quality,"
+        " training_value, overall (each in [0, 1]), reasons, suggestions",
+    )
     archive: dict[str, Any] | None = Field(None, description="null until archived")
     created_at: datetime
     updated_at: datetime | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
     outcome: Outcome | None = None
+    finalize_stage: str | None = Field(None, description="next finalisation stage while finalizing")
+    failure: str | None = Field(None, description="why finalisation failed, when status is failed")
 
 
 class SessionCreated(BaseModel):

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import uuid
+import zlib
 from collections import OrderedDict
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
@@ -19,18 +20,26 @@ import asyncpg
 from actors.errors import Conflict, NotFound, Overloaded, SessionClosed, TracemillError
 from actors.events import EncodedEvent
 from actors.group_commit import GroupCommitter, prepare_staging
+from actors.privacy.redact import Redactor
+from actors.privacy.write_path import redact_batch
+from actors.processing.finalizer import Finalizer
 from actors.session_state import SessionState
 from actors.storage import sessions_repo
 from actors.storage.postgres import connect_pool, with_retries
 from configs.settings import TracemillSettings
 
-__all__ = ["SessionShard"]
+__all__ = ["SessionShard", "shard_index"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Finished sessions are forgotten first; this bounds a long-lived shard's memory.
 _MAX_CACHED_SESSIONS = 50_000
+
+
+def shard_index(session_id: uuid.UUID, count: int) -> int:
+    # crc32 rather than hash(): Python's str/bytes hash is salted per process.
+    return zlib.crc32(session_id.bytes) % count
 
 
 class SessionShard:
@@ -45,10 +54,15 @@ class SessionShard:
         self._committed_events = 0
         self._commits = 0
         self._commit_seconds = 0.0
+        self._redactor = Redactor(settings.processing.privacy)
+        self._finalizer = Finalizer(
+            settings, self._db, lambda sid: shard_index(sid, settings.shards.count) == index
+        )
 
     # -- public methods (called through the actor handle) ---------------------------------
 
     async def ping(self) -> dict[str, Any]:
+        self._finalizer.ensure_sweeping()
         committer = await self._commit_queue()
         return {
             "shard": self._index,
@@ -58,7 +72,13 @@ class SessionShard:
             "committed_events": self._committed_events,
             "commits": self._commits,
             "commit_seconds": round(self._commit_seconds, 3),
+            "finalizations_running": self._finalizer.running(),
         }
+
+    async def sweep(self) -> int:
+        """Resume the finalisations a restart interrupted; returns how many were started."""
+        self._finalizer.ensure_sweeping()
+        return await self._finalizer.sweep()
 
     async def create_session(
         self, org_id: uuid.UUID, session_id: uuid.UUID, fields: dict[str, Any], request_hash: bytes
@@ -88,7 +108,8 @@ class SessionShard:
     async def ingest(
         self, org_id: uuid.UUID, session_id: uuid.UUID, events: Sequence[EncodedEvent]
     ) -> dict[str, Any]:
-        """Store a batch; the answer (an ack) comes only after the batch is committed."""
+        """Store a batch, redacted; the answer (an ack) comes only after the commit."""
+        self._finalizer.ensure_sweeping()
         state = await self._recording_state(org_id, session_id)
         committer = await self._commit_queue()
         fresh = [ev for ev in events if not state.is_stored(ev.seq)]
@@ -100,7 +121,10 @@ class SessionShard:
                 "the session shard is saturated; resend later",
                 retry_after_s=self._settings.shards.slow_down_ms / 1000,
             )
-        return await committer.submit(state, fresh, duplicates)
+        redacted = redact_batch(self._redactor, fresh)
+        ack = await committer.submit(state, redacted.events, duplicates, redacted.counts)
+        self._finalizer.events_acked(session_id, state.acked_through)
+        return ack
 
     async def ingest_many(
         self, batches: Sequence[tuple[uuid.UUID, uuid.UUID, Sequence[EncodedEvent]]]
@@ -129,6 +153,8 @@ class SessionShard:
             # A finish that failed changed nothing: the session keeps recording.
             state.closing = False
         state.status = status
+        if status == "finalizing":
+            self._finalizer.start(session_id)
         return status
 
     async def check_recording(self, org_id: uuid.UUID, session_id: uuid.UUID) -> None:
@@ -136,9 +162,11 @@ class SessionShard:
 
     async def register_screenshot(self, org_id: uuid.UUID, session_id: uuid.UUID, row: dict[str, Any]) -> bool:
         """Record a screenshot whose bytes are already durable in the object store."""
-        await self._recording_state(org_id, session_id)
+        state = await self._recording_state(org_id, session_id)
         pool = await self._db()
-        return await self._retry(lambda: sessions_repo.insert_screenshot(pool, row), "screenshot record")
+        created = await self._retry(lambda: sessions_repo.insert_screenshot(pool, row), "screenshot record")
+        self._finalizer.screenshot_arrived(session_id, row["screenshot_id"], row.get("seq"), state.acked_through)
+        return created
 
     # -- state ---------------------------------------------------------------------------
 

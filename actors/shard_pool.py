@@ -7,20 +7,14 @@ reaches the same shard for a session, and a shard outlives the replica that crea
 from __future__ import annotations
 
 import uuid
-import zlib
 
 import ray
 from ray.actor import ActorHandle
 
-from actors.shard import SessionShard
+from actors.shard import SessionShard, shard_index
 from configs.settings import TracemillSettings
 
 __all__ = ["ShardRouter", "shard_index", "shard_name"]
-
-
-def shard_index(session_id: uuid.UUID, count: int) -> int:
-    # crc32 rather than hash(): Python's str/bytes hash is salted per process.
-    return zlib.crc32(session_id.bytes) % count
 
 
 def shard_name(index: int) -> str:

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from configs.settings import CONFIG_DIR, SettingsError, describe_validation_error, load_yaml
+from configs.base import CONFIG_DIR, SettingsError, describe_validation_error, load_yaml
 
 __all__ = [
     "DEFAULT_PIPELINE_FILE",

@@ -10,8 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from configs.vision import VisionSettings
 
-__all__ = ["CompressSettings", "ExtraPattern", "ProcessingSettings", "RedactionSettings",
-           "WEBP_MAX_SIDE"]
+__all__ = [
+    "WEBP_MAX_SIDE",
+    "CompressSettings",
+    "ExtraPattern",
+    "ProcessingSettings",
+    "RedactionSettings",
+]
 
 # libwebp cannot store a side longer than this; full-page captures can be taller.
 WEBP_MAX_SIDE = 16383
@@ -63,7 +68,5 @@ class ProcessingSettings(_Strict):
     finalize_backoff_s: float = Field(1.0, gt=0, le=600)
     # How often a shard looks for finalisations and screenshots left behind by a restart.
     sweep_interval_s: float = Field(30.0, gt=0, le=3600)
-    # Archives above this size go to S3 in parts.
-    archive_multipart_bytes: int = Field(16 * 1024 * 1024, ge=5 * 1024 * 1024)
     # Page of GET /v1/sessions/{id}/events.
     events_page_max: int = Field(1000, ge=1, le=10_000)

@@ -8,31 +8,35 @@ a Ray worker must never read settings from its own environment behind the driver
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+
+from configs.base import CONFIG_DIR, SettingsError, describe_validation_error, load_yaml
+from configs.pipeline import DEFAULT_PIPELINE_FILE, PipelineSettings
+from configs.processing import ProcessingSettings
 
 __all__ = [
-    "DatabaseSettings",
-    "ObjectStoreSettings",
-    "IngestLimits",
-    "ShardSettings",
-    "AuthSettings",
-    "TracemillSettings",
-    "SettingsError",
-    "load_yaml",
-    "describe_validation_error",
     "CONFIG_DIR",
+    "AuthSettings",
+    "DatabaseSettings",
+    "IngestLimits",
+    "ObjectStoreSettings",
+    "SettingsError",
+    "ShardSettings",
+    "TracemillSettings",
+    "describe_validation_error",
+    "load_yaml",
 ]
-
-CONFIG_DIR = Path(__file__).resolve().parent
-
-
-class SettingsError(ValueError):
-    """Settings or a config file that do not validate; the message names every problem."""
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -54,10 +58,12 @@ class ObjectStoreSettings(_Strict):
     endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, R2, moto)")
     prefix: str = ""
     server_side_encryption: str | None = None
-    storage_class: str | None = None
+    storage_class: str | None = Field(None, description="e.g. INTELLIGENT_TIERING for archives")
+    # Objects above this size (archives) go to S3 in parts; S3's minimum part is 5 MiB.
+    multipart_threshold_bytes: int = Field(16 * 1024 * 1024, ge=5 * 1024 * 1024)
 
     @model_validator(mode="after")
-    def _check_kind(self) -> "ObjectStoreSettings":
+    def _check_kind(self) -> ObjectStoreSettings:
         if self.kind == "local" and self.local_dir is None:
             raise ValueError("object_store.local_dir is required when kind is 'local'")
         if self.kind == "s3" and not self.bucket:
@@ -100,9 +106,11 @@ class TracemillSettings(_Strict):
     ingest: IngestLimits = IngestLimits()
     shards: ShardSettings = ShardSettings()
     auth: AuthSettings = AuthSettings()
+    processing: ProcessingSettings = ProcessingSettings()
+    pipeline: PipelineSettings = PipelineSettings()
 
     @classmethod
-    def build(cls, data: Mapping[str, Any]) -> "TracemillSettings":
+    def build(cls, data: Mapping[str, Any]) -> TracemillSettings:
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
@@ -111,7 +119,7 @@ class TracemillSettings(_Strict):
     @classmethod
     def from_env(
         cls, env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
-    ) -> "TracemillSettings":
+    ) -> TracemillSettings:
         """Settings from the documented environment variables, then explicit overrides."""
         env = os.environ if env is None else env
         data: dict[str, Any] = {"database": {}, "object_store": {}}
@@ -125,9 +133,17 @@ class TracemillSettings(_Strict):
                 "region": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
                 "endpoint_url": env.get("AWS_ENDPOINT_URL"),
                 "prefix": env.get("TRACEMILL_S3_PREFIX", ""),
+                "server_side_encryption": env.get("TRACEMILL_S3_SSE") or None,
+                "storage_class": env.get("TRACEMILL_S3_STORAGE_CLASS") or None,
             }
         if env.get("TRACEMILL_SHARDS"):
             data["shards"] = {"count": env["TRACEMILL_SHARDS"]}
+        data["pipeline"] = PipelineSettings.from_file(
+            env.get("TRACEMILL_PIPELINE_CONFIG") or DEFAULT_PIPELINE_FILE
+        ).model_dump()
+        vision = _vision_from_env(env)
+        if vision:
+            data["processing"] = {"vision": vision}
         _deep_merge(data, dict(overrides or {}))
         return cls.build(data)
 
@@ -135,29 +151,16 @@ class TracemillSettings(_Strict):
         """Plain JSON-able dict with secrets revealed: for Serve config `args` and runtime envs."""
         data = self.model_dump(mode="json")
         data["database"]["url"] = self.database.url.get_secret_value()
+        if self.processing.vision.api_key is not None:
+            data["processing"]["vision"]["api_key"] = self.processing.vision.api_key.get_secret_value()
         return data
 
 
-def load_yaml(path: Path) -> dict[str, Any]:
-    """Read a YAML mapping, turning every failure into a SettingsError that names the file."""
-    try:
-        loaded = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise SettingsError(f"config file not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise SettingsError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(loaded, dict):
-        raise SettingsError(f"{path}: expected a mapping at the top level")
-    return loaded
-
-
-def describe_validation_error(exc: ValidationError, heading: str = "invalid settings") -> str:
-    """One line per problem, each naming the field: what every settings loader reports."""
-    lines = [f"{heading} ({exc.error_count()} problem(s)):"]
-    for err in exc.errors(include_url=False, include_input=False):
-        where = ".".join(str(p) for p in err["loc"]) or "(root)"
-        lines.append(f"  {where}: {err['msg']}")
-    return "\n".join(lines)
+def _vision_from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """The vision provider's settings from the standard OpenAI variables and ours."""
+    names = {"TRACEMILL_VISION_PROVIDER": "provider", "TRACEMILL_VISION_MODEL": "model",
+             "OPENAI_BASE_URL": "base_url", "OPENAI_API_KEY": "api_key"}
+    return {field: env[name] for name, field in names.items() if env.get(name)}
 
 
 def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:

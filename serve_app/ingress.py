@@ -28,7 +28,8 @@ from actors.models import (
 )
 from actors.storage.postgres import ping as ping_db
 from configs.settings import TracemillSettings
-from serve_app import screenshots_api, sessions_api, stream_api
+from serve_app import results_api, screenshots_api, sessions_api, stream_api
+from serve_app.results_api import EventsPage
 from serve_app.errors import call_actor, error_response, install_error_handlers, request_id_of
 from serve_app.metrics import CONTENT_TYPE_LATEST
 from serve_app.openapi import body_of, errors_of, install_openapi
@@ -123,6 +124,26 @@ class Ingress:
     )
     async def get_screenshot(self, session_id: str, screenshot_id: str, request: Request) -> Response:
         return await screenshots_api.get_screenshot(self.services, request, session_id, screenshot_id)
+
+    @api.get(
+        _SESSION + "/events", response_model=EventsPage, tags=["results"],
+        responses=errors_of(401, 403, 404, 422, 503),
+        summary="Read the stored (redacted) events, paged by seq",
+        openapi_extra={"parameters": [
+            {"name": "after_seq", "in": "query", "schema": {"type": "integer", "minimum": -1, "default": -1}},
+            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 500}},
+        ]},
+    )
+    async def get_events(self, session_id: str, request: Request) -> dict[str, Any]:
+        return await results_api.get_events(self.services, request, session_id)
+
+    @api.get(
+        _SESSION + "/archive", tags=["results"], response_class=Response,
+        responses={200: {"content": {"application/zip": {}}}, **errors_of(401, 403, 404, 503)},
+        summary="Download the session's archive (ZIP with manifest.json)",
+    )
+    async def get_archive(self, session_id: str, request: Request) -> Response:
+        return await results_api.get_archive(self.services, request, session_id)
 
     @api.get("/healthz", tags=["operations"], summary="Liveness: 200 while the process lives")
     async def healthz(self) -> dict[str, str]:

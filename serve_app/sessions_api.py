@@ -88,6 +88,7 @@ def session_view(row: Any) -> dict[str, Any]:
             "training_value": row["training_value"],
             "overall": row["quality_overall"],
             "reasons": json.loads(row["quality_reasons"]) if row["quality_reasons"] else [],
+            "suggestions": json.loads(row["quality_suggestions"]) if row["quality_suggestions"] else [],
         }
     archive = None
     if row["archive_key"] is not None:
@@ -105,6 +106,8 @@ def session_view(row: Any) -> dict[str, Any]:
         "quality": quality,
         "archive": archive,
         "outcome": row["outcome"],
+        "finalize_stage": row["finalize_stage"],
+        "failure": row["finalize_error"] if row["status"] == "failed" else None,
         "started_at": _iso(row["started_at"]),
         "ended_at": _iso(row["ended_at"]),
         "created_at": _iso(row["created_at"]),

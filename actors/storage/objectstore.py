@@ -294,7 +294,7 @@ def make_object_store(settings: ObjectStoreSettings) -> ObjectStore:
     if settings.kind == "s3":
         from actors.storage.s3store import S3ObjectStore  # boto3 loads only when S3 is used
 
-        return S3ObjectStore(settings)
+        return S3ObjectStore(settings, multipart_threshold_bytes=settings.multipart_threshold_bytes)
     if settings.local_dir is None:
         raise ConfigError("object_store.local_dir is required when kind is 'local'")
     prefix = settings_prefix(settings)

@@ -23,7 +23,7 @@ _SESSION_COLUMNS = (
     " acked_through, max_seq, outcome, last_seq, completeness, selector_reliability,"
     " screenshot_quality, training_value, quality_overall, quality_reasons, archive_key,"
     " archive_sha256, archive_bytes, started_at, ended_at, created_at, updated_at,"
-    " client, user_agent, viewport, metadata"
+    " client, user_agent, viewport, metadata, quality_suggestions, finalize_stage, finalize_error"
 )
 
 

@@ -1,0 +1,57 @@
+"""The Ray remote tasks a shard fans out. Each is a thin shell: open the task's resources,
+run one idempotent step, close them. Settings arrive as an argument (DESIGN.md decision 10).
+
+Retries: a worker that dies is retried by Ray (`max_retries`); a transient dependency fault
+(DependencyUnavailable: the database or the object store briefly gone) is retried too, as
+every step can simply run again. Anything else reaches the finalizer, which counts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import ray
+
+from actors.errors import DependencyUnavailable
+from actors.processing.analysis import analyze_session
+from actors.processing.archive import archive_session
+from actors.processing.runtime import TaskResources, task_resources
+from actors.processing.screenshots import compress_stored_screenshot
+from actors.processing.vision_step import analyze_frames
+from configs.settings import TracemillSettings
+
+__all__ = ["analysis_task", "archive_task", "compress_task", "vision_task"]
+
+T = TypeVar("T")
+_RETRY = {"max_retries": 3, "retry_exceptions": [DependencyUnavailable]}
+
+
+def _run(settings: TracemillSettings, step: Callable[[TaskResources], Awaitable[T]]) -> T:
+    async def main() -> T:
+        async with task_resources(settings) as res:
+            return await step(res)
+
+    return asyncio.run(main())
+
+
+@ray.remote(num_cpus=1, **_RETRY)
+def compress_task(settings: TracemillSettings, session_id: uuid.UUID, screenshot_id: str) -> dict[str, Any]:
+    return _run(settings, lambda res: compress_stored_screenshot(res, session_id, screenshot_id))
+
+
+@ray.remote(num_cpus=0.25, **_RETRY)
+def vision_task(settings: TracemillSettings, session_id: uuid.UUID) -> dict[str, Any]:
+    return _run(settings, lambda res: analyze_frames(res, session_id))
+
+
+@ray.remote(num_cpus=0.25, **_RETRY)
+def analysis_task(settings: TracemillSettings, session_id: uuid.UUID) -> dict[str, Any]:
+    return _run(settings, lambda res: analyze_session(res, session_id))
+
+
+@ray.remote(num_cpus=0.25, **_RETRY)
+def archive_task(settings: TracemillSettings, session_id: uuid.UUID) -> dict[str, Any]:
+    return _run(settings, lambda res: archive_session(res, session_id))

@@ -1,0 +1,94 @@
+"""The vision stage of finalisation: every distinct frame of a session analysed once.
+
+With the `local` provider there is nothing to call: the compress task already measured each
+frame. With `openai`, each frame that is not a near-duplicate is looked up in the cache by its
+WebP's sha256 (the same picture is never sent twice, across sessions too), and otherwise sent
+to the cluster's one VisionService actor, which owns the rate limits and the circuit breaker
+(they must be shared by every caller to mean anything). A provider failure is a fallback to
+the local measurements, recorded per frame and per call; it never fails the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import ray
+
+from actors.processing.runtime import TaskResources
+from actors.storage import processing_repo as repo
+from configs.settings import TracemillSettings
+
+__all__ = ["VISION_SERVICE_NAME", "analyze_frames", "vision_service"]
+
+VISION_SERVICE_NAME = "vision-service"
+
+
+def vision_service(settings: TracemillSettings) -> Any:
+    """The named VisionService actor, created by whoever needs it first."""
+    from actors.vision.service import VisionService
+
+    return ray.remote(VisionService).options(
+        name=VISION_SERVICE_NAME, namespace=settings.shards.namespace, lifetime="detached",
+        get_if_exists=True, num_cpus=0.05, max_restarts=-1, max_task_retries=2,
+        max_concurrency=1000,
+    ).remote(settings.processing.vision)
+
+
+async def _analyze_one(res: TaskResources, service: Any, session_id: uuid.UUID, row: Mapping[str, Any]) -> None:
+    from actors.vision.openai_vision import PROMPT_VERSION
+
+    vision = res.settings.processing.vision
+    sha = row["webp_sha256"]
+    call_row: dict[str, Any] = {"session_id": session_id, "screenshot_id": row["screenshot_id"],
+                                "image_sha256": sha, "provider": "openai", "model": vision.model}
+    cached = await repo.vision_cache_get(res.pool, sha, vision.model, PROMPT_VERSION)
+    if cached is not None:
+        await repo.record_vision(res.pool, session_id, row["screenshot_id"], json.loads(cached["analysis"]), "cache")
+        await repo.vision_call(res.pool, {**call_row, "outcome": "cached"})
+        return
+    image = await res.store.get(row["webp_key"])
+    outcome = await service.analyze.remote(image, "image/webp", row["webp_width"], row["webp_height"])
+    if outcome.status == "ok" and outcome.call is not None:
+        call = outcome.call
+        analysis = call.analysis.model_dump(mode="json")
+        await repo.vision_cache_put(res.pool, sha, vision.model, PROMPT_VERSION, analysis,
+                                    call.tokens_in, call.tokens_out, call.cost_usd)
+        await repo.record_vision(res.pool, session_id, row["screenshot_id"], analysis, "openai")
+        await repo.vision_call(res.pool, {
+            **call_row, "outcome": "ok", "tokens_in": call.tokens_in, "tokens_out": call.tokens_out,
+            "cost_usd": call.cost_usd, "attempts": call.attempts, "latency_ms": round(call.latency_s * 1000),
+        })
+        return
+    await repo.record_vision(res.pool, session_id, row["screenshot_id"], None, "local_fallback")
+    await repo.vision_call(res.pool, {**call_row, "outcome": "fallback", "fallback_reason": outcome.fallback_reason})
+
+
+async def analyze_frames(res: TaskResources, session_id: uuid.UUID) -> dict[str, Any]:
+    rows = [r for r in await repo.screenshot_rows(res.pool, session_id) if r["status"] == "compressed"]
+    if res.settings.processing.vision.provider == "local":
+        for row in rows:
+            if row["vision_source"] is None:
+                await repo.record_vision(res.pool, session_id, row["screenshot_id"], None, "local")
+        return {"status": "local", "frames": len(rows)}
+    service = vision_service(res.settings)
+    todo = [r for r in rows if r["near_duplicate_of"] is None and r["vision_source"] is None]
+    limit = asyncio.Semaphore(res.settings.processing.vision.max_concurrency)
+
+    async def one(row: Mapping[str, Any]) -> None:
+        async with limit:
+            await _analyze_one(res, service, session_id, row)
+
+    await asyncio.gather(*(one(r) for r in todo))
+    # A near-duplicate shows what its original shows: it inherits the analysis, no call.
+    fresh = {r["screenshot_id"]: r for r in await repo.screenshot_rows(res.pool, session_id)}
+    for row in rows:
+        original = fresh.get(row["near_duplicate_of"] or "")
+        if original is not None and fresh[row["screenshot_id"]]["vision_source"] is None:
+            vision = json.loads(original["vision"]) if original["vision"] else None
+            await repo.record_vision(res.pool, session_id, row["screenshot_id"], vision,
+                                     original["vision_source"] or "local_fallback")
+    return {"status": "analyzed", "frames": len(rows), "called": len(todo)}

@@ -1,0 +1,82 @@
+"""What finalisation produced: a session's stored (redacted) events, paged, and its archive."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from actors.errors import InvalidInput, NotFound, details_from_validation_error
+from actors.processing.runtime import as_event
+from actors.storage import processing_repo, sessions_repo
+from actors.storage.postgres import with_retries
+from serve_app.http_io import bearer_key, session_uuid
+from serve_app.services import Services
+
+__all__ = ["EventsPage", "get_archive", "get_events"]
+
+
+class EventsPage(BaseModel):
+    events: list[dict[str, Any]] = Field(description="stored events in seq order, after redaction")
+    next_after_seq: int | None = Field(description="pass as after_seq for the next page; null at the end")
+
+
+class _PageQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    after_seq: int = Field(-1, ge=-1, le=2**53)
+    limit: int = Field(500, ge=1)
+
+
+def _page_query(request: Request, max_limit: int) -> _PageQuery:
+    params: dict[str, Any] = dict(request.query_params)
+    for name in ("after_seq", "limit"):
+        value = params.get(name)
+        if isinstance(value, str) and value.lstrip("-").isdigit() and len(value) < 20:
+            params[name] = int(value)
+    try:
+        query = _PageQuery.model_validate(params)
+    except ValidationError as exc:
+        raise InvalidInput("invalid query parameters", details_from_validation_error(exc, "query")) from None
+    if query.limit > max_limit:
+        raise InvalidInput("invalid query parameters",
+                           [{"field": "query.limit", "error": f"at most {max_limit}"}])
+    return query
+
+
+async def _owned_session(services: Services, request: Request, raw_id: str) -> tuple[Any, uuid.UUID]:
+    principal = await services.principal(bearer_key(request), "read")
+    session_id = session_uuid(raw_id)
+    pool = await services.db()
+    row = await with_retries(
+        lambda: sessions_repo.fetch_session(pool, session_id, principal.org_id), attempts=2, what="session read"
+    )
+    if row is None:
+        raise NotFound(f"no session {session_id}")
+    return row, session_id
+
+
+async def get_events(services: Services, request: Request, raw_id: str) -> dict[str, Any]:
+    _, session_id = await _owned_session(services, request, raw_id)
+    query = _page_query(request, services.settings.processing.events_page_max)
+    pool = await services.db()
+    rows = await with_retries(
+        lambda: processing_repo.event_rows(pool, session_id, query.after_seq, query.limit + 1),
+        attempts=2, what="events read",
+    )
+    more = len(rows) > query.limit
+    events = [as_event(r) for r in rows[: query.limit]]
+    return {"events": events, "next_after_seq": events[-1]["seq"] if more else None}
+
+
+async def get_archive(services: Services, request: Request, raw_id: str) -> Response:
+    row, session_id = await _owned_session(services, request, raw_id)
+    if row["archive_key"] is None:
+        raise NotFound(f"session {session_id} has no archive yet (status {row['status']})", code="archive_not_ready")
+    data = await services.store.get(row["archive_key"])
+    return Response(content=data, media_type="application/zip", headers={
+        "Content-Disposition": f'attachment; filename="{session_id}.zip"',
+        "X-Archive-SHA256": row["archive_sha256"],
+    })

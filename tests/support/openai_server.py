@@ -1,0 +1,226 @@
+"""A real OpenAI-compatible HTTP server for tests: uvicorn on 127.0.0.1 in a thread.
+
+The code under test uses the real `openai` client against it, so timeouts, retries, status
+errors and headers go through the client's full HTTP stack. Behaviours are scripted:
+
+    with OpenAITestServer() as server:
+        server.script(["429:2", "500", "timeout:5", "ok", "badjson"])  # one per request
+        server.default = "ok"                                         # after the script
+        ... OpenAIVision(VisionSettings(base_url=server.base_url, ...)) ...
+        assert server.request_count == 5
+
+"ok" answers a chat.completion whose content is a PageAnalysis derived from the image's
+sha256; "NNN" answers that HTTP status with an OpenAI-style error body; "429:N" (any NNN:N)
+adds `Retry-After: N`; "timeout:S" sleeps S seconds, then answers ok; "badjson" answers
+content that is not JSON. One APIRouter per API, so fine-tuning endpoints can join later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from tests.support.net import wait_for
+
+__all__ = ["OpenAITestServer", "RecordedRequest", "PAGE_TYPES"]
+
+PAGE_TYPES = ("search_results", "product", "cart", "checkout", "article", "login", "form")
+STAGES = ("awareness", "consideration", "decision", "action", "post_action", "unknown")
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    path: str
+    model: str | None
+    has_image_data_url: bool
+    response_format_type: str | None
+    max_tokens_field: str | None
+    authorization: str | None
+    behaviour: str
+
+
+class OpenAITestServer:
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = 0
+        self.default = "ok"
+        self._script: deque[str] = deque()
+        self._requests: list[RecordedRequest] = []
+        self._lock = threading.Lock()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.app = FastAPI()
+        self.app.include_router(_chat_router(self), prefix="/v1")
+        self.app.include_router(_models_router(), prefix="/v1")
+
+    # -- control ----------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def script(self, behaviours: list[str]) -> None:
+        """Replace the queue of behaviours, consumed one per chat request."""
+        with self._lock:
+            self._script = deque(behaviours)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._script.clear()
+            self._requests.clear()
+            self.default = "ok"
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def request_count(self) -> int:
+        with self._lock:
+            return len(self._requests)
+
+    def next_behaviour(self) -> str:
+        with self._lock:
+            return self._script.popleft() if self._script else self.default
+
+    def record(self, entry: RecordedRequest) -> None:
+        with self._lock:
+            self._requests.append(entry)
+
+    # -- lifecycle --------------------------------------------------------------------
+    def start(self) -> OpenAITestServer:
+        # Port 0: the OS picks a free port at bind time (no probe-then-bind race);
+        # the real one is read back from the bound socket.
+        config = uvicorn.Config(
+            self.app, host=self.host, port=0, log_level="warning", lifespan="off",
+            timeout_graceful_shutdown=1,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="openai-test-server", daemon=True)
+        self._thread.start()
+        wait_for(lambda: self._server.started, timeout_s=10, interval_s=0.02, what="openai test server")
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._server.force_exit = True  # do not wait for scripted slow answers
+            self._thread.join(timeout=5)
+        self._server = self._thread = None
+
+    def __enter__(self) -> OpenAITestServer:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+def _chat_router(server: OpenAITestServer) -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/chat/completions")
+    async def chat_completions(request: Request) -> JSONResponse:
+        body = await request.json()
+        behaviour = server.next_behaviour()
+        image = _image_bytes(body.get("messages", []))
+        server.record(
+            RecordedRequest(
+                path="/v1/chat/completions",
+                model=body.get("model"),
+                has_image_data_url=image is not None,
+                response_format_type=(body.get("response_format") or {}).get("type"),
+                max_tokens_field=next((k for k in ("max_completion_tokens", "max_tokens") if k in body), None),
+                authorization=request.headers.get("authorization"),
+                behaviour=behaviour,
+            )
+        )
+        kind, _, arg = behaviour.partition(":")
+        if kind.isdigit():
+            return _error(int(kind), retry_after=arg or None)
+        if kind == "timeout":
+            await asyncio.sleep(float(arg or 5))
+        content = "this is { not json" if kind == "badjson" else json.dumps(_analysis(image or b""))
+        prompt_tokens = 85 + len(json.dumps(body.get("messages", [])[:1])) // 4
+        completion_tokens = max(1, len(content) // 4)
+        return JSONResponse(
+            {
+                "id": f"chatcmpl-{hashlib.sha256(content.encode()).hexdigest()[:24]}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model") or "unknown",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content, "refusal": None},
+                        "finish_reason": "stop",
+                        "logprobs": None,
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                },
+            }
+        )
+
+    return router
+
+
+def _models_router() -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/models")
+    async def list_models() -> dict[str, Any]:
+        models = ("gpt-4o-mini", "gpt-4o")
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": "tracemill-test"} for m in models]
+        return {"object": "list", "data": data}
+
+    return router
+
+
+def _error(status: int, retry_after: str | None) -> JSONResponse:
+    kind = {429: "requests", 401: "invalid_request_error", 404: "invalid_request_error"}
+    code = {429: "rate_limit_exceeded", 401: "invalid_api_key", 404: "model_not_found"}
+    error = {
+        "message": f"scripted HTTP {status} from the test server",
+        "type": kind.get(status, "server_error" if status >= 500 else "invalid_request_error"),
+        "param": None,
+        "code": code.get(status),
+    }
+    headers = {"retry-after": retry_after} if retry_after else None
+    return JSONResponse({"error": error}, status_code=status, headers=headers)
+
+
+def _image_bytes(messages: list[dict[str, Any]]) -> bytes | None:
+    for message in messages:
+        content = message.get("content")
+        for part in content if isinstance(content, list) else []:
+            url = (part.get("image_url") or {}).get("url", "") if part.get("type") == "image_url" else ""
+            if url.startswith("data:") and ";base64," in url:
+                return base64.b64decode(url.split(";base64,", 1)[1])
+    return None
+
+
+def _analysis(image: bytes) -> dict[str, Any]:
+    digest = hashlib.sha256(image).digest()
+    return {
+        "page_type": PAGE_TYPES[digest[0] % len(PAGE_TYPES)],
+        "visible_state": f"screenshot {digest.hex()[:12]}",
+        "intent_cues": ["compare prices"],
+        "decision_stage": STAGES[digest[1] % len(STAGES)],
+        "notable_elements": ["search box", "add to cart button"],
+        "confidence": round(0.5 + digest[2] / 510, 3),
+    }
