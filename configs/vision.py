@@ -66,7 +66,9 @@ class VisionSettings(BaseModel):
         500, ge=1, description="stay under the account's RPM so we pace, not get 429s"
     )
     tokens_per_minute: int = Field(
-        200_000, ge=1, description="stay under the account's TPM (images count as tokens)"
+        200_000,
+        ge=1,
+        description="stay under the account's TPM (images count as tokens)",
     )
     breaker_failures: int = Field(
         5,
@@ -81,10 +83,14 @@ class VisionSettings(BaseModel):
         description="how long to leave a failing provider alone before one probe call",
     )
     price_input_per_1m: float = Field(
-        0.15, ge=0, description="USD per million input tokens, to account spend per call"
+        0.15,
+        ge=0,
+        description="USD per million input tokens, to account spend per call",
     )
     price_output_per_1m: float = Field(
-        0.60, ge=0, description="USD per million output tokens, to account spend per call"
+        0.60,
+        ge=0,
+        description="USD per million output tokens, to account spend per call",
     )
     max_output_tokens: int = Field(
         400,
@@ -97,7 +103,10 @@ class VisionSettings(BaseModel):
         description="low is a flat, cheap budget per image and enough for page-level labels",
     )
     max_concurrency: int = Field(
-        8, ge=1, le=256, description="calls in flight per service; bounds memory and sockets"
+        8,
+        ge=1,
+        le=256,
+        description="calls in flight per service; bounds memory and sockets",
     )
 
     @model_validator(mode="after")

@@ -121,7 +121,12 @@ class CircuitBreaker:
     verdict arrives, so a recovering provider is not hit by the whole backlog at once.
     """
 
-    def __init__(self, failures_to_open: int = 5, cooldown_s: float = 30.0, clock: Clock = time.monotonic):
+    def __init__(
+        self,
+        failures_to_open: int = 5,
+        cooldown_s: float = 30.0,
+        clock: Clock = time.monotonic,
+    ):
         if failures_to_open < 1:
             raise ValueError("failures_to_open must be at least 1")
         if cooldown_s <= 0:

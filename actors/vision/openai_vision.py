@@ -73,7 +73,9 @@ def _first_items(v: Any) -> Any:
 
 Text = Annotated[str, _truncated(MAX_TEXT), Field(min_length=1, max_length=MAX_TEXT)]
 Items = Annotated[list[str], BeforeValidator(_first_items), Field(max_length=MAX_ITEMS)]
-DecisionStage = Literal["awareness", "consideration", "decision", "action", "post_action", "unknown"]
+DecisionStage = Literal[
+    "awareness", "consideration", "decision", "action", "post_action", "unknown"
+]
 
 
 class PageAnalysis(BaseModel):
@@ -109,11 +111,23 @@ _STRING_LIST = {"type": "array", "items": {"type": "string"}}
 PAGE_ANALYSIS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "page_type": {"type": "string", "description": "e.g. search_results, product, cart"},
-        "visible_state": {"type": "string", "description": "what the page shows right now"},
-        "intent_cues": {**_STRING_LIST, "description": "hints of what the user is trying to do"},
+        "page_type": {
+            "type": "string",
+            "description": "e.g. search_results, product, cart",
+        },
+        "visible_state": {
+            "type": "string",
+            "description": "what the page shows right now",
+        },
+        "intent_cues": {
+            **_STRING_LIST,
+            "description": "hints of what the user is trying to do",
+        },
         "decision_stage": {"type": "string", "enum": list(DecisionStage.__args__)},
-        "notable_elements": {**_STRING_LIST, "description": "controls an agent would act on"},
+        "notable_elements": {
+            **_STRING_LIST,
+            "description": "controls an agent would act on",
+        },
         "confidence": {"type": "number", "description": "0 to 1"},
     },
     "required": [
@@ -151,7 +165,12 @@ def image_token_rates(model: str) -> tuple[int, int]:
 
 
 def estimate_image_tokens(
-    width: int, height: int, detail: str = "high", *, base: int = 85, per_tile: int = 170
+    width: int,
+    height: int,
+    detail: str = "high",
+    *,
+    base: int = 85,
+    per_tile: int = 170,
 ) -> int:
     """Input tokens of one image by OpenAI's published rule for gpt-4o-class models.
 
@@ -170,7 +189,9 @@ def estimate_image_tokens(
     return base + per_tile * tiles
 
 
-def parse_retry_after(headers: Mapping[str, str], now: Callable[[], float] = time.time) -> float | None:
+def parse_retry_after(
+    headers: Mapping[str, str], now: Callable[[], float] = time.time
+) -> float | None:
     """Seconds the server asked us to wait: retry-after-ms, Retry-After seconds or HTTP date."""
     ms = headers.get("retry-after-ms")
     if ms is not None:
@@ -220,14 +241,22 @@ class OpenAIVision:
 
     def _build_client(self, http_client: Any) -> openai.AsyncOpenAI:
         s = self._settings
-        kwargs: dict[str, Any] = {"timeout": s.timeout_s, "max_retries": 0, "http_client": http_client}
+        kwargs: dict[str, Any] = {
+            "timeout": s.timeout_s,
+            "max_retries": 0,
+            "http_client": http_client,
+        }
         try:
             # None lets the client read OPENAI_API_KEY / OPENAI_BASE_URL itself.
-            return openai.AsyncOpenAI(api_key=self._secret, base_url=s.base_url, **kwargs)
+            return openai.AsyncOpenAI(
+                api_key=self._secret, base_url=s.base_url, **kwargs
+            )
         except openai.OpenAIError as exc:
             missing_key = self._secret is None and "credential" in str(exc).lower()
             if not missing_key:
-                raise ConfigError(f"cannot configure the openai vision client ({type(exc).__name__})") from None
+                raise ConfigError(
+                    f"cannot configure the openai vision client ({type(exc).__name__})"
+                ) from None
         if s.base_url:
             # An explicitly configured compatible server (vLLM, Ollama) usually wants no key;
             # the client insists on one, so send a placeholder.
@@ -244,7 +273,11 @@ class OpenAIVision:
     def estimate_tokens(self, width: int, height: int) -> int:
         """Tokens one call may use (prompt, image, the whole output budget): for TPM pacing."""
         image = estimate_image_tokens(
-            width, height, self._settings.image_detail, base=self._base_rate, per_tile=self._tile_rate
+            width,
+            height,
+            self._settings.image_detail,
+            base=self._base_rate,
+            per_tile=self._tile_rate,
         )
         return _PROMPT_TOKENS + image + self._settings.max_output_tokens
 
@@ -254,7 +287,9 @@ class OpenAIVision:
     async def analyze(self, image: bytes, media_type: str) -> VisionCall:
         """Analyse one screenshot; raise ConfigError or DependencyUnavailable if we cannot."""
         if media_type not in ACCEPTED_MEDIA_TYPES:
-            raise InvalidInput(f"vision analysis accepts {sorted(ACCEPTED_MEDIA_TYPES)}, not {media_type[:40]!r}")
+            raise InvalidInput(
+                f"vision analysis accepts {sorted(ACCEPTED_MEDIA_TYPES)}, not {media_type[:40]!r}"
+            )
         if not image:
             raise InvalidInput("vision analysis needs a non-empty image")
         s = self._settings
@@ -276,7 +311,11 @@ class OpenAIVision:
                 reason = f"http_{exc.status_code}"
                 server_wait = self._check_status(exc, reason)
             except openai.OpenAIError as exc:
-                self._fail(f"vision call failed ({type(exc).__name__})", type(exc).__name__, retry=False)
+                self._fail(
+                    f"vision call failed ({type(exc).__name__})",
+                    type(exc).__name__,
+                    retry=False,
+                )
             else:
                 try:
                     return self._to_call(reply, attempt, time.monotonic() - started)
@@ -284,7 +323,10 @@ class OpenAIVision:
                     reason = exc.reason
                     invalid_replies += 1
                     if invalid_replies > 1 or exc.final:
-                        self._fail(f"vision provider gave no usable analysis ({reason})", reason)
+                        self._fail(
+                            f"vision provider gave no usable analysis ({reason})",
+                            reason,
+                        )
             if attempt == s.max_attempts:
                 break
             cap = min(s.backoff_max_s, s.backoff_base_s * 2 ** (attempt - 1))
@@ -314,8 +356,12 @@ class OpenAIVision:
                 f"vision provider: {what} ({label}); check vision.model, vision.api_key and vision.base_url",
                 details=[{"provider": "openai", "reason": reason}],
             ) from None
-        if code == "insufficient_quota" or not (status in RETRYABLE_STATUSES or status >= 500):
-            self._fail(f"vision provider rejected the request ({label})", reason, retry=False)
+        if code == "insufficient_quota" or not (
+            status in RETRYABLE_STATUSES or status >= 500
+        ):
+            self._fail(
+                f"vision provider rejected the request ({label})", reason, retry=False
+            )
         wait = parse_retry_after(exc.response.headers)
         if wait is not None and wait > self._settings.backoff_max_s:
             self._fail(
@@ -325,11 +371,24 @@ class OpenAIVision:
             )
         return wait
 
-    def _fail(self, message: str, reason: str, *, retry: bool = True, retry_after_s: float | None = None) -> NoReturn:
+    def _fail(
+        self,
+        message: str,
+        reason: str,
+        *,
+        retry: bool = True,
+        retry_after_s: float | None = None,
+    ) -> NoReturn:
         if retry_after_s is None:
-            retry_after_s = self._settings.backoff_base_s if retry else self._settings.breaker_cooldown_s
+            retry_after_s = (
+                self._settings.backoff_base_s
+                if retry
+                else self._settings.breaker_cooldown_s
+            )
         details = [{"provider": "openai", "reason": reason}]
-        raise DependencyUnavailable(self._scrub(message), retry_after_s=retry_after_s, details=details) from None
+        raise DependencyUnavailable(
+            self._scrub(message), retry_after_s=retry_after_s, details=details
+        ) from None
 
     def _scrub(self, text: str) -> str:
         # Last line of defence: our messages never include the key, but make sure of it.
@@ -344,7 +403,11 @@ class OpenAIVision:
             self._max_tokens_field: s.max_output_tokens,
             "response_format": {
                 "type": "json_schema",
-                "json_schema": {"name": "page_analysis", "strict": True, "schema": PAGE_ANALYSIS_SCHEMA},
+                "json_schema": {
+                    "name": "page_analysis",
+                    "strict": True,
+                    "schema": PAGE_ANALYSIS_SCHEMA,
+                },
             },
             "messages": [
                 {"role": "system", "content": SYSTEM_PROMPT},
@@ -352,7 +415,10 @@ class OpenAIVision:
                     "role": "user",
                     "content": [
                         {"type": "text", "text": "Analyse this screenshot."},
-                        {"type": "image_url", "image_url": {"url": data_url, "detail": s.image_detail}},
+                        {
+                            "type": "image_url",
+                            "image_url": {"url": data_url, "detail": s.image_detail},
+                        },
                     ],
                 },
             ],
@@ -364,22 +430,33 @@ class OpenAIVision:
         if message is None:
             raise _InvalidReply("no_choice")
         if getattr(message, "refusal", None):
-            raise _InvalidReply("refused", final=True)  # the same image would be refused again
+            # Not worth a retry: the same image would be refused again.
+            raise _InvalidReply("refused", final=True)
         try:
             analysis = PageAnalysis.model_validate_json(message.content or "")
         except ValidationError as exc:
-            kind = "not_json" if any(e["type"] == "json_invalid" for e in exc.errors()) else "schema_mismatch"
+            kind = (
+                "not_json"
+                if any(e["type"] == "json_invalid" for e in exc.errors())
+                else "schema_mismatch"
+            )
             raise _InvalidReply(kind) from None
         s = self._settings
         usage = reply.usage
         if usage is not None:
-            tokens_in, tokens_out = int(usage.prompt_tokens), int(usage.completion_tokens)
+            tokens_in, tokens_out = (
+                int(usage.prompt_tokens),
+                int(usage.completion_tokens),
+            )
         else:
             # Some compatible servers send no usage block: account a lower-bound estimate
             # (prompt plus the smallest image) rather than zero.
             tokens_in = _PROMPT_TOKENS + self._base_rate
             tokens_out = len(message.content or "") // 4
-        cost = tokens_in * s.price_input_per_1m / 1e6 + tokens_out * s.price_output_per_1m / 1e6
+        cost = (
+            tokens_in * s.price_input_per_1m / 1e6
+            + tokens_out * s.price_output_per_1m / 1e6
+        )
         return VisionCall(
             analysis=analysis,
             model=getattr(reply, "model", None) or s.model,

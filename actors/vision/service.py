@@ -42,8 +42,12 @@ class VisionService:
     def __init__(self, settings: VisionSettings, http_client: Any = None):
         self._settings = settings
         self._provider = OpenAIVision(settings, http_client)
-        self._limiter = RateLimiter(settings.requests_per_minute, settings.tokens_per_minute)
-        self._breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_s)
+        self._limiter = RateLimiter(
+            settings.requests_per_minute, settings.tokens_per_minute
+        )
+        self._breaker = CircuitBreaker(
+            settings.breaker_failures, settings.breaker_cooldown_s
+        )
         self._slots = asyncio.Semaphore(settings.max_concurrency)
         self._calls_ok = 0
         self._fallbacks: Counter[str] = Counter()
@@ -51,7 +55,9 @@ class VisionService:
         self._tokens_out = 0
         self._cost_usd = 0.0
 
-    async def analyze(self, image: bytes, media_type: str, width: int, height: int) -> VisionOutcome:
+    async def analyze(
+        self, image: bytes, media_type: str, width: int, height: int
+    ) -> VisionOutcome:
         """Analyse one screenshot, or say why not. InvalidInput (a caller bug) still raises."""
         async with self._slots:
             # Decided after taking a slot, so a call queued behind the semaphore never holds
@@ -80,7 +86,9 @@ class VisionService:
             self._tokens_in += call.tokens_in
             self._tokens_out += call.tokens_out
             self._cost_usd += call.cost_usd
-            return VisionOutcome(status="ok", call=call, breaker_state=self._breaker.state)
+            return VisionOutcome(
+                status="ok", call=call, breaker_state=self._breaker.state
+            )
 
     def state(self) -> dict[str, Any]:
         """Counters for /metrics and the dashboard: JSON-able, no secrets."""
@@ -104,7 +112,9 @@ class VisionService:
         # Count by kind ("error" lumps statuses together) to keep the metric's labels few.
         self._fallbacks[reason.split(":", 1)[0]] += 1
         log.info("vision fallback: %s (breaker %s)", reason, self._breaker.state)
-        return VisionOutcome(status="fallback", fallback_reason=reason, breaker_state=self._breaker.state)
+        return VisionOutcome(
+            status="fallback", fallback_reason=reason, breaker_state=self._breaker.state
+        )
 
 
 def _reason(exc: TracemillError) -> str:

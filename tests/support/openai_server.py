@@ -11,8 +11,9 @@ errors and headers go through the client's full HTTP stack. Behaviours are scrip
 
 "ok" answers a chat.completion whose content is a PageAnalysis derived from the image's
 sha256; "NNN" answers that HTTP status with an OpenAI-style error body; "429:N" (any NNN:N)
-adds `Retry-After: N`; "timeout:S" sleeps S seconds, then answers ok; "badjson" answers
-content that is not JSON. One APIRouter per API, so fine-tuning endpoints can join later.
+adds `Retry-After: N`; "timeout:S" stalls S seconds (or until the client hangs up), then
+answers ok; "badjson" answers content that is not JSON, "badschema" JSON that is not a
+PageAnalysis. One APIRouter per API, so fine-tuning endpoints can join later.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request
@@ -33,9 +34,18 @@ from fastapi.responses import JSONResponse
 
 from tests.support.net import wait_for
 
-__all__ = ["OpenAITestServer", "RecordedRequest", "PAGE_TYPES"]
+__all__ = ["PAGE_TYPES", "OpenAITestServer", "RecordedRequest"]
 
-PAGE_TYPES = ("search_results", "product", "cart", "checkout", "article", "login", "form")
+PAGE_TYPES = (
+    "search_results",
+    "product",
+    "cart",
+    "checkout",
+    "article",
+    "login",
+    "form",
+)
+_MAX_TOKEN_FIELDS = ("max_completion_tokens", "max_tokens")
 STAGES = ("awareness", "consideration", "decision", "action", "post_action", "unknown")
 
 
@@ -99,17 +109,28 @@ class OpenAITestServer:
             self._requests.append(entry)
 
     # -- lifecycle --------------------------------------------------------------------
-    def start(self) -> OpenAITestServer:
+    def start(self) -> Self:
         # Port 0: the OS picks a free port at bind time (no probe-then-bind race);
         # the real one is read back from the bound socket.
         config = uvicorn.Config(
-            self.app, host=self.host, port=0, log_level="warning", lifespan="off",
+            self.app,
+            host=self.host,
+            port=0,
+            log_level="warning",
+            lifespan="off",
             timeout_graceful_shutdown=1,
         )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="openai-test-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, name="openai-test-server", daemon=True
+        )
         self._thread.start()
-        wait_for(lambda: self._server.started, timeout_s=10, interval_s=0.02, what="openai test server")
+        wait_for(
+            lambda: self._server.started,
+            timeout_s=10,
+            interval_s=0.02,
+            what="openai test server",
+        )
         self.port = self._server.servers[0].sockets[0].getsockname()[1]
         return self
 
@@ -120,7 +141,7 @@ class OpenAITestServer:
             self._thread.join(timeout=5)
         self._server = self._thread = None
 
-    def __enter__(self) -> OpenAITestServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *_exc: object) -> None:
@@ -141,7 +162,9 @@ def _chat_router(server: OpenAITestServer) -> APIRouter:
                 model=body.get("model"),
                 has_image_data_url=image is not None,
                 response_format_type=(body.get("response_format") or {}).get("type"),
-                max_tokens_field=next((k for k in ("max_completion_tokens", "max_tokens") if k in body), None),
+                max_tokens_field=next(
+                    (k for k in _MAX_TOKEN_FIELDS if k in body), None
+                ),
                 authorization=request.headers.get("authorization"),
                 behaviour=behaviour,
             )
@@ -149,9 +172,16 @@ def _chat_router(server: OpenAITestServer) -> APIRouter:
         kind, _, arg = behaviour.partition(":")
         if kind.isdigit():
             return _error(int(kind), retry_after=arg or None)
-        if kind == "timeout":
-            await asyncio.sleep(float(arg or 5))
-        content = "this is { not json" if kind == "badjson" else json.dumps(_analysis(image or b""))
+        if kind == "timeout" and await _stalled(request, float(arg or 5)):
+            return JSONResponse(
+                {}, status_code=499
+            )  # the client gave up; nobody reads this
+        content = json.dumps(_analysis(image or b""))
+        if kind in ("badjson", "badschema"):
+            content = (
+                "this is { not json" if kind == "badjson" else '{"page_type": "cart"}'
+            )
+
         prompt_tokens = 85 + len(json.dumps(body.get("messages", [])[:1])) // 4
         completion_tokens = max(1, len(content) // 4)
         return JSONResponse(
@@ -163,7 +193,11 @@ def _chat_router(server: OpenAITestServer) -> APIRouter:
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": content, "refusal": None},
+                        "message": {
+                            "role": "assistant",
+                            "content": content,
+                            "refusal": None,
+                        },
                         "finish_reason": "stop",
                         "logprobs": None,
                     }
@@ -185,10 +219,23 @@ def _models_router() -> APIRouter:
     @router.get("/models")
     async def list_models() -> dict[str, Any]:
         models = ("gpt-4o-mini", "gpt-4o")
-        data = [{"id": m, "object": "model", "created": 0, "owned_by": "tracemill-test"} for m in models]
+        data = [
+            {"id": m, "object": "model", "created": 0, "owned_by": "tracemill-test"}
+            for m in models
+        ]
         return {"object": "list", "data": data}
 
     return router
+
+
+async def _stalled(request: Request, seconds: float) -> bool:
+    """Wait `seconds` or until the client hangs up (True): no handler outlives its client."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if await request.is_disconnected():
+            return True
+        await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+    return False
 
 
 def _error(status: int, retry_after: str | None) -> JSONResponse:
@@ -196,7 +243,9 @@ def _error(status: int, retry_after: str | None) -> JSONResponse:
     code = {429: "rate_limit_exceeded", 401: "invalid_api_key", 404: "model_not_found"}
     error = {
         "message": f"scripted HTTP {status} from the test server",
-        "type": kind.get(status, "server_error" if status >= 500 else "invalid_request_error"),
+        "type": kind.get(
+            status, "server_error" if status >= 500 else "invalid_request_error"
+        ),
         "param": None,
         "code": code.get(status),
     }
@@ -208,7 +257,11 @@ def _image_bytes(messages: list[dict[str, Any]]) -> bytes | None:
     for message in messages:
         content = message.get("content")
         for part in content if isinstance(content, list) else []:
-            url = (part.get("image_url") or {}).get("url", "") if part.get("type") == "image_url" else ""
+            url = (
+                (part.get("image_url") or {}).get("url", "")
+                if part.get("type") == "image_url"
+                else ""
+            )
             if url.startswith("data:") and ";base64," in url:
                 return base64.b64decode(url.split(";base64,", 1)[1])
     return None

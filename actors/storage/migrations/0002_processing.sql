@@ -10,7 +10,13 @@ ALTER TABLE sessions
     ADD COLUMN finalized_at       timestamptz,
     ADD COLUMN quality_parts      jsonb,
     ADD COLUMN quality_suggestions jsonb,
-    ADD COLUMN analysis           jsonb;
+    ADD COLUMN analysis           jsonb,
+    -- Scores are rounded to 4 decimals; real (float4) would hand back 0.9271000027656555.
+    ALTER COLUMN completeness TYPE double precision,
+    ALTER COLUMN selector_reliability TYPE double precision,
+    ALTER COLUMN screenshot_quality TYPE double precision,
+    ALTER COLUMN training_value TYPE double precision,
+    ALTER COLUMN quality_overall TYPE double precision;
 -- The shards' sweep: sessions whose finalisation a restart interrupted.
 CREATE INDEX sessions_finalizing_idx ON sessions (updated_at) WHERE status = 'finalizing';
 

@@ -1,0 +1,125 @@
+"""Finalisation end to end on the real stack: screenshots compressed and painted over,
+scores and context stored, an archive that verifies, a poor session rejected with reasons."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+import zipfile
+from typing import Any
+
+from PIL import Image
+
+from tests.integration.conftest import run_db
+from tests.support.client import Api, new_id, send_frame
+from tests.support.sessions import CHECKOUT_FIELDS, VIEWPORT, poor_session, shop_session
+
+TERMINAL = ("ready", "rejected", "failed")
+
+
+def wait_terminal(api: Api, sid: str, timeout: float = 180) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        view = api.session(sid)
+        if view["status"] in TERMINAL or time.monotonic() > deadline:
+            return view
+        time.sleep(0.25)
+
+
+def record(api: Api, events: list[dict[str, Any]], shots: list[tuple[str, int, bytes]], **body: Any) -> str:
+    """Stream `events` in frames of 50, upload each screenshot once its frame is acked, finish."""
+    sid = api.create_session(session_id=new_id(), viewport=VIEWPORT, **body)
+    pending = list(shots)
+    with api.stream(sid) as ws:
+        for start in range(0, len(events), 50):
+            ack = send_frame(ws, events[start:start + 50])
+            assert ack["type"] == "ack", ack
+            while pending and pending[0][1] < start + 50:
+                shot_id, seq, png = pending.pop(0)
+                put = api.http.put(f"/v1/sessions/{sid}/screenshots/{shot_id}", params={"seq": seq, "trigger": "click"},
+                                   content=png, headers={"Content-Type": "image/png"})
+                assert put.status_code == 201, put.text
+    assert api.http.post(f"/v1/sessions/{sid}/finish", json={"outcome": "success"}).status_code == 202
+    return sid
+
+
+def test_good_session_ends_ready_with_scores_and_a_verified_archive(api: Api, stack: Any) -> None:
+    events, shots = shop_session(200, 40)
+    sid = record(api, events, shots, type="human", task="buy the blue kettle")
+    view = wait_terminal(api, sid)
+    assert view["status"] == "ready", view
+    quality = view["quality"]
+    for name in ("completeness", "selector_reliability", "screenshot_quality", "training_value", "overall"):
+        assert 0.0 <= quality[name] <= 1.0
+    assert quality["overall"] >= 0.45 and isinstance(quality["reasons"], list)
+
+    archive = api.http.get(f"/v1/sessions/{sid}/archive")
+    assert archive.status_code == 200 and archive.headers["content-type"] == "application/zip"
+    assert hashlib.sha256(archive.content).hexdigest() == view["archive"]["sha256"]
+    with zipfile.ZipFile(io.BytesIO(archive.content)) as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+        for entry in manifest["files"]:
+            assert hashlib.sha256(zf.read(entry["path"])).hexdigest() == entry["sha256"]
+        lines = zf.read("events.jsonl").decode().splitlines()
+        webps = [n for n in zf.namelist() if n.startswith("screenshots/")]
+        analysis = json.loads(zf.read("analysis.json"))
+    assert len(lines) == 200 and len(webps) == 40
+    assert manifest["session"]["session_id"] == sid
+    assert analysis["context"]["intent_counts"] and analysis["quality"]["overall"] == quality["overall"]
+
+    rows = run_db(stack, "SELECT status, raw_key, webp_key, phash, local_vision FROM screenshots WHERE session_id = $1", sid)
+    assert len(rows) == 40 and all(r["status"] == "compressed" and r["raw_key"] is None for r in rows)
+    raw_dir = stack.settings.object_store.local_dir / "raw"
+    assert not [p for p in raw_dir.rglob("*") if p.is_file() and sid in str(p)]
+
+
+def test_sensitive_fields_are_painted_over_before_the_webp_is_stored(api: Api, stack: Any) -> None:
+    events, shots = shop_session(200, 40)
+    sid = record(api, events, shots, type="human", task="check out")
+    assert wait_terminal(api, sid)["status"] in ("ready", "rejected")
+    checkout = [s for s in shots if events[s[1]]["url"].endswith("checkout") and s[1] % 10 >= 1]
+    assert checkout, "the crafted session has screenshots of the checkout form"
+    shot_id = checkout[-1][0]
+    got = api.http.get(f"/v1/sessions/{sid}/screenshots/{shot_id}")
+    assert got.status_code == 200 and got.headers["content-type"] == "image/webp"
+    img = Image.open(io.BytesIO(got.content)).convert("RGB")
+    for box in CHECKOUT_FIELDS.values():
+        centre = (box["x"] + box["width"] // 2, box["y"] + box["height"] // 2)
+        assert max(img.getpixel(centre)) < 30, f"{box} still shows the field: {img.getpixel(centre)}"
+    audit = {r["kind"]: r["count"] for r in run_db(
+        stack, "SELECT kind, count FROM privacy_audit WHERE session_id = $1", sid)}
+    assert audit.get("EMAIL", 0) >= 1 and audit.get("CARD", 0) >= 1 and audit.get("BOX", 0) >= 2
+
+
+def test_poor_session_is_rejected_with_reasons(api: Api) -> None:
+    sid = record(api, poor_session(), [])
+    view = wait_terminal(api, sid)
+    assert view["status"] == "rejected", view
+    assert view["quality"]["overall"] < 0.45
+    assert view["quality"]["reasons"] and view["quality"]["suggestions"]
+    assert view["archive"] is not None  # rejected sessions are kept, never trained on
+
+
+def test_events_are_paged_in_seq_order(api: Api) -> None:
+    events, _ = shop_session(120, 0)
+    sid = record(api, events, [])
+    seen: list[int] = []
+    after = -1
+    while after is not None:
+        page = api.http.get(f"/v1/sessions/{sid}/events", params={"after_seq": after, "limit": 50})
+        assert page.status_code == 200, page.text
+        body = page.json()
+        seen += [e["seq"] for e in body["events"]]
+        after = body["next_after_seq"]
+    assert seen == list(range(120))
+    for bad in ({"limit": 0}, {"limit": 100_000}, {"after_seq": "x"}, {"extra": 1}):
+        answer = api.http.get(f"/v1/sessions/{sid}/events", params=bad)
+        assert answer.status_code == 422 and answer.json()["error"]["code"], bad
+
+
+def test_archive_of_a_recording_session_is_not_ready(api: Api) -> None:
+    sid = api.create_session(session_id=new_id())
+    answer = api.http.get(f"/v1/sessions/{sid}/archive")
+    assert answer.status_code == 404 and answer.json()["error"]["code"] == "archive_not_ready"
