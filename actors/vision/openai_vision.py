@@ -23,21 +23,31 @@ from __future__ import annotations
 import asyncio
 import base64
 import email.utils
-import json
 import logging
 import math
 import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Annotated, Any, Literal, NoReturn
+from typing import Any, NoReturn
 
 import openai
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from actors.errors import ConfigError, DependencyUnavailable, InvalidInput
+from actors.vision.analysis import (
+    PAGE_ANALYSIS_SCHEMA,
+    PROMPT_TOKENS,
+    SYSTEM_PROMPT,
+    PageAnalysis,
+    VisionCall,
+    estimate_image_tokens,
+    image_token_rates,
+)
 from configs.vision import VisionSettings
 
+# PageAnalysis, VisionCall and the estimates live in actors.vision.analysis (provider-
+# neutral); they are re-exported here because callers meet them through this provider.
 __all__ = [
     "ACCEPTED_MEDIA_TYPES",
     "PAGE_ANALYSIS_SCHEMA",
@@ -54,139 +64,6 @@ log = logging.getLogger(__name__)
 ACCEPTED_MEDIA_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
 CONFIG_STATUSES = frozenset({401, 403, 404})
-# Bounds of one analysis: enough for labels, small enough to store per screenshot.
-MAX_TEXT = 200
-MAX_ITEMS = 12
-MAX_ITEM_TEXT = 120
-
-
-def _truncated(limit: int) -> BeforeValidator:
-    # A verbose model is not a broken one: cut over-long text instead of rejecting it.
-    return BeforeValidator(lambda v: v[:limit] if isinstance(v, str) else v)
-
-
-def _first_items(v: Any) -> Any:
-    if isinstance(v, list):
-        return [s[:MAX_ITEM_TEXT] if isinstance(s, str) else s for s in v[:MAX_ITEMS]]
-    return v
-
-
-Text = Annotated[str, _truncated(MAX_TEXT), Field(min_length=1, max_length=MAX_TEXT)]
-Items = Annotated[list[str], BeforeValidator(_first_items), Field(max_length=MAX_ITEMS)]
-DecisionStage = Literal[
-    "awareness", "consideration", "decision", "action", "post_action", "unknown"
-]
-
-
-class PageAnalysis(BaseModel):
-    """What a vision model reads off one screenshot, as training-data labels."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    page_type: Text
-    visible_state: Text
-    intent_cues: Items
-    decision_stage: DecisionStage
-    notable_elements: Items
-    confidence: float = Field(ge=0.0, le=1.0, allow_inf_nan=False)
-
-
-class VisionCall(BaseModel):
-    """One successful analysis and what it cost."""
-
-    model_config = ConfigDict(frozen=True)
-
-    analysis: PageAnalysis
-    model: str
-    tokens_in: int = Field(ge=0)
-    tokens_out: int = Field(ge=0)
-    cost_usd: float = Field(ge=0)
-    attempts: int = Field(ge=1)
-    latency_s: float = Field(ge=0)
-
-
-_STRING_LIST = {"type": "array", "items": {"type": "string"}}
-# Hand-written rather than PageAnalysis.model_json_schema(): strict structured outputs accept
-# only a subset of JSON Schema (every property required, no additional properties).
-PAGE_ANALYSIS_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "page_type": {
-            "type": "string",
-            "description": "e.g. search_results, product, cart",
-        },
-        "visible_state": {
-            "type": "string",
-            "description": "what the page shows right now",
-        },
-        "intent_cues": {
-            **_STRING_LIST,
-            "description": "hints of what the user is trying to do",
-        },
-        "decision_stage": {"type": "string", "enum": list(DecisionStage.__args__)},
-        "notable_elements": {
-            **_STRING_LIST,
-            "description": "controls an agent would act on",
-        },
-        "confidence": {"type": "number", "description": "0 to 1"},
-    },
-    "required": [
-        "page_type",
-        "visible_state",
-        "intent_cues",
-        "decision_stage",
-        "notable_elements",
-        "confidence",
-    ],
-    "additionalProperties": False,
-}
-
-SYSTEM_PROMPT = (
-    "You label screenshots of web pages for a pipeline that trains web-browsing agents. "
-    "Describe only what is visible. page_type: a short snake_case kind of page. "
-    "visible_state: one sentence on the page's current state (open dialogs, errors, filled "
-    "forms, loading). intent_cues: up to 12 short phrases suggesting the user's goal. "
-    "decision_stage: where the user is in their task. notable_elements: up to 12 controls or "
-    "content an agent would act on, named by their visible label. confidence: 0 to 1. "
-    "Never transcribe personal data (names, emails, addresses, card or account numbers)."
-)
-# Text tokens around the image: prompt, schema and chat framing, rounded up (~4 chars a token).
-_PROMPT_TOKENS = (len(SYSTEM_PROMPT) + len(json.dumps(PAGE_ANALYSIS_SCHEMA))) // 4 + 64
-
-# Image token rates (base, per 512px tile) where they differ from gpt-4o's 85 / 170:
-# gpt-4o-mini bills images at ~33x the tokens so that they cost what they cost on gpt-4o.
-_IMAGE_RATES: dict[str, tuple[int, int]] = {"gpt-4o-mini": (2833, 5667)}
-
-
-def image_token_rates(model: str) -> tuple[int, int]:
-    """(base tokens, tokens per tile) of `model`, by the longest matching name prefix."""
-    matches = [name for name in _IMAGE_RATES if model.startswith(name)]
-    return _IMAGE_RATES[max(matches, key=len)] if matches else (85, 170)
-
-
-def estimate_image_tokens(
-    width: int,
-    height: int,
-    detail: str = "high",
-    *,
-    base: int = 85,
-    per_tile: int = 170,
-) -> int:
-    """Input tokens of one image by OpenAI's published rule for gpt-4o-class models.
-
-    low: `base` whatever the size. high (and auto, which may pick high, so we reserve for
-    it): scale to fit 2048x2048, then down so the shortest side is at most 768, then
-    `base` + `per_tile` per 512px tile. Images are never scaled up.
-    """
-    if detail == "low":
-        return base
-    w, h = max(1, int(width)), max(1, int(height))
-    scale = min(1.0, 2048 / max(w, h))
-    w, h = w * scale, h * scale
-    scale = min(1.0, 768 / min(w, h))
-    w, h = w * scale, h * scale
-    tiles = math.ceil(round(w, 6) / 512) * math.ceil(round(h, 6) / 512)
-    return base + per_tile * tiles
 
 
 def parse_retry_after(
@@ -279,7 +156,7 @@ class OpenAIVision:
             base=self._base_rate,
             per_tile=self._tile_rate,
         )
-        return _PROMPT_TOKENS + image + self._settings.max_output_tokens
+        return PROMPT_TOKENS + image + self._settings.max_output_tokens
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -296,8 +173,7 @@ class OpenAIVision:
         request = self._request(image, media_type)
         started = time.monotonic()
         invalid_replies = 0
-        reason = "unknown"
-        retry_after_s = s.backoff_base_s
+        reason, hint = "unknown", s.backoff_base_s
         for attempt in range(1, s.max_attempts + 1):
             server_wait: float | None = None
             try:
@@ -327,11 +203,12 @@ class OpenAIVision:
                             f"vision provider gave no usable analysis ({reason})",
                             reason,
                         )
+            # Exponential backoff with full jitter, unless the server said how long.
+            cap = min(s.backoff_max_s, s.backoff_base_s * 2 ** (attempt - 1))
+            hint = server_wait if server_wait is not None else cap
             if attempt == s.max_attempts:
                 break
-            cap = min(s.backoff_max_s, s.backoff_base_s * 2 ** (attempt - 1))
             delay = server_wait if server_wait is not None else self._rng() * cap
-            retry_after_s = max(delay, s.backoff_base_s)
             log.warning(
                 "vision call attempt %d/%d failed (%s); retrying in %.2fs",
                 attempt,
@@ -343,7 +220,7 @@ class OpenAIVision:
         self._fail(
             f"vision provider unavailable after {s.max_attempts} attempt(s) ({reason})",
             reason,
-            retry_after_s=retry_after_s,
+            retry_after_s=hint,
         )
 
     def _check_status(self, exc: openai.APIStatusError, reason: str) -> float | None:
@@ -353,7 +230,8 @@ class OpenAIVision:
         if status in CONFIG_STATUSES:
             what = "model not found" if status == 404 else "credentials refused"
             raise ConfigError(
-                f"vision provider: {what} ({label}); check vision.model, vision.api_key and vision.base_url",
+                f"vision provider: {what} ({label}); check vision.model, "
+                "vision.api_key and vision.base_url",
                 details=[{"provider": "openai", "reason": reason}],
             ) from None
         if code == "insufficient_quota" or not (
@@ -365,7 +243,8 @@ class OpenAIVision:
         wait = parse_retry_after(exc.response.headers)
         if wait is not None and wait > self._settings.backoff_max_s:
             self._fail(
-                f"vision provider asked us to wait {wait:.0f}s ({label}), longer than backoff_max_s",
+                f"vision provider asked us to wait {wait:.0f}s ({label}), "
+                "longer than backoff_max_s",
                 reason,
                 retry_after_s=wait,
             )
@@ -444,14 +323,12 @@ class OpenAIVision:
         s = self._settings
         usage = reply.usage
         if usage is not None:
-            tokens_in, tokens_out = (
-                int(usage.prompt_tokens),
-                int(usage.completion_tokens),
-            )
+            tokens_in = max(0, int(usage.prompt_tokens or 0))
+            tokens_out = max(0, int(usage.completion_tokens or 0))
         else:
             # Some compatible servers send no usage block: account a lower-bound estimate
             # (prompt plus the smallest image) rather than zero.
-            tokens_in = _PROMPT_TOKENS + self._base_rate
+            tokens_in = PROMPT_TOKENS + self._base_rate
             tokens_out = len(message.content or "") // 4
         cost = (
             tokens_in * s.price_input_per_1m / 1e6

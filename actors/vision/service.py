@@ -110,8 +110,11 @@ class VisionService:
 
     def _fallback(self, reason: str) -> VisionOutcome:
         # Count by kind ("error" lumps statuses together) to keep the metric's labels few.
-        self._fallbacks[reason.split(":", 1)[0]] += 1
-        log.info("vision fallback: %s (breaker %s)", reason, self._breaker.state)
+        kind = reason.split(":", 1)[0]
+        self._fallbacks[kind] += 1
+        # Errors are news; refusals while the breaker is open repeat for every screenshot.
+        level = logging.WARNING if kind == "error" else logging.DEBUG
+        log.log(level, "vision fallback: %s (breaker %s)", reason, self._breaker.state)
         return VisionOutcome(
             status="fallback", fallback_reason=reason, breaker_state=self._breaker.state
         )

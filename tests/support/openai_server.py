@@ -36,26 +36,22 @@ from tests.support.net import wait_for
 
 __all__ = ["PAGE_TYPES", "OpenAITestServer", "RecordedRequest"]
 
-PAGE_TYPES = (
-    "search_results",
-    "product",
-    "cart",
-    "checkout",
-    "article",
-    "login",
-    "form",
-)
-_MAX_TOKEN_FIELDS = ("max_completion_tokens", "max_tokens")
+PAGE_TYPES = ("search_results", "product", "cart", "checkout", "article", "login")
 STAGES = ("awareness", "consideration", "decision", "action", "post_action", "unknown")
+_MAX_TOKEN_FIELDS = ("max_completion_tokens", "max_tokens")
+_ERROR_CODES = {
+    429: "rate_limit_exceeded",
+    401: "invalid_api_key",
+    404: "model_not_found",
+}
 
 
 @dataclass(frozen=True)
 class RecordedRequest:
-    path: str
     model: str | None
     has_image_data_url: bool
     response_format_type: str | None
-    max_tokens_field: str | None
+    max_tokens_field: str | None  # which of the two names the client sent
     authorization: str | None
     behaviour: str
 
@@ -74,7 +70,6 @@ class OpenAITestServer:
         self.app.include_router(_chat_router(self), prefix="/v1")
         self.app.include_router(_models_router(), prefix="/v1")
 
-    # -- control ----------------------------------------------------------------------
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
@@ -97,8 +92,7 @@ class OpenAITestServer:
 
     @property
     def request_count(self) -> int:
-        with self._lock:
-            return len(self._requests)
+        return len(self.requests)
 
     def next_behaviour(self) -> str:
         with self._lock:
@@ -108,30 +102,17 @@ class OpenAITestServer:
         with self._lock:
             self._requests.append(entry)
 
-    # -- lifecycle --------------------------------------------------------------------
     def start(self) -> Self:
-        # Port 0: the OS picks a free port at bind time (no probe-then-bind race);
-        # the real one is read back from the bound socket.
+        # Port 0: the OS picks a free port at bind time (no probe-then-bind race, unlike
+        # net.free_port); the real one is read back from the bound socket.
         config = uvicorn.Config(
-            self.app,
-            host=self.host,
-            port=0,
-            log_level="warning",
-            lifespan="off",
-            timeout_graceful_shutdown=1,
+            self.app, host=self.host, port=0, log_level="warning", lifespan="off"
         )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, name="openai-test-server", daemon=True
-        )
+        server = self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=server.run, daemon=True)
         self._thread.start()
-        wait_for(
-            lambda: self._server.started,
-            timeout_s=10,
-            interval_s=0.02,
-            what="openai test server",
-        )
-        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        wait_for(lambda: server.started, timeout_s=10, interval_s=0.02, what="server")
+        self.port = server.servers[0].sockets[0].getsockname()[1]
         return self
 
     def stop(self) -> None:
@@ -158,7 +139,6 @@ def _chat_router(server: OpenAITestServer) -> APIRouter:
         image = _image_bytes(body.get("messages", []))
         server.record(
             RecordedRequest(
-                path="/v1/chat/completions",
                 model=body.get("model"),
                 has_image_data_url=image is not None,
                 response_format_type=(body.get("response_format") or {}).get("type"),
@@ -173,42 +153,13 @@ def _chat_router(server: OpenAITestServer) -> APIRouter:
         if kind.isdigit():
             return _error(int(kind), retry_after=arg or None)
         if kind == "timeout" and await _stalled(request, float(arg or 5)):
-            return JSONResponse(
-                {}, status_code=499
-            )  # the client gave up; nobody reads this
-        content = json.dumps(_analysis(image or b""))
-        if kind in ("badjson", "badschema"):
-            content = (
-                "this is { not json" if kind == "badjson" else '{"page_type": "cart"}'
-            )
-
+            return JSONResponse({}, status_code=499)  # the client has gone
+        content = {
+            "badjson": "this is { not json",
+            "badschema": '{"page_type": "cart"}',
+        }.get(kind) or json.dumps(_analysis(image or b""))
         prompt_tokens = 85 + len(json.dumps(body.get("messages", [])[:1])) // 4
-        completion_tokens = max(1, len(content) // 4)
-        return JSONResponse(
-            {
-                "id": f"chatcmpl-{hashlib.sha256(content.encode()).hexdigest()[:24]}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": body.get("model") or "unknown",
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {
-                            "role": "assistant",
-                            "content": content,
-                            "refusal": None,
-                        },
-                        "finish_reason": "stop",
-                        "logprobs": None,
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                },
-            }
-        )
+        return JSONResponse(_completion(body.get("model"), content, prompt_tokens))
 
     return router
 
@@ -218,18 +169,34 @@ def _models_router() -> APIRouter:
 
     @router.get("/models")
     async def list_models() -> dict[str, Any]:
-        models = ("gpt-4o-mini", "gpt-4o")
-        data = [
-            {"id": m, "object": "model", "created": 0, "owned_by": "tracemill-test"}
-            for m in models
-        ]
+        owner = {"object": "model", "created": 0, "owned_by": "tracemill-test"}
+        data = [{"id": m, **owner} for m in ("gpt-4o-mini", "gpt-4o")]
         return {"object": "list", "data": data}
 
     return router
 
 
+def _completion(model: str | None, content: str, prompt_tokens: int) -> dict[str, Any]:
+    completion_tokens = max(1, len(content) // 4)
+    message = {"role": "assistant", "content": content, "refusal": None}
+    return {
+        "id": f"chatcmpl-{hashlib.sha256(content.encode()).hexdigest()[:24]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model or "unknown",
+        "choices": [
+            {"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
 async def _stalled(request: Request, seconds: float) -> bool:
-    """Wait `seconds` or until the client hangs up (True): no handler outlives its client."""
+    """Wait `seconds` or until the client hangs up (True): no handler outlives it."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if await request.is_disconnected():
@@ -239,15 +206,12 @@ async def _stalled(request: Request, seconds: float) -> bool:
 
 
 def _error(status: int, retry_after: str | None) -> JSONResponse:
-    kind = {429: "requests", 401: "invalid_request_error", 404: "invalid_request_error"}
-    code = {429: "rate_limit_exceeded", 401: "invalid_api_key", 404: "model_not_found"}
+    kind = "server_error" if status >= 500 else "invalid_request_error"
     error = {
         "message": f"scripted HTTP {status} from the test server",
-        "type": kind.get(
-            status, "server_error" if status >= 500 else "invalid_request_error"
-        ),
+        "type": "requests" if status == 429 else kind,
         "param": None,
-        "code": code.get(status),
+        "code": _ERROR_CODES.get(status),
     }
     headers = {"retry-after": retry_after} if retry_after else None
     return JSONResponse({"error": error}, status_code=status, headers=headers)
@@ -257,11 +221,7 @@ def _image_bytes(messages: list[dict[str, Any]]) -> bytes | None:
     for message in messages:
         content = message.get("content")
         for part in content if isinstance(content, list) else []:
-            url = (
-                (part.get("image_url") or {}).get("url", "")
-                if part.get("type") == "image_url"
-                else ""
-            )
+            url = (part.get("image_url") or {}).get("url", "")
             if url.startswith("data:") and ";base64," in url:
                 return base64.b64decode(url.split(";base64,", 1)[1])
     return None
