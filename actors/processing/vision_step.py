@@ -19,6 +19,8 @@ from typing import Any
 import ray
 
 from actors.processing.runtime import TaskResources
+from actors.vision.openai_vision import PROMPT_VERSION
+from actors.vision.service import VisionOutcome, VisionService
 from actors.storage import processing_repo as repo
 from configs.settings import TracemillSettings
 
@@ -29,8 +31,6 @@ VISION_SERVICE_NAME = "vision-service"
 
 def vision_service(settings: TracemillSettings) -> Any:
     """The named VisionService actor, created by whoever needs it first."""
-    from actors.vision.service import VisionService
-
     return ray.remote(VisionService).options(
         name=VISION_SERVICE_NAME, namespace=settings.shards.namespace, lifetime="detached",
         get_if_exists=True, num_cpus=0.05, max_restarts=-1, max_task_retries=2,
@@ -39,23 +39,29 @@ def vision_service(settings: TracemillSettings) -> Any:
 
 
 async def _analyze_one(res: TaskResources, service: Any, session_id: uuid.UUID, row: Mapping[str, Any]) -> None:
-    from actors.vision.openai_vision import PROMPT_VERSION
-
     vision = res.settings.processing.vision
+    prompt = f"{PROMPT_VERSION}:{vision.image_detail}"  # low- and high-detail answers differ
     sha = row["webp_sha256"]
     call_row: dict[str, Any] = {"session_id": session_id, "screenshot_id": row["screenshot_id"],
                                 "image_sha256": sha, "provider": "openai", "model": vision.model}
-    cached = await repo.vision_cache_get(res.pool, sha, vision.model, PROMPT_VERSION)
+    cached = await repo.vision_cache_get(res.pool, sha, vision.model, prompt)
     if cached is not None:
         await repo.record_vision(res.pool, session_id, row["screenshot_id"], json.loads(cached["analysis"]), "cache")
         await repo.vision_call(res.pool, {**call_row, "outcome": "cached"})
         return
     image = await res.store.get(row["webp_key"])
-    outcome = await service.analyze.remote(image, "image/webp", row["webp_width"], row["webp_height"])
+    try:
+        outcome = await service.analyze.remote(image, "image/webp", row["webp_width"], row["webp_height"])
+    except ray.exceptions.RayError as exc:
+        # The service itself is broken (say, no API key: its constructor fails). The frame
+        # falls back like any provider failure; the reason says why.
+        cause = getattr(exc, "cause", None) or exc
+        outcome = VisionOutcome(status="fallback", breaker_state="unknown",
+                                fallback_reason=f"error: service unavailable: {type(cause).__name__}")
     if outcome.status == "ok" and outcome.call is not None:
         call = outcome.call
         analysis = call.analysis.model_dump(mode="json")
-        await repo.vision_cache_put(res.pool, sha, vision.model, PROMPT_VERSION, analysis,
+        await repo.vision_cache_put(res.pool, sha, vision.model, prompt, analysis,
                                     call.tokens_in, call.tokens_out, call.cost_usd)
         await repo.record_vision(res.pool, session_id, row["screenshot_id"], analysis, "openai")
         await repo.vision_call(res.pool, {

@@ -92,7 +92,7 @@ async def mark_finalizing(
 ) -> str:
     """recording → finalizing, once; finishing again leaves the first finish's facts in place."""
     status = await conn.fetchval(
-        "UPDATE sessions SET status = 'finalizing', ended_at = coalesce($2, now()),"
+        "UPDATE sessions SET status = 'finalizing', finalize_stage = 'screenshots', ended_at = coalesce($2, now()),"
         " outcome = $3, last_seq = $4, updated_at = now()"
         " WHERE session_id = $1 AND status = 'recording' RETURNING status",
         session_id,

@@ -6,6 +6,7 @@ image-token rule (used to reserve tokens-per-minute before a call, not to bill).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from typing import Annotated, Any, Literal
@@ -15,7 +16,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 __all__ = [
     "PAGE_ANALYSIS_SCHEMA",
     "PROMPT_TOKENS",
+    "PROMPT_VERSION",
     "SYSTEM_PROMPT",
+    "USER_PROMPT",
     "PageAnalysis",
     "VisionCall",
     "estimate_image_tokens",
@@ -120,6 +123,18 @@ SYSTEM_PROMPT = (
     "Never transcribe personal data (names, emails, addresses, card or account "
     "numbers)."
 )
+USER_PROMPT = "Analyse this screenshot."
+# Part of the analysis cache's key: derived from the prompts and the schema, so editing any
+# of them invalidates cached analyses without anyone having to remember to bump a number.
+PROMPT_VERSION = (
+    "pa-"
+    + hashlib.sha256(
+        json.dumps(
+            [SYSTEM_PROMPT, USER_PROMPT, PAGE_ANALYSIS_SCHEMA], sort_keys=True
+        ).encode()
+    ).hexdigest()[:12]
+)
+
 # Text tokens around the image (prompt, schema, chat framing), rounded up at ~4 chars a
 # token: part of what one call reserves against tokens-per-minute.
 PROMPT_TOKENS = (len(SYSTEM_PROMPT) + len(json.dumps(PAGE_ANALYSIS_SCHEMA))) // 4 + 64

@@ -38,7 +38,9 @@ from actors.errors import ConfigError, DependencyUnavailable, InvalidInput
 from actors.vision.analysis import (
     PAGE_ANALYSIS_SCHEMA,
     PROMPT_TOKENS,
+    PROMPT_VERSION,
     SYSTEM_PROMPT,
+    USER_PROMPT,
     PageAnalysis,
     VisionCall,
     estimate_image_tokens,
@@ -51,6 +53,7 @@ from configs.vision import VisionSettings
 __all__ = [
     "ACCEPTED_MEDIA_TYPES",
     "PAGE_ANALYSIS_SCHEMA",
+    "PROMPT_VERSION",
     "OpenAIVision",
     "PageAnalysis",
     "VisionCall",
@@ -293,7 +296,7 @@ class OpenAIVision:
                 {
                     "role": "user",
                     "content": [
-                        {"type": "text", "text": "Analyse this screenshot."},
+                        {"type": "text", "text": USER_PROMPT},
                         {
                             "type": "image_url",
                             "image_url": {"url": data_url, "detail": s.image_detail},

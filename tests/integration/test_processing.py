@@ -123,3 +123,31 @@ def test_archive_of_a_recording_session_is_not_ready(api: Api) -> None:
     sid = api.create_session(session_id=new_id())
     answer = api.http.get(f"/v1/sessions/{sid}/archive")
     assert answer.status_code == 404 and answer.json()["error"]["code"] == "archive_not_ready"
+
+
+def test_finalisation_resumes_after_its_shard_is_killed(api: Api, stack: Any) -> None:
+    import uuid
+
+    import ray
+
+    from actors.shard_pool import shard_index, shard_name
+
+    events, shots = shop_session(200, 40)
+    sid = record(api, events, shots, type="human", task="buy the blue kettle")
+    deadline = time.monotonic() + 60
+    while api.session(sid)["finalize_stage"] in (None, "screenshots") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    before = api.session(sid)
+    assert before["status"] == "finalizing", before  # the kill lands mid-way, past the screenshots
+    shards = stack.settings.shards
+    shard = ray.get_actor(shard_name(shard_index(uuid.UUID(sid), shards.count)), namespace=shards.namespace)
+    ray.kill(shard, no_restart=False)  # mid-finalisation: the restarted shard knows nothing
+    assert api.http.get("/readyz").status_code in (200, 503)  # any call wakes the new shard's sweep
+    view = wait_terminal(api, sid)
+    assert view["status"] == "ready", view
+    rows = run_db(stack, "SELECT count(*) AS n, count(*) FILTER (WHERE status = 'compressed') AS ok"
+                         " FROM screenshots WHERE session_id = $1", sid)[0]
+    assert rows["n"] == 40 and rows["ok"] == 40
+    boxes = run_db(stack, "SELECT count FROM privacy_audit WHERE session_id = $1 AND kind = 'BOX'", sid)
+    painted = run_db(stack, "SELECT sum(boxes_painted) AS n FROM screenshots WHERE session_id = $1", sid)[0]["n"]
+    assert boxes[0]["count"] == painted  # each frame's boxes counted once, however often it ran

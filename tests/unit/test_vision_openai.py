@@ -30,7 +30,11 @@ from actors.vision import (
     estimate_image_tokens,
     parse_retry_after,
 )
-from actors.vision.openai_vision import PAGE_ANALYSIS_SCHEMA, image_token_rates
+from actors.vision.openai_vision import (
+    PAGE_ANALYSIS_SCHEMA,
+    PROMPT_VERSION,
+    image_token_rates,
+)
 from configs.vision import VisionSettings
 from tests.support.openai_server import PAGE_TYPES, OpenAITestServer
 
@@ -528,6 +532,8 @@ def test_page_analysis_bounds_and_schema() -> None:
         PageAnalysis.model_validate(data | {"confidence": 1.5})
     assert set(PAGE_ANALYSIS_SCHEMA["required"]) == set(PageAnalysis.model_fields)
     assert set(PAGE_ANALYSIS_SCHEMA["properties"]) == set(PageAnalysis.model_fields)
+    # The analysis cache's key part: derived from the prompts and schema, so it is stable.
+    assert PROMPT_VERSION.startswith("pa-") and len(PROMPT_VERSION) == 15
 
 
 def test_settings_validation() -> None:
