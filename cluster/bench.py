@@ -1,4 +1,6 @@
-"""`tracemill bench ingest`: the ingest figure, as a ratio to a baseline from the same run.
+"""`tracemill bench ingest|screenshots|finalize`: figures as ratios to baselines from the same run.
+
+The ingest figure:
 
 It starts a private local stack (the same start-up as `tracemill up`, in a temporary state
 directory), deploys the no-op WebSocket app beside the real one, drives the same load at
@@ -46,6 +48,13 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     ingest.add_argument("--warmup", type=float, default=3.0)
     ingest.add_argument("--rounds", type=int, default=2, help="alternating baseline/real rounds")
     ingest.add_argument("--output", type=Path, help="write the figures as JSON here")
+    shots = sub.add_parser("screenshots", help="screenshot processing vs a multiprocessing.Pool")
+    shots.add_argument("--frames", type=int, default=60)
+    shots.add_argument("--rounds", type=int, default=3)
+    shots.add_argument("--output", type=Path)
+    final = sub.add_parser("finalize", help="finalisation time of a 200-event, 40-screenshot session")
+    final.add_argument("--sessions", type=int, default=3)
+    final.add_argument("--output", type=Path)
     return parser.parse_args(argv)
 
 
@@ -106,9 +115,37 @@ def _write(path: Path, args: argparse.Namespace, baseline: list[LoadResult], rea
     print(f"wrote {path}", file=sys.stderr)
 
 
+def _bench_processing(args: argparse.Namespace) -> int:
+    from cluster import bench_processing as bp
+
+    with tempfile.TemporaryDirectory(prefix="tracemill-bench-") as state:
+        stack = LocalStack(Path(state), port=_free_port())
+        try:
+            key = stack.start()
+            if args.which == "screenshots":
+                result = bp.bench_screenshots(stack, key, args.frames, args.rounds)
+                rate = result["frames_per_s"]
+                print(f"frames/s  pool {rate['pool']:.1f}  ray tasks {rate['ray_tasks']:.1f}"
+                      f" (ratio {result['ratio_ray_tasks_to_pool']:.2f})  whole path {rate['pipeline']:.1f}"
+                      f" (ratio {result['ratio_pipeline_to_pool']:.2f})")
+            else:
+                result = bp.bench_finalize(stack, key, args.sessions)
+                print(f"200 events + 40 screenshots: /finish → final status {result['median_finish_to_final_s']:.2f} s"
+                      f" (median), first upload → final status {result['median_first_upload_to_final_s']:.2f} s;"
+                      f" the same 40 frames in the Pool alone: {result['pool_compress_same_frames_s']:.2f} s")
+        finally:
+            stack.stop()
+    result |= {"benchmark": args.which, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}}
+    bp.write_result(args.output, result)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(list(sys.argv[1:] if argv is None else argv))
-    return _bench_ingest(args)
+    if args.which == "ingest":
+        return _bench_ingest(args)
+    return _bench_processing(args)
 
 
 if __name__ == "__main__":

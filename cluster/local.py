@@ -43,6 +43,14 @@ THROUGHPUT_ENV = {
 LOCAL_RAY_ENV = {"RAY_worker_niceness": "0"}
 
 
+def default_logical_cpus() -> int:
+    """One logical CPU more than the machine has cores. The always-on actors (shards, Serve
+    replicas and controller) reserve fractions of a CPU for scheduling yet mostly wait on
+    sockets; without the extra one, their reservations would leave room for only one
+    `num_cpus=1` compression task on a 2-core machine, and half the cores would sit idle."""
+    return (os.cpu_count() or 1) + 1
+
+
 @dataclass
 class LocalStack:
     state_dir: Path
@@ -85,7 +93,7 @@ class LocalStack:
             # "local": always a new cluster of our own; without it ray.init may join whatever
             # cluster another process left running on this machine.
             address="local",
-            num_cpus=self.num_cpus,
+            num_cpus=self.num_cpus or default_logical_cpus(),
             include_dashboard=True,
             dashboard_host="127.0.0.1",
             namespace="tracemill",
