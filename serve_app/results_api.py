@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from fastapi import Request
@@ -11,9 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from actors.errors import InvalidInput, NotFound, details_from_validation_error
 from actors.processing.runtime import as_event
-from actors.storage import processing_repo, sessions_repo
+from actors.storage import processing_repo
 from actors.storage.postgres import with_retries
-from serve_app.http_io import bearer_key, session_uuid
+from serve_app.sessions_api import readable_session
 from serve_app.services import Services
 
 __all__ = ["EventsPage", "get_archive", "get_events"]
@@ -46,20 +45,8 @@ def _page_query(request: Request, max_limit: int) -> _PageQuery:
     return query
 
 
-async def _owned_session(services: Services, request: Request, raw_id: str) -> tuple[Any, uuid.UUID]:
-    principal = await services.principal(bearer_key(request), "read")
-    session_id = session_uuid(raw_id)
-    pool = await services.db()
-    row = await with_retries(
-        lambda: sessions_repo.fetch_session(pool, session_id, principal.org_id), attempts=2, what="session read"
-    )
-    if row is None:
-        raise NotFound(f"no session {session_id}")
-    return row, session_id
-
-
 async def get_events(services: Services, request: Request, raw_id: str) -> dict[str, Any]:
-    _, session_id = await _owned_session(services, request, raw_id)
+    _, session_id = await readable_session(services, request, raw_id)
     query = _page_query(request, services.settings.processing.events_page_max)
     pool = await services.db()
     rows = await with_retries(
@@ -72,7 +59,7 @@ async def get_events(services: Services, request: Request, raw_id: str) -> dict[
 
 
 async def get_archive(services: Services, request: Request, raw_id: str) -> Response:
-    row, session_id = await _owned_session(services, request, raw_id)
+    row, session_id = await readable_session(services, request, raw_id)
     if row["archive_key"] is None:
         raise NotFound(f"session {session_id} has no archive yet (status {row['status']})", code="archive_not_ready")
     data = await services.store.get(row["archive_key"])

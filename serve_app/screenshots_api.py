@@ -35,6 +35,7 @@ from actors.storage.postgres import with_retries
 from serve_app.errors import call_actor
 from serve_app.http_io import bearer_key, read_body, session_uuid
 from serve_app.services import Services
+from serve_app.sessions_api import readable_session
 
 __all__ = ["put_screenshot", "get_screenshot", "inspect_image", "MEDIA_TYPES"]
 
@@ -139,17 +140,11 @@ async def _already_stored(services: Services, session_id: uuid.UUID, screenshot_
 
 
 async def get_screenshot(services: Services, request: Request, raw_id: str, raw_shot: str) -> Response:
-    principal = await services.principal(bearer_key(request), "read")
-    session_id = session_uuid(raw_id)
+    _, session_id = await readable_session(services, request, raw_id)
     pool = await services.db()
-    session = await with_retries(
-        lambda: sessions_repo.fetch_session(pool, session_id, principal.org_id), attempts=2, what="session read"
+    row = await with_retries(
+        lambda: sessions_repo.fetch_screenshot(pool, session_id, raw_shot), attempts=2, what="screenshot read"
     )
-    row = None
-    if session is not None:
-        row = await with_retries(
-            lambda: sessions_repo.fetch_screenshot(pool, session_id, raw_shot), attempts=2, what="screenshot read"
-        )
     if row is None:
         raise NotFound(f"no screenshot {raw_shot[:128]!r} in session {session_id}")
     key = row["webp_key"] or row["raw_key"]

@@ -20,7 +20,7 @@ from serve_app.errors import call_actor
 from serve_app.http_io import bearer_key, read_json, session_uuid
 from serve_app.services import Services
 
-__all__ = ["create_session", "get_session", "finish_session", "post_events", "session_view"]
+__all__ = ["create_session", "finish_session", "get_session", "post_events", "readable_session", "session_view"]
 
 
 async def create_session(services: Services, request: Request) -> JSONResponse:
@@ -38,7 +38,8 @@ async def create_session(services: Services, request: Request) -> JSONResponse:
     return JSONResponse({"session_id": result["session_id"], "status": result["status"]}, status_code=status)
 
 
-async def get_session(services: Services, request: Request, raw_id: str) -> dict[str, Any]:
+async def readable_session(services: Services, request: Request, raw_id: str) -> tuple[Any, uuid.UUID]:
+    """The session's row, for a key with `read` scope in the session's organisation."""
     principal = await services.principal(bearer_key(request), "read")
     session_id = session_uuid(raw_id)
     pool = await services.db()
@@ -47,6 +48,11 @@ async def get_session(services: Services, request: Request, raw_id: str) -> dict
     )
     if row is None:
         raise NotFound(f"no session {session_id}")
+    return row, session_id
+
+
+async def get_session(services: Services, request: Request, raw_id: str) -> dict[str, Any]:
+    row, _ = await readable_session(services, request, raw_id)
     return session_view(row)
 
 
