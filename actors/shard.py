@@ -17,6 +17,7 @@ from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 import asyncpg
 
+from actors import telemetry
 from actors.errors import Conflict, NotFound, Overloaded, SessionClosed, TracemillError
 from actors.events import EncodedEvent
 from actors.group_commit import GroupCommitter, prepare_staging
@@ -117,12 +118,16 @@ class SessionShard:
         if not fresh:
             return state.ack(0, duplicates)
         if committer.queued_events + len(fresh) > self._settings.shards.max_inflight_events:
+            telemetry.record_slow_down(self._index)
             raise Overloaded(
                 "the session shard is saturated; resend later",
                 retry_after_s=self._settings.shards.slow_down_ms / 1000,
             )
-        redacted = redact_batch(self._redactor, fresh)
+        with telemetry.time_task("redact"):
+            redacted = redact_batch(self._redactor, fresh)
+        telemetry.set_shard_inflight(self._index, committer.queued_events + len(fresh))
         ack = await committer.submit(state, redacted.events, duplicates, redacted.counts)
+        telemetry.set_shard_inflight(self._index, committer.queued_events)
         self._finalizer.events_acked(session_id, state.acked_through)
         return ack
 

@@ -1,4 +1,4 @@
-"""The `tracemill` command: up, status, keys, loadgen, bench."""
+"""The `tracemill` command: up, deploy, down, status, keys, loadgen, bench."""
 
 from __future__ import annotations
 
@@ -46,7 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=_port, default=8000)
     up.add_argument("--state-dir", help="where PostgreSQL and objects live (default ./.tracemill)")
-    up.add_argument("--num-cpus", type=int, default=None, help="CPUs Ray may use (default: all)")
+    up.add_argument("--num-cpus", type=int, default=None, help="CPUs Ray may use (default: cores + 1)")
+    up.add_argument("--address", help="join this Ray cluster (auto, host:port) instead of starting one")
+
+    deploy = sub.add_parser("deploy", help="apply the Serve config to a running Ray cluster and exit")
+    deploy.add_argument("--address", default="auto", help="the cluster (default: auto)")
+    deploy.add_argument("--host", default="0.0.0.0", help="where Serve's HTTP proxy listens on each node")
+    deploy.add_argument("--port", type=_port, default=8000)
+    deploy.add_argument("--objects-dir", type=Path, help="a directory all nodes share (else TRACEMILL_S3_BUCKET)")
+
+    down = sub.add_parser("down", help="remove tracemill's application and actors; the cluster stays")
+    down.add_argument("--address", default="auto")
 
     status = sub.add_parser("status", help="what a running `tracemill up` is doing")
     status.add_argument("--state-dir")
@@ -83,6 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "up":
             return _up(args)
+        if args.command == "deploy":
+            return _deploy(args)
+        if args.command == "down":
+            return _down(args)
         if args.command == "status":
             return asyncio.run(_status(args))
         return asyncio.run(_keys(args))
@@ -94,7 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _up(args: argparse.Namespace) -> int:
     from cluster.local import LocalStack
 
-    stack = LocalStack(_state_dir(args.state_dir), host=args.host, port=args.port, num_cpus=args.num_cpus)
+    stack = LocalStack(_state_dir(args.state_dir), host=args.host, port=args.port, num_cpus=args.num_cpus,
+                       address=args.address)
     stop = threading.Event()
     try:
         key = stack.start(os.environ.get("TRACEMILL_BOOTSTRAP_API_KEY"))
@@ -109,6 +124,24 @@ def _up(args: argparse.Namespace) -> int:
     finally:
         stack.stop()
     print("tracemill: stopped", flush=True)
+    return 0
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from cluster import remote
+
+    settings = remote.settings_for_cluster(os.environ, args.objects_dir)
+    remote.deploy(settings, address=args.address, host=args.host, port=args.port)
+    print(f"tracemill deployed: http://{args.host}:{args.port} on the cluster at {args.address}")
+    print("Make a key with `tracemill keys create` (it uses DATABASE_URL).")
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    from cluster import remote
+
+    removed = remote.down(args.address)
+    print(f"tracemill removed from the cluster at {args.address} (actors: {', '.join(removed) or 'none'})")
     return 0
 
 

@@ -57,6 +57,9 @@ class LocalStack:
     host: str = "127.0.0.1"
     port: int = 8000
     num_cpus: int | None = None
+    # Join this Ray cluster instead of starting one ("auto", "host:port"); its operator
+    # chooses its Serve proxy mode, so the throughput settings here apply to own clusters only.
+    address: str | None = None
     throughput_mode: bool = True
     serve_config: Path = DEFAULT_SERVE_CONFIG
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
@@ -84,6 +87,12 @@ class LocalStack:
 
     def start_ray(self) -> None:
         if ray.is_initialized():
+            return
+        if self.address:
+            from cluster.remote import connect
+
+            connect(self.address)
+            self.dashboard_url = None
             return
         os.environ.update(LOCAL_RAY_ENV)  # read by the raylet and workers Ray starts next
         if self.throughput_mode:
@@ -145,6 +154,11 @@ class LocalStack:
         steps = []
         if ray.is_initialized():
             steps.append(("serve", lambda: serve.delete(APP_NAME) if not self.started_ray else serve.shutdown()))
+            if not self.started_ray:  # someone else's cluster: take only what we put there
+                from cluster.remote import remove_tracemill_actors
+
+                steps.append(("actors", remove_tracemill_actors))
+                steps.append(("disconnect", ray.shutdown))
             if self.started_ray:
                 node_id = ray.get_runtime_context().get_node_id()
                 steps.append(("ray", ray.shutdown))

@@ -1,7 +1,7 @@
-"""The typed application builder named by `import_path` in configs/serve.yaml."""
+"""The application builder named by `import_path` in configs/serve.yaml."""
 
-# No `from __future__ import annotations` here: Serve inspects the builder's annotation at
-# run time to validate `args` into TracemillSettings, and a string annotation defeats that.
+from typing import Any
+
 from ray.serve import Application
 
 from configs.settings import TracemillSettings
@@ -10,10 +10,13 @@ from serve_app.ingress import Ingress
 __all__ = ["build_app"]
 
 
-def build_app(args: TracemillSettings) -> Application:
-    """Serve validates `args` from the config file into TracemillSettings before this runs.
+def build_app(args: dict[str, Any]) -> Application:
+    """Settings from the config's `args` (what `tracemill up` and `deploy` render), or, when
+    `args` is empty (the KubeRay manifest, which must not carry secrets), from the
+    environment of the process that builds the app (DATABASE_URL, TRACEMILL_S3_BUCKET …).
 
-    The settings travel to the replicas as a plain dict (secrets included) and are validated
-    again there: Serve turns bound pydantic models into dicts, with SecretStr masked.
+    Either way they are validated here, once, and travel to the replicas as a plain dict
+    (secrets included): Serve turns bound pydantic models into dicts with SecretStr masked.
     """
-    return Ingress.bind(args.to_args())
+    settings = TracemillSettings.build(args) if args else TracemillSettings.from_env()
+    return Ingress.bind(settings.to_args())

@@ -1,4 +1,7 @@
-"""Prometheus metrics of one ingress replica, rendered by its `GET /metrics`.
+"""Metrics of one ingress replica: rendered by its own `GET /metrics` (prometheus_client),
+and mirrored into the cluster-wide `ray.util.metrics` series (actors.telemetry) that Ray's
+metrics agent exports for the whole cluster. Call sites use the methods below, so the two
+never disagree.
 
 Labels never carry a session id: cardinality stays bounded however many sessions stream.
 """
@@ -7,6 +10,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from actors import telemetry
 
 __all__ = ["IngressMetrics", "CONTENT_TYPE_LATEST"]
 
@@ -39,11 +44,37 @@ class IngressMetrics:
             "tracemill_screenshots_stored", "Screenshots stored", ["result"], registry=self.registry
         )
 
+        self._streams = 0
+
+    def record_received(self, transport: str, n: int) -> None:
+        self.events_received.labels(transport).inc(n)
+        telemetry.record_events_received(transport, n)
+
     def record_ack(self, transport: str, ack: dict[str, int], seconds: float) -> None:
         """One answered batch: what it stored, what it repeated, how long it took."""
         self.events_accepted.labels(transport).inc(ack["accepted"])
         self.events_duplicate.labels(transport).inc(ack["duplicates"])
         self.ack_latency.labels(transport).observe(seconds)
+        telemetry.record_ack(transport, ack["accepted"] + ack["duplicates"], seconds)
+
+    def record_rejected(self, code: str, events: int = 1) -> None:
+        """A refused frame or request, by error code (events: how many it carried, if known)."""
+        self.rejected.labels(code).inc()
+        telemetry.record_rejected(code, max(1, events))
+
+    def record_slow_down(self) -> None:
+        self.slow_downs.inc()
+        telemetry.record_rejected("overloaded")
+
+    def stream_opened(self) -> None:
+        self._streams += 1
+        self.open_streams.inc()
+        telemetry.set_open_streams(self._streams)
+
+    def stream_closed(self) -> None:
+        self._streams -= 1
+        self.open_streams.dec()
+        telemetry.set_open_streams(self._streams)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from actors.errors import InvalidInput, NotFound
+from actors.errors import InvalidInput, NotFound, Overloaded, TracemillError
 from actors.events import parse_events
 from actors.models import parse_finish, parse_session_create
 from actors.storage import sessions_repo
@@ -77,9 +77,16 @@ async def post_events(services: Services, request: Request, raw_id: str) -> dict
             "expected an object with an 'events' array",
             [{"field": "events", "error": "field required"}],
         )
-    events = parse_events(raw["events"], services.settings.ingest)
-    services.metrics.events_received.labels("http").inc(len(events))  # as the stream counts them
-    ack = await services.ingest(principal.org_id, session_id, events)
+    try:
+        events = parse_events(raw["events"], services.settings.ingest)
+        services.metrics.record_received("http", len(events))  # as the stream counts them
+        ack = await services.ingest(principal.org_id, session_id, events)
+    except Overloaded:
+        services.metrics.record_slow_down()
+        raise
+    except TracemillError as exc:
+        services.metrics.record_rejected(exc.code)
+        raise
     services.metrics.record_ack("http", ack, time.perf_counter() - started)
     return ack
 

@@ -52,7 +52,7 @@ _PIPELINE_DEPTH = 16
 async def stream_session(services: Services, ws: WebSocket, raw_id: str) -> None:
     request_id = ws.headers.get("x-request-id") or str(uuid.uuid4())
     await ws.accept()
-    services.metrics.open_streams.inc()
+    services.metrics.stream_opened()
     try:
         principal = await _authenticate(services, ws)
         session_id = session_uuid(raw_id)
@@ -63,7 +63,7 @@ async def stream_session(services: Services, ws: WebSocket, raw_id: str) -> None
     except TracemillError as exc:
         await _refuse(ws, exc, request_id)
     finally:
-        services.metrics.open_streams.dec()
+        services.metrics.stream_closed()
 
 
 async def _authenticate(services: Services, ws: WebSocket) -> Principal:
@@ -136,7 +136,7 @@ def _submit(services: Services, principal: Principal, session_id: uuid.UUID, mes
         events = parse_events(frame["events"], limits)
     except TracemillError as exc:
         return exc
-    services.metrics.events_received.labels("ws").inc(len(events))
+    services.metrics.record_received("ws", len(events))
     return asyncio.ensure_future(services.ingest(principal.org_id, session_id, events))
 
 
@@ -150,11 +150,11 @@ async def _write_answers(services: Services, ws: WebSocket, queue: asyncio.Queue
                 raise item
             ack = await item
         except Overloaded as exc:
-            services.metrics.slow_downs.inc()
+            services.metrics.record_slow_down()
             await ws.send_json({"type": "slow_down", "retry_after_ms": int(exc.retry_after_s * 1000)})
             continue
         except TracemillError as exc:
-            services.metrics.rejected.labels(exc.code).inc()
+            services.metrics.record_rejected(exc.code)
             await ws.send_json({"type": "error", **error_body(exc, frame_id)})
             continue
         except Exception:  # noqa: BLE001 - the connection outlives one bad frame

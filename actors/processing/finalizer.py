@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 import ray
 
+from actors import telemetry
 from actors.errors import TracemillError
 from actors.processing.screenshots import near_duplicates
 from actors.processing.tasks import analysis_task, archive_task, compress_task, vision_task
@@ -105,6 +106,7 @@ class Finalizer:
         task = self._running.get(session_id)
         if task is None or task.done():
             self._running[session_id] = asyncio.get_running_loop().create_task(self._finalize(session_id))
+            telemetry.set_finalizations_running(self.running())
 
     def running(self) -> int:
         return sum(1 for t in self._running.values() if not t.done())
@@ -118,6 +120,7 @@ class Finalizer:
         finally:
             self._running.pop(session_id, None)
             self._waiting.pop(session_id, None)
+            telemetry.set_finalizations_running(self.running())
 
     async def _advance(self, session_id: uuid.UUID) -> None:
         pool = await self._db()
@@ -134,12 +137,15 @@ class Finalizer:
                 log.warning("finalisation of session %s failed at %s (%d): %s", session_id, stage, failures, reason)
                 if failures >= self._proc.finalize_attempts:
                     await repo.mark_failed(pool, session_id, reason)
+                    telemetry.record_finalization("failed")
                     return
                 await asyncio.sleep(self._proc.finalize_backoff_s * 2 ** (failures - 1))
                 continue
             if following == "done":
                 status = await repo.finish_finalization(pool, session_id)
                 log.info("session %s finalised: %s", session_id, status)
+                if status is not None:
+                    telemetry.record_finalization(status)
                 return
             await repo.set_stage(pool, session_id, following)
 

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import ray
 
+from actors import telemetry
 from actors.errors import DependencyUnavailable
 from actors.processing.analysis import analyze_session
 from actors.processing.archive import archive_session
@@ -29,29 +30,30 @@ T = TypeVar("T")
 _RETRY = {"max_retries": 3, "retry_exceptions": [DependencyUnavailable]}
 
 
-def _run(settings: TracemillSettings, step: Callable[[TaskResources], Awaitable[T]]) -> T:
+def _run(kind: str, settings: TracemillSettings, step: Callable[[TaskResources], Awaitable[T]]) -> T:
     async def main() -> T:
         async with task_resources(settings) as res:
             return await step(res)
 
-    return asyncio.run(main())
+    with telemetry.time_task(kind):
+        return asyncio.run(main())
 
 
 @ray.remote(num_cpus=1, **_RETRY)
 def compress_task(settings: TracemillSettings, session_id: uuid.UUID, screenshot_id: str) -> dict[str, Any]:
-    return _run(settings, lambda res: compress_stored_screenshot(res, session_id, screenshot_id))
+    return _run("compress", settings, lambda res: compress_stored_screenshot(res, session_id, screenshot_id))
 
 
 @ray.remote(num_cpus=0.25, **_RETRY)
 def vision_task(settings: TracemillSettings, session_id: uuid.UUID) -> dict[str, Any]:
-    return _run(settings, lambda res: analyze_frames(res, session_id))
+    return _run("vision", settings, lambda res: analyze_frames(res, session_id))
 
 
 @ray.remote(num_cpus=0.25, **_RETRY)
 def analysis_task(settings: TracemillSettings, session_id: uuid.UUID) -> dict[str, Any]:
-    return _run(settings, lambda res: analyze_session(res, session_id))
+    return _run("score", settings, lambda res: analyze_session(res, session_id))
 
 
 @ray.remote(num_cpus=0.25, **_RETRY)
 def archive_task(settings: TracemillSettings, session_id: uuid.UUID) -> dict[str, Any]:
-    return _run(settings, lambda res: archive_session(res, session_id))
+    return _run("archive", settings, lambda res: archive_session(res, session_id))

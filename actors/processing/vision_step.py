@@ -18,6 +18,7 @@ from typing import Any
 
 import ray
 
+from actors import telemetry
 from actors.processing.runtime import TaskResources
 from actors.vision.openai_vision import PROMPT_VERSION
 from actors.vision.service import VisionOutcome, VisionService
@@ -48,6 +49,7 @@ async def _analyze_one(res: TaskResources, service: Any, session_id: uuid.UUID, 
     if cached is not None:
         await repo.record_vision(res.pool, session_id, row["screenshot_id"], json.loads(cached["analysis"]), "cache")
         await repo.vision_call(res.pool, {**call_row, "outcome": "cached"})
+        telemetry.record_vision("cached")
         return
     image = await res.store.get(row["webp_key"])
     try:
@@ -58,8 +60,10 @@ async def _analyze_one(res: TaskResources, service: Any, session_id: uuid.UUID, 
         cause = getattr(exc, "cause", None) or exc
         outcome = VisionOutcome(status="fallback", breaker_state="unknown",
                                 fallback_reason=f"error: service unavailable: {type(cause).__name__}")
+    telemetry.set_breaker_open(outcome.breaker_state == "open")
     if outcome.status == "ok" and outcome.call is not None:
         call = outcome.call
+        telemetry.record_vision("ok", call.tokens_in, call.tokens_out, call.cost_usd)
         analysis = call.analysis.model_dump(mode="json")
         await repo.vision_cache_put(res.pool, sha, vision.model, prompt, analysis,
                                     call.tokens_in, call.tokens_out, call.cost_usd)
@@ -69,6 +73,7 @@ async def _analyze_one(res: TaskResources, service: Any, session_id: uuid.UUID, 
             "cost_usd": call.cost_usd, "attempts": call.attempts, "latency_ms": round(call.latency_s * 1000),
         })
         return
+    telemetry.record_vision("fallback")
     await repo.record_vision(res.pool, session_id, row["screenshot_id"], None, "local_fallback")
     await repo.vision_call(res.pool, {**call_row, "outcome": "fallback", "fallback_reason": outcome.fallback_reason})
 

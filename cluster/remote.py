@@ -1,0 +1,105 @@
+"""Working with a Ray cluster that tracemill did not start: `up --address`, `deploy`, `down`.
+
+The cluster belongs to its operator: tracemill connects as a driver, adds or removes its Serve
+application and its named actors (session shards, the vision service), and leaves everything
+else alone. Settings reach the actors through the Serve application's `args` (the builder
+passes them into every shard and task), never through the nodes' environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import serve
+
+from actors.storage.postgres import apply_migrations
+from cluster.serve_deploy import APP_NAME, DEFAULT_SERVE_CONFIG, deploy_config, render_serve_config
+from configs.settings import SettingsError, TracemillSettings
+
+__all__ = ["connect", "deploy", "down", "remove_tracemill_actors", "settings_for_cluster"]
+
+log = logging.getLogger(__name__)
+
+
+def connect(address: str, namespace: str = "tracemill") -> None:
+    """Join the cluster at `address` ("auto", "host:port" or "ray://…") as a driver.
+
+    `ray start` turns token authentication on in Ray 2.60, and a driver must then say so
+    (RAY_AUTH_MODE=token; the token is read from ~/.ray/auth_token). Set it when the token
+    file is there and the operator has not chosen otherwise."""
+    if ray.is_initialized():
+        return
+    if "RAY_AUTH_MODE" not in os.environ:
+        _token_auth_if_token_exists()
+    try:
+        ray.init(address=address, namespace=namespace, logging_level=logging.WARNING, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise SettingsError(f"cannot join the Ray cluster at {address!r}: {exc}") from None
+
+
+def _token_auth_if_token_exists() -> None:
+    # Ray reads the mode into its cached config when it is imported, so setting the variable
+    # now is not enough; Ray's own helper sets it and refreshes that cache (private API,
+    # hence the fallback to the variable alone, which works when set before `import ray`).
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:
+        if (Path.home() / ".ray" / "auth_token").exists():
+            os.environ["RAY_AUTH_MODE"] = "token"
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+def settings_for_cluster(env: Mapping[str, str], objects_dir: Path | None = None) -> TracemillSettings:
+    """Settings for a cluster whose nodes may be other machines: the database and the object
+    store must be reachable from all of them, so nothing embedded is started here."""
+    if not env.get("DATABASE_URL"):
+        raise SettingsError("set DATABASE_URL: every node of the cluster must reach the same PostgreSQL")
+    overrides: dict[str, Any] = {}
+    if not env.get("TRACEMILL_S3_BUCKET"):
+        if objects_dir is None:
+            raise SettingsError("set TRACEMILL_S3_BUCKET (or --objects-dir for a directory every node shares)")
+        overrides["object_store"] = {"kind": "local", "local_dir": str(objects_dir)}
+    return TracemillSettings.from_env(env, overrides)
+
+
+def deploy(settings: TracemillSettings, *, address: str, host: str, port: int,
+           serve_config: Path = DEFAULT_SERVE_CONFIG) -> None:
+    """Apply the Serve config to the running cluster, as `serve deploy` does."""
+    config = render_serve_config(settings, host=host, port=port, path=serve_config)  # checked before joining
+    asyncio.run(apply_migrations(settings.database.url.get_secret_value()))
+    connect(address, settings.shards.namespace)
+    deploy_config(config)
+
+
+def remove_tracemill_actors(namespace: str = "tracemill") -> list[str]:
+    """Kill the detached actors tracemill created (shards, vision service); they hold nothing
+    that PostgreSQL does not, so the next deploy starts them afresh."""
+    removed = []
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        if entry.get("namespace") != namespace:
+            continue
+        try:
+            ray.kill(ray.get_actor(entry["name"], namespace=namespace), no_restart=True)
+            removed.append(entry["name"])
+        except ValueError:  # already gone
+            pass
+    return removed
+
+
+def down(address: str, namespace: str = "tracemill") -> list[str]:
+    """Remove the application and tracemill's actors; the cluster itself keeps running."""
+    connect(address, namespace)
+    try:
+        serve.delete(APP_NAME)
+    except Exception as exc:  # noqa: BLE001 - not deployed is fine; say what happened
+        log.info("no Serve application %s to delete (%s)", APP_NAME, type(exc).__name__)
+    return remove_tracemill_actors(namespace)
