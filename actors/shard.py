@@ -21,6 +21,7 @@ from actors import telemetry
 from actors.errors import Conflict, NotFound, Overloaded, SessionClosed, TracemillError
 from actors.events import EncodedEvent
 from actors.group_commit import GroupCommitter, prepare_staging
+from actors.logs import bound_request, setup_logging
 from actors.privacy.redact import Redactor
 from actors.privacy.write_path import redact_batch
 from actors.processing.finalizer import Finalizer
@@ -45,6 +46,7 @@ def shard_index(session_id: uuid.UUID, count: int) -> int:
 
 class SessionShard:
     def __init__(self, index: int, settings: TracemillSettings):
+        setup_logging(f"shard-{index}")
         self._index = index
         self._settings = settings
         self._pool: asyncpg.Pool | None = None
@@ -82,9 +84,16 @@ class SessionShard:
         return await self._finalizer.sweep()
 
     async def create_session(
-        self, org_id: uuid.UUID, session_id: uuid.UUID, fields: dict[str, Any], request_hash: bytes
+        self, org_id: uuid.UUID, session_id: uuid.UUID, fields: dict[str, Any], request_hash: bytes,
+        request_id: str | None = None,
     ) -> dict[str, Any]:
         """Idempotent create: the same body again answers the same; another body is a conflict."""
+        with bound_request(request_id):
+            return await self._create_session(org_id, session_id, fields, request_hash)
+
+    async def _create_session(
+        self, org_id: uuid.UUID, session_id: uuid.UUID, fields: dict[str, Any], request_hash: bytes
+    ) -> dict[str, Any]:
         pool = await self._db()
         row = await self._retry(
             lambda: sessions_repo.insert_session(
@@ -94,6 +103,7 @@ class SessionShard:
         )
         if row is not None:
             self._remember(SessionState(session_id, org_id, "recording"))
+            log.info("session %s created", session_id)
             return {"created": True, "session_id": str(session_id), "status": "recording"}
         existing = await self._retry(lambda: sessions_repo.fetch_session(pool, session_id), "session read")
         if existing is None:  # deleted between the two statements: let the client try again
@@ -132,7 +142,7 @@ class SessionShard:
         return ack
 
     async def ingest_many(
-        self, batches: Sequence[tuple[uuid.UUID, uuid.UUID, Sequence[EncodedEvent]]]
+        self, batches: Sequence[tuple[uuid.UUID, uuid.UUID, Sequence[EncodedEvent], str | None]]
     ) -> list[dict[str, Any] | TracemillError]:
         """Many clients' batches in one actor call; each gets its own ack or error back.
 
@@ -140,13 +150,26 @@ class SessionShard:
         a Ray actor call costs about a millisecond of CPU here, far more than storing a frame.
         """
         results = await asyncio.gather(
-            *(self.ingest(org_id, session_id, events) for org_id, session_id, events in batches),
+            *(self._ingest_for(request_id, org_id, session_id, events)
+              for org_id, session_id, events, request_id in batches),
             return_exceptions=True,
         )
         return [r if isinstance(r, (dict, TracemillError)) else _unexpected(r) for r in results]
 
-    async def finish(self, org_id: uuid.UUID, session_id: uuid.UUID, finish: dict[str, Any]) -> str:
+    async def _ingest_for(
+        self, request_id: str | None, org_id: uuid.UUID, session_id: uuid.UUID, events: Sequence[EncodedEvent]
+    ) -> dict[str, Any]:
+        with bound_request(request_id):  # gather runs each in its own task: the binding stays local
+            return await self.ingest(org_id, session_id, events)
+
+    async def finish(
+        self, org_id: uuid.UUID, session_id: uuid.UUID, finish: dict[str, Any], request_id: str | None = None
+    ) -> str:
         """recording → finalizing after every batch accepted before it is committed."""
+        with bound_request(request_id):
+            return await self._finish(org_id, session_id, finish)
+
+    async def _finish(self, org_id: uuid.UUID, session_id: uuid.UUID, finish: dict[str, Any]) -> str:
         state = await self._state(org_id, session_id)
         committer = await self._commit_queue()
         state.closing = True
@@ -159,14 +182,21 @@ class SessionShard:
             state.closing = False
         state.status = status
         if status == "finalizing":
+            log.info("session %s finishing: finalisation starts", session_id)
             self._finalizer.start(session_id)
         return status
 
     async def check_recording(self, org_id: uuid.UUID, session_id: uuid.UUID) -> None:
         await self._recording_state(org_id, session_id)
 
-    async def register_screenshot(self, org_id: uuid.UUID, session_id: uuid.UUID, row: dict[str, Any]) -> bool:
+    async def register_screenshot(
+        self, org_id: uuid.UUID, session_id: uuid.UUID, row: dict[str, Any], request_id: str | None = None
+    ) -> bool:
         """Record a screenshot whose bytes are already durable in the object store."""
+        with bound_request(request_id):
+            return await self._register_screenshot(org_id, session_id, row)
+
+    async def _register_screenshot(self, org_id: uuid.UUID, session_id: uuid.UUID, row: dict[str, Any]) -> bool:
         state = await self._recording_state(org_id, session_id)
         pool = await self._db()
         created = await self._retry(lambda: sessions_repo.insert_screenshot(pool, row), "screenshot record")

@@ -31,6 +31,7 @@ from configs.settings import TracemillSettings
 from serve_app import results_api, screenshots_api, sessions_api, stream_api
 from serve_app.results_api import EventsPage
 from serve_app.errors import call_actor, error_response, install_error_handlers, request_id_of
+from actors.logs import bound_request, setup_logging
 from serve_app.metrics import CONTENT_TYPE_LATEST
 from serve_app.openapi import body_of, errors_of, install_openapi
 from serve_app.services import Services
@@ -51,6 +52,13 @@ api = FastAPI(
     ),
 )
 install_error_handlers(api)
+
+
+@api.middleware("http")
+async def bind_request_id(request: Request, call_next: Any) -> Response:
+    # Every log line this request causes, here and in the shards and tasks, carries its id.
+    with bound_request(request_id_of(request)):
+        return await call_next(request)
 install_openapi(api, [SessionCreate, FinishRequest, EventsBatch, ErrorResponse])
 
 _SESSION = "/v1/sessions/{session_id}"
@@ -68,6 +76,7 @@ _SESSION = "/v1/sessions/{session_id}"
 @serve.ingress(api)
 class Ingress:
     def __init__(self, settings: dict[str, Any]):
+        setup_logging("ingress")
         self.services = Services.create(TracemillSettings.build(settings))
 
     @api.post(

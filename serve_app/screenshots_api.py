@@ -30,6 +30,7 @@ from actors.errors import (
     details_from_validation_error,
 )
 from actors.events import Timestamp
+from actors.logs import current_request_id
 from actors.storage import sessions_repo
 from actors.storage.postgres import with_retries
 from serve_app.errors import call_actor
@@ -119,7 +120,9 @@ async def put_screenshot(services: Services, request: Request, raw_id: str, raw_
         "captured_at": query.captured_at, "trigger": query.trigger, "content_type": media,
         "raw_key": raw_key, "bytes": len(data), "width": width, "height": height, "sha256": digest,
     }
-    created = await call_actor(shard.register_screenshot.remote(principal.org_id, session_id, row))
+    created = await call_actor(
+        shard.register_screenshot.remote(principal.org_id, session_id, row, request_id=current_request_id())
+    )
     services.metrics.screenshots.labels("created" if created else "repeat").inc()
     return JSONResponse(answer, status_code=201 if created else 200)
 

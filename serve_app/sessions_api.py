@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import json
 import time
 import uuid
@@ -13,12 +14,15 @@ from fastapi.responses import JSONResponse
 
 from actors.errors import InvalidInput, NotFound, Overloaded, TracemillError
 from actors.events import parse_events
+from actors.logs import current_request_id
 from actors.models import parse_finish, parse_session_create
 from actors.storage import sessions_repo
 from actors.storage.postgres import with_retries
 from serve_app.errors import call_actor
 from serve_app.http_io import bearer_key, read_json, session_uuid
 from serve_app.services import Services
+
+log = logging.getLogger(__name__)
 
 __all__ = ["create_session", "finish_session", "get_session", "post_events", "readable_session", "session_view"]
 
@@ -32,7 +36,9 @@ async def create_session(services: Services, request: Request) -> JSONResponse:
     canonical = json.dumps(body.model_dump(exclude={"session_id"}, mode="json"), sort_keys=True)
     request_hash = hashlib.sha256(canonical.encode()).digest()
     result = await call_actor(
-        services.shard(session_id).create_session.remote(principal.org_id, session_id, fields, request_hash)
+        services.shard(session_id).create_session.remote(
+            principal.org_id, session_id, fields, request_hash, request_id=current_request_id()
+        )
     )
     status = 201 if result["created"] else 200
     return JSONResponse({"session_id": result["session_id"], "status": result["status"]}, status_code=status)
@@ -61,9 +67,10 @@ async def finish_session(services: Services, request: Request, raw_id: str) -> J
     session_id = session_uuid(raw_id)
     raw = await read_json(request, services.settings.ingest.max_body_bytes, required=False)
     finish = parse_finish(raw)
-    status = await call_actor(
-        services.shard(session_id).finish.remote(principal.org_id, session_id, finish.model_dump(mode="python"))
-    )
+    log.info("finish of session %s requested", session_id)
+    status = await call_actor(services.shard(session_id).finish.remote(
+        principal.org_id, session_id, finish.model_dump(mode="python"), request_id=current_request_id()
+    ))
     return JSONResponse({"status": status}, status_code=202)
 
 

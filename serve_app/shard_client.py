@@ -18,6 +18,7 @@ from typing import Any, Sequence
 from ray.actor import ActorHandle
 
 from actors.events import EncodedEvent
+from actors.logs import current_request_id
 from serve_app.errors import unwrap
 
 __all__ = ["ShardClient"]
@@ -25,7 +26,7 @@ __all__ = ["ShardClient"]
 
 @dataclass
 class _Pending:
-    item: tuple[uuid.UUID, uuid.UUID, Sequence[EncodedEvent]]
+    item: tuple[uuid.UUID, uuid.UUID, Sequence[EncodedEvent], str | None]  # org, session, events, request id
     future: asyncio.Future[dict[str, Any]]
 
 
@@ -41,7 +42,7 @@ class ShardClient:
         self, org_id: uuid.UUID, session_id: uuid.UUID, events: Sequence[EncodedEvent]
     ) -> dict[str, Any]:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending((org_id, session_id, events), future))
+        self._queue.append(_Pending((org_id, session_id, events, current_request_id()), future))
         self._send_if_free()
         return await future
 

@@ -29,6 +29,7 @@ from actors.errors import (
     Unauthenticated,
 )
 from actors.events import parse_events
+from actors.logs import bound_request
 from serve_app.errors import call_actor, error_body
 from serve_app.http_io import decode_json, session_uuid
 from serve_app.services import Services
@@ -51,6 +52,11 @@ _PIPELINE_DEPTH = 16
 
 async def stream_session(services: Services, ws: WebSocket, raw_id: str) -> None:
     request_id = ws.headers.get("x-request-id") or str(uuid.uuid4())
+    with bound_request(request_id):  # the whole stream is one request: its frames share the id
+        await _serve_stream(services, ws, raw_id, request_id)
+
+
+async def _serve_stream(services: Services, ws: WebSocket, raw_id: str, request_id: str) -> None:
     await ws.accept()
     services.metrics.stream_opened()
     try:

@@ -21,6 +21,7 @@ import ray
 
 from actors import telemetry
 from actors.errors import TracemillError
+from actors.logs import current_request_id
 from actors.processing.screenshots import near_duplicates
 from actors.processing.tasks import analysis_task, archive_task, compress_task, vision_task
 from actors.storage import processing_repo as repo
@@ -81,7 +82,9 @@ class Finalizer:
         ref = self._shots.get(key)
         if ref is None:
             options = {"num_cpus": self._proc.compress_num_cpus}
-            ref = compress_task.options(**options).remote(self._settings_obj(), session_id, screenshot_id)
+            ref = compress_task.options(**options).remote(
+                self._settings_obj(), session_id, screenshot_id, current_request_id()
+            )
             self._shots[key] = ref
             asyncio.get_running_loop().create_task(self._forget(key, ref))
         return ref
@@ -150,16 +153,17 @@ class Finalizer:
             await repo.set_stage(pool, session_id, following)
 
     async def _run_stage(self, stage: str, session_id: uuid.UUID) -> str:
-        settings = self._settings_obj()
+        settings, request_id = self._settings_obj(), current_request_id()
         light = {"num_cpus": self._proc.analysis_num_cpus}
+        log.info("session %s: finalisation stage %s", session_id, stage)
         if stage == "screenshots":
             await self._compress_all(session_id)
         elif stage == "vision":
-            await vision_task.options(**light).remote(settings, session_id)
+            await vision_task.options(**light).remote(settings, session_id, request_id)
         elif stage == "analysis":
-            await analysis_task.options(**light).remote(settings, session_id)
+            await analysis_task.options(**light).remote(settings, session_id, request_id)
         elif stage == "archive":
-            await archive_task.options(**light).remote(settings, session_id)
+            await archive_task.options(**light).remote(settings, session_id, request_id)
         return _STAGES[_STAGES.index(stage) + 1]
 
     async def _compress_all(self, session_id: uuid.UUID) -> None:

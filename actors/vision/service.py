@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from actors.errors import ConfigError, DependencyUnavailable, TracemillError
+from actors.logs import setup_logging
 from actors.vision.limits import CircuitBreaker, RateLimiter
 from actors.vision.openai_vision import OpenAIVision, VisionCall
 from configs.vision import VisionSettings
@@ -40,6 +41,7 @@ class VisionOutcome(BaseModel):
 
 class VisionService:
     def __init__(self, settings: VisionSettings, http_client: Any = None):
+        setup_logging("vision")
         self._settings = settings
         self._provider = OpenAIVision(settings, http_client)
         self._limiter = RateLimiter(
