@@ -209,13 +209,47 @@ async def _status(args: argparse.Namespace) -> int:
     print(f"endpoint   {info['endpoint']}  (pid {info['pid']})")
     print(f"healthz    {health}")
     print(f"readyz     {ready}")
+    for line in await asyncio.to_thread(_cluster_lines, info.get("ray_address")):
+        print(line)
     async with _database(state_dir) as pool:
         rows = await pool.fetch("SELECT status, count(*) AS n, sum(event_count) AS events FROM sessions GROUP BY status")
         keys = await pool.fetchval("SELECT count(*) FROM api_keys WHERE revoked_at IS NULL")
+    counts = {r["status"]: r["n"] for r in rows}
     for r in rows:
         print(f"sessions   {r['status']:11} {r['n']:8} sessions {r['events'] or 0:12} events")
+    print(f"open       {counts.get('recording', 0)} sessions recording")
+    print(f"backlog    {counts.get('finalizing', 0)} finalisations unfinished")
     print(f"api keys   {keys} active")
     return 0 if ready.startswith("200") else 1
+
+
+def _cluster_lines(address: str | None) -> list[str]:
+    """The Ray cluster's nodes and the Serve application's state and replicas, as a driver
+    sees them; a cluster that does not answer is reported, not fatal."""
+    if not address:
+        return ["cluster    unknown (no Ray address recorded)"]
+    from cluster import remote
+
+    try:
+        remote.connect(address)
+        import ray
+        from ray import serve
+
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        lines = [f"nodes      {len(nodes)} alive"]
+        for node in nodes:
+            cpus = node.get("Resources", {}).get("CPU", 0)
+            lines.append(f"  node     {node.get('NodeManagerAddress')}  {cpus:g} CPU")
+        app = serve.status().applications.get("tracemill")
+        if app is None:
+            return [*lines, "serve      application tracemill not deployed"]
+        lines.append(f"serve      tracemill {app.status}")
+        for name, dep in app.deployments.items():
+            replicas = ", ".join(f"{state.lower()} {n}" for state, n in dep.replica_states.items())
+            lines.append(f"  {name:8} {dep.status}  replicas: {replicas or 'none'}")
+        return lines
+    except Exception as exc:  # noqa: BLE001 - status reports what it can
+        return [f"cluster    unreachable at {address} ({type(exc).__name__})"]
 
 
 async def _probe(client: httpx.AsyncClient, url: str) -> str:

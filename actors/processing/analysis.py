@@ -8,22 +8,18 @@ repeat); the vision provider's page analyses are summarised beside them. The ver
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from actors.context import analyze_context
-from actors.processing.runtime import TaskResources, as_event
+from actors.processing.runtime import TaskResources, as_event, jsonb
 from actors.scoring import SessionFacts, score_session
 from actors.storage import processing_repo as repo
 
 __all__ = ["analyze_session", "vision_summary"]
 
-
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
 
 
 def vision_summary(shots: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -36,10 +32,10 @@ def vision_summary(shots: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         if row["status"] != "compressed":
             continue
         sources[row["vision_source"] or "local"] += 1
-        local = _json(row["local_vision"]) or {}
+        local = jsonb(row["local_vision"]) or {}
         for flag in ("blank", "blurry", "modal_detected"):
             flags[flag] += bool(local.get(flag))
-        vision = _json(row["vision"])
+        vision = jsonb(row["vision"])
         if isinstance(vision, Mapping):
             page_types[str(vision.get("page_type", "unknown"))] += 1
             stages[str(vision.get("decision_stage", "unknown"))] += 1
@@ -54,7 +50,7 @@ async def analyze_session(res: TaskResources, session_id: uuid.UUID) -> dict[str
     events = [as_event(r) for r in await repo.event_rows(res.pool, session_id)]
     shots = await repo.screenshot_rows(res.pool, session_id)
     compressed = [s for s in shots if s["status"] == "compressed"]
-    qualities = [float(_json(s["local_vision"])["quality"]) for s in compressed if s["near_duplicate_of"] is None]
+    qualities = [float(jsonb(s["local_vision"])["quality"]) for s in compressed if s["near_duplicate_of"] is None]
     facts = SessionFacts(
         task=session["task"], finished=True, screenshot_count=len(compressed),
         screenshot_qualities=qualities if compressed else None,

@@ -23,7 +23,12 @@ from actors import telemetry
 from actors.errors import TracemillError
 from actors.logs import current_request_id
 from actors.processing.screenshots import near_duplicates
-from actors.processing.tasks import analysis_task, archive_task, compress_task, vision_task
+from actors.processing.tasks import (
+    analysis_task,
+    archive_task,
+    compress_task,
+    vision_task,
+)
 from actors.storage import processing_repo as repo
 from configs.settings import TracemillSettings
 

@@ -4,6 +4,7 @@ object store, and the stored events turned back into PROTOCOL.md event dicts."""
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from typing import Any
@@ -15,7 +16,7 @@ from actors.storage.objectstore import ObjectStore, make_object_store
 from actors.storage.postgres import connect_pool
 from configs.settings import TracemillSettings
 
-__all__ = ["TaskResources", "as_event", "task_resources"]
+__all__ = ["TaskResources", "as_event", "epoch_ms", "jsonb", "task_resources"]
 
 
 class TaskResources:
@@ -36,6 +37,11 @@ async def task_resources(settings: TracemillSettings) -> AsyncIterator[TaskResou
     finally:
         await store.close()
         await pool.close()
+
+
+def jsonb(value: Any) -> Any:
+    """A jsonb column's value: asyncpg hands jsonb over as text (no codec is registered)."""
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def epoch_ms(ts: datetime) -> int:

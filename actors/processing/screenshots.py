@@ -9,7 +9,6 @@ only once those events are committed (or at finalisation).
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
@@ -19,7 +18,7 @@ from actors.errors import InvalidInput, NotFound, PayloadTooLarge, UnsupportedMe
 from actors.media.compress import compress_screenshot, hamming
 from actors.media.vision_local import analyze_image
 from actors.privacy.redact import Redactor
-from actors.processing.runtime import TaskResources, as_event
+from actors.processing.runtime import TaskResources, as_event, jsonb
 from actors.storage import processing_repo as repo
 from actors.storage import sessions_repo
 
@@ -109,7 +108,7 @@ async def compress_stored_screenshot(res: TaskResources, session_id: uuid.UUID, 
         await repo.mark_screenshot_failed(res.pool, session_id, screenshot_id, "the raw upload is gone")
         return {"screenshot_id": screenshot_id, "status": "failed"}
     viewport = session["viewport"]
-    dpr = device_pixel_ratio(row["width"], _json(viewport))
+    dpr = device_pixel_ratio(row["width"], jsonb(viewport))
     try:
         image = compress_screenshot(raw, res.settings.processing.compress, boxes, device_pixel_ratio=dpr)
         local = analyze_image(image.webp)
@@ -131,9 +130,6 @@ async def compress_stored_screenshot(res: TaskResources, session_id: uuid.UUID, 
     return {"screenshot_id": screenshot_id, "status": "compressed", "original_bytes": image.original_bytes,
             "webp_bytes": image.compressed_bytes}
 
-
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value  # asyncpg hands jsonb as text
 
 
 def near_duplicates(rows: Sequence[Mapping[str, Any]], max_bits: int) -> list[tuple[str, str | None]]:

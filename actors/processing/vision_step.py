@@ -20,9 +20,9 @@ import ray
 
 from actors import telemetry
 from actors.processing.runtime import TaskResources
+from actors.storage import processing_repo as repo
 from actors.vision.openai_vision import PROMPT_VERSION
 from actors.vision.service import VisionOutcome, VisionService
-from actors.storage import processing_repo as repo
 from configs.settings import TracemillSettings
 
 __all__ = ["VISION_SERVICE_NAME", "analyze_frames", "vision_service"]

@@ -73,6 +73,9 @@ def test_up_serves_then_stops_everything_on_sigterm(tmp_path: Path) -> None:
         status = tracemill("status", "--state-dir", str(state), env=env)
         assert status.returncode == 0, status.stdout + status.stderr
         assert "readyz     200" in status.stdout and "recording" in status.stdout
+        assert "nodes      1 alive" in status.stdout, status.stdout
+        assert "serve      tracemill RUNNING" in status.stdout and "Ingress" in status.stdout
+        assert "backlog    0 finalisations unfinished" in status.stdout
         family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
         assert postgres_processes(state)
         proc.send_signal(signal.SIGTERM)
