@@ -243,13 +243,18 @@ def _cluster_lines(address: str | None) -> list[str]:
         app = serve.status().applications.get("tracemill")
         if app is None:
             return [*lines, "serve      application tracemill not deployed"]
-        lines.append(f"serve      tracemill {app.status}")
+        lines.append(f"serve      tracemill {_name(app.status)}")
         for name, dep in app.deployments.items():
-            replicas = ", ".join(f"{state.lower()} {n}" for state, n in dep.replica_states.items())
-            lines.append(f"  {name:8} {dep.status}  replicas: {replicas or 'none'}")
+            replicas = ", ".join(f"{_name(state).lower()} {n}" for state, n in dep.replica_states.items())
+            lines.append(f"  {name:8} {_name(dep.status)}  replicas: {replicas or 'none'}")
         return lines
     except Exception as exc:  # noqa: BLE001 - status reports what it can
         return [f"cluster    unreachable at {address} ({type(exc).__name__})"]
+
+
+def _name(value: Any) -> str:
+    """Serve's status enums print as 'Class.MEMBER' on Python 3.11; show the bare value."""
+    return str(getattr(value, "value", value))
 
 
 async def _probe(client: httpx.AsyncClient, url: str) -> str:

@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request, WebSocket
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from ray import serve
 
 from actors.errors import DependencyUnavailable
@@ -28,7 +28,8 @@ from actors.models import (
 )
 from actors.storage.postgres import ping as ping_db
 from configs.settings import TracemillSettings
-from serve_app import results_api, screenshots_api, sessions_api, stream_api
+from serve_app import dashboard_api, results_api, screenshots_api, sessions_api, stream_api
+from serve_app.dashboard_api import StatsResponse
 from serve_app.results_api import EventsPage
 from serve_app.errors import call_actor, error_response, install_error_handlers, request_id_of
 from actors.logs import bound_request, setup_logging
@@ -153,6 +154,39 @@ class Ingress:
     )
     async def get_archive(self, session_id: str, request: Request) -> Response:
         return await results_api.get_archive(self.services, request, session_id)
+
+    @api.get(
+        "/v1/stats", response_model=StatsResponse, tags=["dashboard"],
+        responses=errors_of(401, 403, 422, 503),
+        summary="The organisation's sessions at a glance: statuses, live sessions, event rate, quality",
+        openapi_extra={"parameters": [
+            {"name": "limit", "in": "query", "description": "how many live sessions to list",
+             "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+        ]},
+    )
+    async def get_stats(self, request: Request) -> dict[str, Any]:
+        return await dashboard_api.get_stats(self.services, request)
+
+    @api.get(
+        "/dashboard", tags=["dashboard"], response_class=HTMLResponse, openapi_extra={"security": []},
+        summary="The operations dashboard page (no key: it holds no data; it asks for one)",
+    )
+    async def dashboard_page(self) -> Response:
+        return dashboard_api.static_file("dashboard.html")
+
+    @api.get(
+        "/dashboard/dashboard.js", tags=["dashboard"], response_class=Response,
+        openapi_extra={"security": []}, summary="The dashboard's script",
+    )
+    async def dashboard_script(self) -> Response:
+        return dashboard_api.static_file("dashboard.js")
+
+    @api.get(
+        "/dashboard/dashboard.css", tags=["dashboard"], response_class=Response,
+        openapi_extra={"security": []}, summary="The dashboard's stylesheet",
+    )
+    async def dashboard_style(self) -> Response:
+        return dashboard_api.static_file("dashboard.css")
 
     @api.get("/healthz", tags=["operations"], summary="Liveness: 200 while the process lives")
     async def healthz(self) -> dict[str, str]:

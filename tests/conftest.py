@@ -1,6 +1,47 @@
-"""Shared test configuration. Integration fixtures live in tests/integration/conftest.py."""
+"""Shared test configuration, and the one stack every integration and e2e test uses: one Ray
+cluster, one embedded PostgreSQL and one Serve deployment for the whole run, started by the
+same code as `tracemill up` (cluster.local.LocalStack). They live here, at the root, because a
+fixture defined in two conftests would be two fixtures, and a second stack cannot start."""
+
+from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.client import Api
+from tests.support.net import free_port
+from tests.support.stack import make_key, run_db
 
 # Ray and pgserver look here for runtime files; keep them off the user's XDG dirs.
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from cluster.local import LocalStack
+
+    env = {k: v for k, v in os.environ.items() if k not in ("TRACEMILL_S3_BUCKET",)}
+    state = Path(tmp_path_factory.mktemp("tracemill-state"))
+    stack = LocalStack(state_dir=state, port=free_port(), num_cpus=2, env=env)
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="session")
+def api(stack: Any) -> Api:
+    return Api(stack.endpoint, make_key(stack, ["ingest", "read"]))
+
+
+@pytest.fixture(scope="session")
+def other_org_api(stack: Any) -> Api:
+    """A client of a second organisation: it must never see the first one's sessions."""
+    import uuid
+
+    org = uuid.uuid4()
+    run_db(stack, "INSERT INTO organizations (org_id, name) VALUES ($1, $2)", org, f"other-{org}")
+    return Api(stack.endpoint, make_key(stack, ["ingest", "read"], org_id=org))

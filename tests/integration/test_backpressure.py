@@ -14,7 +14,7 @@ from ray import serve
 
 from actors.shard_pool import shard_name
 from serve_app.ingress import Ingress
-from tests.integration.conftest import run_db
+from tests.support.stack import run_db
 from tests.support.client import Api, click_event
 
 TINY_NAMESPACE = "tracemill-backpressure-test"

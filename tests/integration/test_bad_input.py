@@ -11,7 +11,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.integration.conftest import make_key, run_db
+from tests.support.stack import make_key, run_db
 from tests.support.client import Api, click_event, new_id
 
 

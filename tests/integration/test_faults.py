@@ -14,7 +14,7 @@ import ray
 from websockets.exceptions import ConnectionClosed
 
 from actors.shard_pool import shard_index, shard_name
-from tests.integration.conftest import run_db
+from tests.support.stack import run_db
 from tests.support.client import Api, click_event
 from tests.support.net import wait_for
 

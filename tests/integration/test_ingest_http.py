@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from tests.integration.conftest import run_db
+from tests.support.stack import run_db
 from tests.support.client import Api, click_event, new_id
 
 

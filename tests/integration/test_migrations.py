@@ -13,7 +13,7 @@ import pytest
 
 from actors.errors import MigrationFailed
 from actors.storage.postgres import apply_migrations
-from tests.integration.conftest import run_db
+from tests.support.stack import run_db
 
 
 @pytest.fixture()
@@ -37,7 +37,7 @@ def tables(dsn: str) -> set[str]:
 
 
 def test_packaged_migrations_apply_once(fresh_dsn: str) -> None:
-    assert asyncio.run(apply_migrations(fresh_dsn)) == ["0001_ingest.sql", "0002_processing.sql"]
+    assert asyncio.run(apply_migrations(fresh_dsn)) == ["0001_ingest.sql", "0002_processing.sql", "0003_recent_sessions.sql"]
     assert {"organizations", "api_keys", "sessions", "interactions", "screenshots"} <= tables(fresh_dsn)
     assert asyncio.run(apply_migrations(fresh_dsn)) == []
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import ray
 
-from tests.integration.conftest import run_db
+from tests.support.stack import run_db
 from tests.integration.test_processing import wait_terminal
 from tests.support.client import Api, new_id, send_frame
 from tests.support.pii_corpus import forms, planted_corpus

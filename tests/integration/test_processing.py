@@ -12,7 +12,7 @@ from typing import Any
 
 from PIL import Image
 
-from tests.integration.conftest import run_db
+from tests.support.stack import run_db
 from tests.support.client import Api, new_id, send_frame
 from tests.support.sessions import CHECKOUT_FIELDS, VIEWPORT, poor_session, shop_session
 

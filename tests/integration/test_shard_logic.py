@@ -13,7 +13,7 @@ from actors.errors import NotFound, Overloaded, SessionClosed
 from actors.events import encode_events, parse_events
 from actors.shard import SessionShard
 from configs.settings import TracemillSettings
-from tests.integration.conftest import run_db
+from tests.support.stack import run_db
 from tests.support.client import click_event
 
 

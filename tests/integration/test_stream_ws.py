@@ -9,7 +9,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from tests.integration.conftest import make_key, run_db
+from tests.support.stack import make_key, run_db
 from tests.support.client import Api, click_event, new_id, send_frame
 
 

@@ -13,7 +13,7 @@ import ray
 
 from actors.processing.tasks import vision_task
 from configs.settings import TracemillSettings
-from tests.integration.conftest import run_db
+from tests.support.stack import run_db
 from tests.integration.test_processing import record, wait_terminal
 from tests.support.client import Api
 from tests.support.openai_server import OpenAITestServer

@@ -1,0 +1,1 @@
+"""Static files of the operations dashboard (a package so that wheels ship them as package data)."""

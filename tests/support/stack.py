@@ -1,0 +1,36 @@
+"""Helpers on the test stack (cluster.local.LocalStack) usable from any test module."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+
+from actors import auth
+
+__all__ = ["make_key", "run_db"]
+
+
+def run_db(stack: Any, query: str, *args: Any) -> list[asyncpg.Record]:
+    """Run one query against the stack's database from synchronous test code."""
+
+    async def go() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(stack.settings.database.url.get_secret_value())
+        try:
+            return list(await conn.fetch(query, *args))
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+def make_key(stack: Any, scopes: list[str], org_id: Any = auth.DEFAULT_ORG_ID) -> str:
+    async def go() -> str:
+        pool = await asyncpg.create_pool(stack.settings.database.url.get_secret_value(), min_size=0, max_size=1)
+        try:
+            return (await auth.create_key(pool, scopes=scopes, org_id=org_id, name="test"))[1]
+        finally:
+            await pool.close()
+
+    return asyncio.run(go())
