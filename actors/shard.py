@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 import uuid
 import zlib
 from collections import OrderedDict
@@ -18,7 +19,7 @@ from typing import Any, Awaitable, Callable, Sequence, TypeVar
 import asyncpg
 
 from actors import telemetry
-from actors.errors import Conflict, NotFound, Overloaded, SessionClosed, TracemillError
+from actors.errors import Conflict, DependencyUnavailable, NotFound, Overloaded, SessionClosed, TracemillError
 from actors.events import EncodedEvent
 from actors.group_commit import GroupCommitter, prepare_staging
 from actors.logs import bound_request, setup_logging
@@ -37,6 +38,9 @@ T = TypeVar("T")
 
 # Finished sessions are forgotten first; this bounds a long-lived shard's memory.
 _MAX_CACHED_SESSIONS = 50_000
+# Queued events with no commit finishing for this long mean the shard is stuck, not busy: a
+# commit of the largest batch takes well under a second here.
+_STALLED_S = 30.0
 
 
 def shard_index(session_id: uuid.UUID, count: int) -> int:
@@ -57,6 +61,7 @@ class SessionShard:
         self._committed_events = 0
         self._commits = 0
         self._commit_seconds = 0.0
+        self._last_commit_at = time.monotonic()
         self._redactor = Redactor(settings.processing.privacy)
         self._finalizer = Finalizer(
             settings, self._db, lambda sid: shard_index(sid, settings.shards.count) == index
@@ -77,6 +82,19 @@ class SessionShard:
             "commit_seconds": round(self._commit_seconds, 3),
             "finalizations_running": self._finalizer.running(),
         }
+
+    async def check_health(self) -> None:
+        """Raise when this shard cannot do its job: events queued and no commit finishing for
+        `_STALLED_S` (a wedged commit loop, or a database that takes writes no more). The
+        ingress's /readyz asks every shard, and names the ones that fail."""
+        self._finalizer.ensure_sweeping()
+        committer = await self._commit_queue()
+        stalled = time.monotonic() - self._last_commit_at
+        if committer.queued_events and stalled > _STALLED_S:
+            raise DependencyUnavailable(
+                f"shard {self._index}: {committer.queued_events} events queued, no commit for {stalled:.0f} s",
+                retry_after_s=2.0,
+            )
 
     async def sweep(self) -> int:
         """Resume the finalisations a restart interrupted; returns how many were started."""
@@ -268,6 +286,7 @@ class SessionShard:
         return self._committer
 
     def _count_commit(self, inserted: int, seconds: float) -> None:
+        self._last_commit_at = time.monotonic()
         self._committed_events += inserted
         self._commits += 1
         self._commit_seconds += seconds

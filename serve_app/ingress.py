@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from ray import serve
 
-from actors.errors import DependencyUnavailable
+from actors.errors import DependencyUnavailable, TracemillError
 from actors.models import (
     AckResult,
     ErrorResponse,
@@ -209,7 +209,9 @@ class Ingress:
         return Response(self.services.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     async def check_health(self) -> None:
-        """Serve's replica health probe: the replica's event loop answers."""
+        """Serve's replica health probe: the replica's event loop answers. Dependencies are
+        /readyz's business, not this probe's: Serve replaces a replica whose probe fails, and
+        a new replica does not bring a database back."""
 
     async def _failing_dependencies(self) -> list[dict[str, str]]:
         failing: list[dict[str, str]] = []
@@ -221,9 +223,10 @@ class Ingress:
             await self.services.store.ping()
         except DependencyUnavailable as exc:
             failing.append({"dependency": "object_store", "error": exc.message})
-        try:
-            pings = [call_actor(handle.ping.remote()) for handle in self.services.router.handles]
-            await asyncio.wait_for(asyncio.gather(*pings), timeout=2.0)
-        except Exception as exc:  # noqa: BLE001 - a shard that is starting or down: not ready
-            failing.append({"dependency": "shards", "error": f"session shards not answering ({type(exc).__name__})"})
+        checks = [asyncio.wait_for(call_actor(handle.check_health.remote()), timeout=2.0)
+                  for handle in self.services.router.handles]
+        for index, result in enumerate(await asyncio.gather(*checks, return_exceptions=True)):
+            if isinstance(result, BaseException):  # starting, down, or stalled: not ready
+                reason = result.message if isinstance(result, TracemillError) else f"not answering ({type(result).__name__})"
+                failing.append({"dependency": "shards", "error": f"shard {index}: {reason}"})
         return failing
