@@ -21,6 +21,7 @@ from ray import serve
 from actors.auth import create_key, register_key, revoke_key_by_name
 from actors.storage.postgres import apply_migrations, connect_pool
 from cluster.embedded_postgres import EmbeddedPostgres
+from actors.settings_registry import publish_settings
 from cluster.serve_deploy import APP_NAME, DEFAULT_SERVE_CONFIG, deploy_config, render_serve_config
 from configs.settings import TracemillSettings
 
@@ -115,6 +116,7 @@ class LocalStack:
     def deploy(self) -> None:
         assert self.settings is not None, "start_storage() first"
         config = render_serve_config(self.settings, host=self.host, port=self.port, path=self.serve_config)
+        publish_settings(self.settings)  # for Ray Job drivers (jobs/), which start without our env
         deploy_config(config)
 
     def start(self, bootstrap_key: str | None = None) -> str:

@@ -19,6 +19,7 @@ import ray
 from ray import serve
 
 from actors.storage.postgres import apply_migrations
+from actors.settings_registry import publish_settings
 from cluster.serve_deploy import APP_NAME, DEFAULT_SERVE_CONFIG, deploy_config, render_serve_config
 from configs.settings import SettingsError, TracemillSettings
 
@@ -77,6 +78,7 @@ def deploy(settings: TracemillSettings, *, address: str, host: str, port: int,
     config = render_serve_config(settings, host=host, port=port, path=serve_config)  # checked before joining
     asyncio.run(apply_migrations(settings.database.url.get_secret_value()))
     connect(address, settings.shards.namespace)
+    publish_settings(settings)  # for Ray Job drivers (jobs/), which start without our env
     deploy_config(config)
 
 
