@@ -1,4 +1,4 @@
-"""The `tracemill` command: up, deploy, down, status, keys, loadgen, bench."""
+"""The `tracemill` command: up, deploy, down, status, keys, loadgen, bench, demo."""
 
 from __future__ import annotations
 
@@ -73,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("loadgen", help="drive WebSocket load at an endpoint (see --help)", add_help=False)
     sub.add_parser("bench", help="benchmarks that print figures (see --help)", add_help=False)
+    from cluster.eval_cli import add_eval_parser  # `tracemill eval run|compare`
+
+    add_eval_parser(sub)
+    sub.add_parser("demo", help="replay a recorded browser session through a running endpoint (see --help)",
+                   add_help=False)
     return parser
 
 
@@ -89,6 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from cluster.bench import main as bench_main
 
         return bench_main(argv[1:])
+    if argv[:1] == ["demo"]:
+        from cluster.demo import main as demo_main
+
+        return demo_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.command == "up":
@@ -99,6 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _down(args)
         if args.command == "status":
             return asyncio.run(_status(args))
+        if args.command == "eval":
+            from cluster.eval_cli import run_eval_command
+
+            return run_eval_command(args)
         return asyncio.run(_keys(args))
     except (SettingsError, TracemillError) as exc:
         print(f"tracemill: {exc}", file=sys.stderr)
