@@ -31,14 +31,15 @@ def publish_settings(settings: TracemillSettings) -> None:
 
 
 def published_settings(env: Mapping[str, str]) -> TracemillSettings:
-    """The settings a job driver runs with: from the environment when DATABASE_URL is set
-    there (an operator's explicit choice), else what the deployment published."""
-    if env.get("DATABASE_URL"):
-        return TracemillSettings.from_env(env)
+    """The settings a job driver runs with: what the deployment published on this cluster,
+    else (a cluster deployed without tracemill's CLI, e.g. a KubeRay RayService) the documented
+    environment variables (DATABASE_URL, TRACEMILL_S3_BUCKET, …)."""
     raw = internal_kv._internal_kv_get(_KEY, namespace=_NAMESPACE)
     if raw is None:
-        raise ConfigError("no tracemill deployment found on this Ray cluster (run `tracemill up` or "
-                          "`tracemill deploy` first, or set DATABASE_URL and the object store variables)")
+        if not env.get("DATABASE_URL"):
+            raise ConfigError("no tracemill deployment found on this Ray cluster (run `tracemill up` "
+                              "or `tracemill deploy` first, or set DATABASE_URL and TRACEMILL_S3_BUCKET)")
+        return TracemillSettings.from_env(env)
     try:
         return TracemillSettings.build(json.loads(raw))
     except SettingsError as exc:

@@ -30,29 +30,24 @@ import math
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from actors.context import ordered, target_key, target_of
+from configs.dataset import (
+    DEFAULT_SYSTEM_PROMPT,
+    OPENAI_MAX_IMAGES,
+    DatasetFormatSettings,
+)
 from configs.pipeline import SelectorRanks
 
 __all__ = [
     "DEFAULT_SYSTEM_PROMPT", "OPENAI_MAX_IMAGES", "DatasetFormatSettings", "best_selector",
     "build_examples", "dataset_stats", "dedupe", "estimate_text_tokens", "estimate_tokens",
-    "split_by_session", "validate_examples",
+    "example_key", "split_by_session", "validate_examples",
 ]
 
-OPENAI_MAX_IMAGES = 10  # per example, OpenAI's fine-tuning limit
 OPENAI_MIN_EXAMPLES = 10
 OPENAI_MAX_IMAGE_BYTES = 10 * 1024 * 1024
-DEFAULT_SYSTEM_PROMPT = (
-    "You are a web agent operating a browser to complete the user's task. Each turn you get the "
-    "task, the current page (URL and title), candidate elements with their selectors, your "
-    "recent actions and possibly a screenshot. Reply with exactly one next action as a compact "
-    'JSON object and nothing else: {"action": "click|dblclick|input|select|submit|keypress|'
-    'navigate", "selector": "...", "element_text": "...", "value": "...", "key": "...", '
-    '"url": "..."}, including only the fields the action needs.')
 
 _KEYS = frozenset({"Enter", "Escape", "Tab"})
 _FIELDS = frozenset({"input", "change"})
@@ -64,20 +59,6 @@ _UNIQUE_ORDER = {True: 2, None: 1, False: 0}
 _RECENT_TARGETS = 5
 _TEXT_CHARS = 60
 _DATA_URL = re.compile(r"^data:image/(png|jpeg|webp);base64,([A-Za-z0-9+/=\s]*)$")
-
-
-class DatasetFormatSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, min_length=1)
-    last_k_actions: int = Field(5, ge=0)
-    max_candidates: int = Field(15, ge=1)
-    max_images_per_example: int = Field(1, ge=0, le=OPENAI_MAX_IMAGES)
-    image_mode: Literal["none", "data_url", "object_url"] = "none"
-    image_detail: Literal["auto", "low", "high"] = "auto"
-    # 64k context of the fine-tunable GPT-4o family minus a margin for the estimate's error.
-    max_example_tokens: Annotated[int, Field(ge=1)] = 65536 - 4096
-    selector_ranks: SelectorRanks = SelectorRanks()
 
 
 # ----------------------------------------------------------------------------- selectors
@@ -252,12 +233,21 @@ def split_by_session(session_ids: Sequence[str], validation_share: float,
     return [i for i in ids if i not in val], [i for i in ids if i in val]
 
 
-def dedupe(examples: Sequence[dict]) -> tuple[list[dict], int]:
-    """Exact duplicates (same sha256 of canonical JSON) dropped; the first copy is kept."""
-    by_hash: dict[str, dict] = {}
+def example_key(example: Any) -> str:
+    """sha256 of the example's canonical JSON: equal examples, equal keys."""
+    return hashlib.sha256(_canonical(example).encode()).hexdigest()
+
+
+def dedupe(examples: Sequence[dict], seen: set[str] | None = None) -> tuple[list[dict], int]:
+    """Exact duplicates dropped, the first copy kept; examples whose key is in `seen` (e.g. the
+    train split's, when deduping validation) are dropped too. Returns (kept, dropped)."""
+    seen = set() if seen is None else seen
+    kept = []
     for ex in examples:
-        by_hash.setdefault(hashlib.sha256(_canonical(ex).encode()).hexdigest(), ex)
-    return list(by_hash.values()), len(examples) - len(by_hash)
+        if (key := example_key(ex)) not in seen:
+            seen.add(key)
+            kept.append(ex)
+    return kept, len(examples) - len(kept)
 
 
 # ----------------------------------------------------------------------------- tokens
@@ -360,17 +350,17 @@ def _check(ex: Any, settings: DatasetFormatSettings) -> list[tuple[str, str]]:
     return out
 
 
-def validate_examples(examples: Sequence[Any],
-                      settings: DatasetFormatSettings | None = None) -> list[dict[str, Any]]:
+def validate_examples(examples: Sequence[Any], settings: DatasetFormatSettings | None = None,
+                      min_examples: int = OPENAI_MIN_EXAMPLES) -> list[dict[str, Any]]:
     """Problems by OpenAI's published chat fine-tuning rules, as
     `{"index": i | None, "code": ..., "message": ...}` (index None: the whole dataset).
     An empty list means the dataset passes."""
     s = settings or DatasetFormatSettings()
     problems = [{"index": i, "code": code, "message": msg}
                 for i, ex in enumerate(examples) for code, msg in _check(ex, s)]
-    if (n := len(examples)) < OPENAI_MIN_EXAMPLES:
+    if (n := len(examples)) < min_examples:
         problems.append({"index": None, "code": "too_few_examples",
-                         "message": f"{n} examples, at least {OPENAI_MIN_EXAMPLES}"})
+                         "message": f"{n} examples, at least {min_examples}"})
     return problems
 
 

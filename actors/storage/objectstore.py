@@ -116,6 +116,12 @@ class ObjectStore(abc.ABC):
     def describe(self) -> str:
         """Where the objects live, for logs and probes; never contains credentials."""
 
+    async def presigned_url(self, key: str, expires_s: int) -> str:
+        """An https URL a third party (a fine-tuning provider) can GET the object from, valid
+        for `expires_s`. Only stores reachable from outside can give one."""
+        raise ConfigError(f"{self.describe()} cannot hand out URLs to third parties; "
+                          "use S3 (TRACEMILL_S3_BUCKET) or image_mode data_url")
+
     async def close(self) -> None:
         """Release connections; the store must not be used afterwards."""
 

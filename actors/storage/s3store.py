@@ -154,6 +154,11 @@ class S3ObjectStore(ObjectStore):
 
         return await self._call("get", key, read)
 
+    async def presigned_url(self, key: str, expires_s: int) -> str:
+        full = self._full_key(key)
+        return await self._call("presign", key, lambda: self._client.generate_presigned_url(
+            "get_object", Params={"Bucket": self._bucket, "Key": full}, ExpiresIn=expires_s))
+
     async def size(self, key: str) -> int | None:
         full = self._full_key(key)
         try:

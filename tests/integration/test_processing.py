@@ -14,36 +14,7 @@ from PIL import Image
 
 from tests.support.stack import run_db
 from tests.support.client import Api, new_id, send_frame
-from tests.support.sessions import CHECKOUT_FIELDS, VIEWPORT, poor_session, shop_session
-
-TERMINAL = ("ready", "rejected", "failed")
-
-
-def wait_terminal(api: Api, sid: str, timeout: float = 180) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        view = api.session(sid)
-        if view["status"] in TERMINAL or time.monotonic() > deadline:
-            return view
-        time.sleep(0.25)
-
-
-def record(api: Api, events: list[dict[str, Any]], shots: list[tuple[str, int, bytes]], **body: Any) -> str:
-    """Stream `events` in frames of 50, upload each screenshot once its frame is acked, finish."""
-    sid = api.create_session(session_id=new_id(), viewport=VIEWPORT, **body)
-    pending = list(shots)
-    with api.stream(sid) as ws:
-        for start in range(0, len(events), 50):
-            ack = send_frame(ws, events[start:start + 50])
-            assert ack["type"] == "ack", ack
-            while pending and pending[0][1] < start + 50:
-                shot_id, seq, png = pending.pop(0)
-                put = api.http.put(f"/v1/sessions/{sid}/screenshots/{shot_id}", params={"seq": seq, "trigger": "click"},
-                                   content=png, headers={"Content-Type": "image/png"})
-                assert put.status_code == 201, put.text
-    assert api.http.post(f"/v1/sessions/{sid}/finish", json={"outcome": "success"}).status_code == 202
-    return sid
-
+from tests.support.sessions import CHECKOUT_FIELDS, poor_session, record, shop_session, wait_terminal
 
 def test_good_session_ends_ready_with_scores_and_a_verified_archive(api: Api, stack: Any) -> None:
     events, shots = shop_session(200, 40)
