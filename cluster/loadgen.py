@@ -28,14 +28,14 @@ from typing import Any
 import httpx
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
+
+from cluster.stream_client import exchange, open_stream
 
 __all__ = ["LoadConfig", "LoadResult", "EventFactory", "run_load", "format_result",
            "format_comparison", "main"]  # fmt: skip
 
-# Longest a slow_down is honoured for; a server asking for more is treated as if it asked this.
-_MAX_BACKOFF_S = 5.0
 # Pause before resending a frame the server answered with an error (nothing of it was stored).
 _ERROR_BACKOFF_S = 0.1
 _MAX_ERROR_SAMPLES = 5
@@ -192,22 +192,10 @@ async def _open(http: httpx.AsyncClient, cfg: LoadConfig) -> ClientConnection:
     )
     if resp.status_code not in (200, 201):
         raise RuntimeError(f"POST /v1/sessions -> {resp.status_code}: {resp.text[:200]}")
-    session_id = str(resp.json()["session_id"])
-    base = cfg.url.rstrip("/").replace("http", "ws", 1)  # http->ws, https->wss
-    uri = f"{base}{cfg.prefix}/v1/sessions/{session_id}/stream"
-    ws = await connect(
-        uri,
-        max_size=cfg.max_frame_bytes,
-        open_timeout=cfg.connect_timeout_s,
-        # Pings would compete with acks on a saturated server and close healthy
-        # connections with 1011; the run is bounded anyway.
-        ping_interval=None,
-        close_timeout=2.0,
-        compression="deflate" if cfg.compression else None,
-    )
-    # First-frame auth, as a browser does (it cannot set headers on a WebSocket).
-    await ws.send(json.dumps({"type": "auth", "api_key": cfg.api_key.get_secret_value()}))
-    return ws
+    return await open_stream(
+        cfg.url, str(resp.json()["session_id"]), cfg.api_key.get_secret_value(), prefix=cfg.prefix,
+        max_size=cfg.max_frame_bytes, open_timeout=cfg.connect_timeout_s, compression=cfg.compression,
+    )  # fmt: skip
 
 
 async def _exchange(
@@ -219,25 +207,15 @@ async def _exchange(
     client may forget the events.
     """
     started = time.perf_counter()
-    await ws.send(frame)
-    while True:
-        msg: dict[str, Any] = json.loads(await ws.recv())
-        kind = msg.get("type")
-        if kind == "ack":
-            now = time.perf_counter()
-            stats.ack(now, now - started, events, msg.get("acked_through") == last_seq)
-            return True
-        if kind == "slow_down":
-            stats.slow_downs += 1
-            retry_ms = msg.get("retry_after_ms", 100)
-            await asyncio.sleep(min(max(float(retry_ms), 0.0) / 1000.0, _MAX_BACKOFF_S))
-            await ws.send(frame)  # the same events again: they were not stored
-            continue
-        if kind == "error":
-            stats.error_frames += 1
-            stats.sample(f"error frame: {json.dumps(msg.get('error'))}")
-            return False
-        # Unknown server frames are ignored: the one in-flight frame still awaits its ack.
+    reply = await exchange(ws, frame)
+    stats.slow_downs += reply.slow_downs
+    if reply.ack is not None:
+        now = time.perf_counter()
+        stats.ack(now, now - started, events, reply.ack.get("acked_through") == last_seq)
+        return True
+    stats.error_frames += 1
+    stats.sample(f"error frame: {json.dumps(reply.error)}")
+    return False
 
 
 async def _stream(ws: ClientConnection, factory: EventFactory,
