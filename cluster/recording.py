@@ -154,11 +154,12 @@ class Recording(BaseModel):
 def _first_problem(exc: TracemillError) -> str:
     """The validator's message and its first detail, in one line."""
     details = getattr(exc, "details", None) or []
+    message = str(exc).replace("; the batch was not stored", "")  # server wording; nothing is sent here
     if details:
         first = details[0]
         where = ", ".join(f"{k} {first[k]}" for k in ("index", "seq", "field") if first.get(k) is not None)
-        return f"{exc} ({where}: {first.get('error')})"
-    return str(exc)
+        return f"{message} ({where}: {first.get('error')})"
+    return message
 
 
 def describe_validation_error(exc: ValidationError) -> str:
