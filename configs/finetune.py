@@ -10,9 +10,12 @@ with both None the openai client reads them itself. This module reads no environ
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from configs.base import SettingsError, describe_validation_error, load_yaml
 
 __all__ = ["FineTuneSettings"]
 
@@ -86,6 +89,16 @@ class FineTuneSettings(BaseModel):
         "a failed create, look the key up, so a lost reply never starts a second job; "
         "turn off only for a host without job metadata",
     )
+    job_attempts: int = Field(
+        2, ge=1, le=10,
+        description="provider jobs started for one fine-tune: a job that fails with a "
+        "retryable error code is started again, up to this many jobs in all",
+    )
+    retry_error_codes: tuple[str, ...] = Field(
+        ("server_error", "internal_error", "api_error", "timeout"),
+        description="error codes of a failed provider job worth a new job; data errors "
+        "(invalid_training_file, …) are not: a rerun would fail the same way and bill again",
+    )
     upload_part_bytes: int = Field(
         64 * MiB,
         ge=1,
@@ -113,6 +126,16 @@ class FineTuneSettings(BaseModel):
                 f"finetune.poll_max_s ({self.poll_max_s})"
             )
         return self
+
+    @classmethod
+    def from_file(cls, path: Path) -> FineTuneSettings:
+        """A YAML config (a `finetune:` mapping, or the fields at the top level)."""
+        data = load_yaml(path)
+        data = data.get("finetune", data) if isinstance(data.get("finetune"), dict) else data
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise SettingsError(describe_validation_error(exc, f"invalid {path}")) from None
 
     def hyperparameters(self) -> dict[str, int | float | str]:
         """The hyperparameters to send: only those that are set."""

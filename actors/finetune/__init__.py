@@ -10,6 +10,14 @@ from actors.finetune.provider import (
     JobStatus,
 )
 
+from configs.finetune import FineTuneSettings
+
+
+def make_provider(settings: FineTuneSettings) -> FineTuneProvider:
+    """The provider the settings name (only "openai" so far; see DESIGN.md decision 7)."""
+    return OpenAIFineTuneProvider(settings)
+
+
 __all__ = [
     "TERMINAL_STATUSES",
     "Checkpoint",
@@ -18,5 +26,6 @@ __all__ = [
     "JobState",
     "JobStatus",
     "OpenAIFineTuneProvider",
+    "make_provider",
     "wait_for_job",
 ]

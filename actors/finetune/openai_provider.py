@@ -174,6 +174,7 @@ class OpenAIFineTuneProvider(FineTuneProvider):
         training_file: str,
         validation_file: str | None,
         settings: FineTuneSettings,
+        request_key: str | None = None,
     ) -> JobStatus:
         request: dict[str, Any] = {
             "model": settings.model,
@@ -198,9 +199,10 @@ class OpenAIFineTuneProvider(FineTuneProvider):
             return _job_status(job)
         # A create whose reply is lost (timeout, 5xx after the fact) may have started a
         # job: before any retry, look for the job carrying this request's key.
-        key = {REQUEST_KEY: uuid.uuid4().hex}
+        key = {REQUEST_KEY: request_key or uuid.uuid4().hex}
         request["metadata"] = key
-        tries = 0
+        # A caller's key may have been used by a driver that died: look before the first try.
+        tries = 1 if request_key else 0
 
         async def create_once() -> Any:
             nonlocal tries
@@ -412,6 +414,7 @@ async def wait_for_job(
     *,
     deadline_s: float | None = None,
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    should_cancel: Callable[[], Awaitable[bool]] | None = None,
 ) -> JobStatus:
     """Poll `job_id` until it is succeeded, failed or cancelled; return its last status.
 
@@ -421,11 +424,14 @@ async def wait_for_job(
     events not seen before, oldest first. Transient API failures are retried by the provider;
     one that outlasts its retries propagates (DependencyUnavailable), so a driver can resume.
     `deadline_s` (None: no limit) bounds the whole wait with DependencyUnavailable.
+    `should_cancel()` is asked before every wait; once it says yes the job is cancelled (once)
+    and the wait goes on until the provider reports it terminal.
     """
     started = time.monotonic()
     interval = settings.poll_interval_s
     seen: set[str] = set()
     last: JobStatus | None = None
+    cancelling = False
     while True:
         status = await provider.get_job(job_id)
         events = [e for e in await provider.list_events(job_id) if e.id not in seen]
@@ -438,6 +444,11 @@ async def wait_for_job(
         last = status
         if status.terminal:
             return status
+        if not cancelling and should_cancel is not None and await should_cancel():
+            log.info("fine-tuning job %s: cancel requested", job_id)
+            await provider.cancel(job_id)
+            cancelling = True
+            continue
         interval = (
             settings.poll_interval_s
             if changed
@@ -459,6 +470,7 @@ def _job_status(job: Any) -> JobStatus:
     raw = str(getattr(job, "status", "") or "")
     error = getattr(job, "error", None)
     message = getattr(error, "message", None) if error is not None else None
+    code = getattr(error, "code", None) if error is not None else None
     return JobStatus(
         id=job.id,
         status=_STATUS_ALIASES.get(raw, raw),
@@ -466,6 +478,7 @@ def _job_status(job: Any) -> JobStatus:
         fine_tuned_model=getattr(job, "fine_tuned_model", None),
         trained_tokens=getattr(job, "trained_tokens", None),
         error=message or None,
+        error_code=code or None,
         created_at=_when(getattr(job, "created_at", None)),
         finished_at=_when(getattr(job, "finished_at", None)),
     )

@@ -44,6 +44,9 @@ class JobStatus(_Record):
     error: str | None = Field(
         None, description="the provider's error message, if it failed"
     )
+    error_code: str | None = Field(
+        None, description="the provider's error code, if it failed (decides a retry)"
+    )
     created_at: datetime | None = None
     finished_at: datetime | None = None
 
@@ -84,8 +87,12 @@ class FineTuneProvider(abc.ABC):
         training_file: str,
         validation_file: str | None,
         settings: FineTuneSettings,
+        request_key: str | None = None,
     ) -> JobStatus:
-        """Start a supervised fine-tune of settings.model with its hyperparameters."""
+        """Start a supervised fine-tune of settings.model with its hyperparameters.
+
+        With `request_key`, a job already started under that key is returned instead of a
+        second one being started: a resumed driver passes the key its dead predecessor used."""
 
     @abc.abstractmethod
     async def get_job(self, job_id: str) -> JobStatus: ...

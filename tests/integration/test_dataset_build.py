@@ -19,7 +19,7 @@ from actors.storage.objectstore import make_object_store
 from jobs import build_dataset
 from jobs.dataset_format import example_key, validate_examples
 from tests.support.client import Api
-from tests.support.sessions import record, shop_session, wait_terminal
+from tests.support.sessions import record_ready
 from tests.support.stack import run_db
 
 pytestmark = pytest.mark.integration
@@ -28,13 +28,7 @@ TASK = f"Buy a kettle {uuid.uuid4().hex[:8]}"  # unique, so selections see only 
 
 @pytest.fixture(scope="module")
 def ready_sessions(api: Api) -> list[str]:
-    sids = []
-    for i in range(5):
-        events, shots = shop_session(n_events=40 + 10 * i, n_screens=3)
-        sids.append(record(api, events, shots, task=TASK, type="human" if i % 2 else "automated"))
-    views = [wait_terminal(api, sid) for sid in sids]
-    assert all(v["status"] == "ready" for v in views), [v["status"] for v in views]
-    return sids
+    return record_ready(api, 5, TASK)
 
 
 def write_config(tmp_path: Path, **extra: Any) -> Path:

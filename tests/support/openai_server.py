@@ -15,12 +15,17 @@ adds `Retry-After: N`; "timeout:S" stalls S seconds (or until the client hangs u
 answers ok; "badjson" answers content that is not JSON, "badschema" JSON that is not a
 PageAnalysis. One APIRouter per API.
 
+Web-agent models: `server.respond_as("oracle", fn)` makes an "ok" answer to that model name
+the text `fn(messages)` returns (see tests/support/agent_models.py); other models still get a
+PageAnalysis. `server.max_in_flight` is the most chat requests the server held at once
+(`server.delay_s` holds each one that long, so that concurrent requests overlap).
+
 The fine-tuning router (files, uploads, fine_tuning/jobs with events, checkpoints, cancel)
 keeps its state in `server.finetune` and records each call in `server.finetune_requests`;
 the same script applies to its routes ("ok" there means: answer normally; "lost:NNN" on a
 job create starts the job but answers NNN, as when a reply is lost). A job answers
 queued when created, then each GET moves it one step: running, then `finetune.outcome`
-("succeeded", with fine_tuned_model "ft:<model>:<suffix>:test", or "failed").
+("succeeded", with fine_tuned_model "ft:<model>:<suffix>:<job number>", or "failed").
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -60,6 +66,19 @@ _ERROR_CODES = {
 }
 
 
+_FAILURES = {
+    "failed": {"code": "invalid_training_file", "param": "training_file",
+               "message": "The job failed due to an invalid training file."},
+    "server_error": {"code": "server_error", "param": None,
+                     "message": "The job failed due to an internal error."},
+}
+
+
+def _public(job: dict[str, Any]) -> dict[str, Any]:
+    """The job as the API shows it: without the server's own bookkeeping (keys with _)."""
+    return {k: v for k, v in job.items() if not k.startswith("_")}
+
+
 @dataclass(frozen=True)
 class RecordedRequest:
     model: str | None
@@ -84,7 +103,9 @@ class FineTuneRequest:
 class FineTuneState:
     """What the fine-tuning routes hold: files, uploads (with their parts) and jobs."""
 
-    outcome: str = "succeeded"  # or "failed": where a job ends after running
+    outcome: str = "succeeded"  # or "failed" / "server_error": where a job ends after running
+    outcomes: list[str] = field(default_factory=list)  # per new job, first; then `outcome`
+    running_polls: int = 1  # GETs a job answers "running" before it ends
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     file_data: dict[str, bytes] = field(default_factory=dict)
     uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -108,6 +129,9 @@ class OpenAITestServer:
         self._script: deque[str] = deque()
         self._requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
+        self.responders: dict[str, Callable[[list[dict[str, Any]]], str]] = {}
+        self.in_flight = self.max_in_flight = 0
+        self.delay_s = 0.0  # every chat answer waits this long: lets requests overlap
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.app = FastAPI()
@@ -133,6 +157,9 @@ class OpenAITestServer:
             self.default = "ok"
             self._finetune_requests.clear()
             self.finetune = FineTuneState()
+            self.responders.clear()
+            self.max_in_flight = 0
+            self.delay_s = 0.0
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -151,6 +178,15 @@ class OpenAITestServer:
     def record_finetune(self, entry: FineTuneRequest) -> None:
         with self._lock:
             self._finetune_requests.append(entry)
+
+    def respond_as(self, model: str, responder: Callable[[list[dict[str, Any]]], str]) -> None:
+        """Answer chat requests for `model` with `responder(messages)` (when scripted "ok")."""
+        self.responders[model] = responder
+
+    def _enter(self, delta: int) -> None:
+        with self._lock:
+            self.in_flight += delta
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
 
     def next_behaviour(self) -> str:
         with self._lock:
@@ -192,6 +228,14 @@ def _chat_router(server: OpenAITestServer) -> APIRouter:
 
     @router.post("/chat/completions")
     async def chat_completions(request: Request) -> JSONResponse:
+        server._enter(+1)
+        try:
+            await asyncio.sleep(server.delay_s)
+            return await answer(request)
+        finally:
+            server._enter(-1)
+
+    async def answer(request: Request) -> JSONResponse:
         body = await request.json()
         behaviour = server.next_behaviour()
         image = _image_bytes(body.get("messages", []))
@@ -215,7 +259,11 @@ def _chat_router(server: OpenAITestServer) -> APIRouter:
         content = {
             "badjson": "this is { not json",
             "badschema": '{"page_type": "cart"}',
-        }.get(kind) or json.dumps(_analysis(image or b""))
+        }.get(kind)
+        responder = server.responders.get(body.get("model") or "")
+        if content is None and responder is not None:
+            content = responder(body.get("messages", []))
+        content = content or json.dumps(_analysis(image or b""))
         prompt_tokens = 85 + len(json.dumps(body.get("messages", [])[:1])) // 4
         return JSONResponse(_completion(body.get("model"), content, prompt_tokens))
 
@@ -405,10 +453,12 @@ def _finetune_router(server: OpenAITestServer) -> APIRouter:
             "metadata": body.get("metadata"),
         }
         state().jobs[job_id] = job
+        job["_outcome"] = state().outcomes.pop(0) if state().outcomes else None
+        job["_polls"] = 0
         state().events[job_id] = []
         state().checkpoints[job_id] = []
         event(job_id, f"Created fine-tuning job: {job_id}")
-        return lost(server.finetune_requests[-1].behaviour, JSONResponse(job))
+        return lost(server.finetune_requests[-1].behaviour, JSONResponse(_public(job)))
 
     @router.get("/fine_tuning/jobs")
     async def list_jobs(request: Request) -> JSONResponse:
@@ -424,7 +474,7 @@ def _finetune_router(server: OpenAITestServer) -> APIRouter:
             for j in reversed(state().jobs.values())  # newest first
             if all((j.get("metadata") or {}).get(k) == v for k, v in wanted.items())
         ]
-        return JSONResponse(page(jobs, request))
+        return JSONResponse(page([_public(j) for j in jobs], request))
 
     def advance(job: dict[str, Any]) -> None:
         job_id = job["id"]
@@ -433,20 +483,21 @@ def _finetune_router(server: OpenAITestServer) -> APIRouter:
             event(job_id, "Fine-tuning job started")
             event(job_id, "Step 1/2: training loss=1.20", "metrics")
         elif job["status"] == "running":
+            job["_polls"] += 1
+            if job["_polls"] < state().running_polls:
+                return
             job["finished_at"] = int(time.time())
-            if state().outcome == "failed":
+            outcome = job["_outcome"] or state().outcome
+            if outcome in _FAILURES:
                 job["status"] = "failed"
-                job["error"] = {
-                    "code": "invalid_training_file",
-                    "param": "training_file",
-                    "message": "The job failed due to an invalid training file.",
-                }
+                job["error"] = _FAILURES[outcome]
                 event(job_id, "Fine-tuning job failed")
                 return
             job["status"] = "succeeded"
             job["trained_tokens"] = 1234
             job["fine_tuned_model"] = (
-                f"ft:{job['model']}:{job['suffix'] or 'model'}:test"
+                # as OpenAI names them: one name per job, ending in a short job id
+                f"ft:{job['model']}:{job['suffix'] or 'model'}:{job_id.split('-')[-1]}"
             )
             for step, loss in ((1, 1.2), (2, 0.6)):
                 state().checkpoints[job_id].insert(
@@ -476,7 +527,7 @@ def _finetune_router(server: OpenAITestServer) -> APIRouter:
         if job is None:
             return not_found("fine-tuning job")
         advance(job)
-        return JSONResponse(job)
+        return JSONResponse(_public(job))
 
     def page(items: list[dict[str, Any]], request: Request) -> dict[str, Any]:
         after = request.query_params.get("after")
@@ -513,7 +564,7 @@ def _finetune_router(server: OpenAITestServer) -> APIRouter:
             job["status"] = "cancelled"
             job["finished_at"] = int(time.time())
             event(job_id, "Fine-tuning job cancelled")
-        return JSONResponse(job)
+        return JSONResponse(_public(job))
 
     return router
 

@@ -12,8 +12,8 @@ from PIL import Image, ImageDraw
 
 from tests.support.client import Api, new_id, send_frame
 
-__all__ = ["CHECKOUT_FIELDS", "TERMINAL", "page_png", "poor_session", "record", "shop_session",
-           "wait_terminal"]
+__all__ = ["CHECKOUT_FIELDS", "TERMINAL", "page_png", "poor_session", "record", "record_ready",
+           "shop_session", "wait_terminal"]
 
 T0 = 1732262400000
 VIEWPORT = {"width": 1280, "height": 800}
@@ -138,3 +138,14 @@ def record(api: Api, events: list[dict[str, Any]], shots: list[tuple[str, int, b
                 assert put.status_code == 201, put.text
     assert api.http.post(f"/v1/sessions/{sid}/finish", json={"outcome": "success"}).status_code == 202
     return sid
+
+
+def record_ready(api: Api, n: int, task: str, n_events: int = 40) -> list[str]:
+    """`n` shop sessions of varying length with `task`, finalised `ready` (asserted)."""
+    sids = []
+    for i in range(n):
+        events, shots = shop_session(n_events=n_events + 10 * i, n_screens=3)
+        sids.append(record(api, events, shots, task=task, type="human" if i % 2 else "automated"))
+    views = [wait_terminal(api, sid) for sid in sids]
+    assert all(v["status"] == "ready" for v in views), [(v["status"], v.get("failure")) for v in views]
+    return sids

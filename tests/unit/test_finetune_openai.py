@@ -213,7 +213,7 @@ async def test_wait_for_job_reaches_succeeded_and_reports_updates(
 
     final = await wait_for_job(provider, job.id, settings_for(server), on_update)
     assert final.status == "succeeded" and final.terminal
-    assert final.fine_tuned_model == "ft:gpt-4o-mini-2024-07-18:web-agent:test"
+    assert final.fine_tuned_model == f"ft:gpt-4o-mini-2024-07-18:web-agent:{job.id.split('-')[-1]}"
     assert final.trained_tokens == 1234 and final.finished_at is not None
     assert [s for s, _ in updates] == ["running", "succeeded"]
     messages = [e.message for _, events in updates for e in events]
@@ -227,7 +227,7 @@ async def test_wait_for_job_reaches_succeeded_and_reports_updates(
     assert [c.step for c in checkpoints] == [1, 2]
     assert checkpoints[-1].metrics["train_loss"] == pytest.approx(0.6)
     assert checkpoints[-1].fine_tuned_model_checkpoint == (
-        "ft:gpt-4o-mini-2024-07-18:web-agent:test:ckpt-step-2"
+        f"{final.fine_tuned_model}:ckpt-step-2"
     )
 
 

@@ -75,14 +75,16 @@ CREATE TABLE models (
     model_id     uuid PRIMARY KEY,
     org_id       uuid NOT NULL REFERENCES organizations(org_id),
     name         text NOT NULL,              -- what the provider serves it as
-    version      integer NOT NULL,           -- per (org, base_model, suffix) lineage
+    version      integer NOT NULL,           -- 1, 2, … per (org, provider, base_model, suffix)
     provider     text NOT NULL,
     base_model   text NOT NULL,
+    suffix       text NOT NULL DEFAULT '',
     finetune_id  uuid NOT NULL UNIQUE REFERENCES finetunes(finetune_id),
     dataset_id   uuid NOT NULL REFERENCES datasets(dataset_id),
     metrics      jsonb NOT NULL,
     created_at   timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (provider, name)
+    UNIQUE (provider, name),
+    UNIQUE (org_id, provider, base_model, suffix, version)
 );
 
 CREATE TABLE evaluations (

@@ -1,0 +1,74 @@
+"""Ray Job entrypoint: fine-tune a model on a built dataset, through a provider.
+
+    ray job submit --working-dir . -- python -m jobs.finetune --dataset <id> --config ft.yaml
+    python -m jobs.finetune --resume <finetune-id>      # after the driver died: same provider job
+
+`OPENAI_BASE_URL` and `OPENAI_API_KEY` are honoured (the config may set base_url instead, so
+Azure OpenAI and compatible hosts work). Exit codes: 0 succeeded, 1 the fine-tune failed or
+was cancelled, 2 bad config or input (nothing started).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from actors.errors import NotFound
+from actors.storage.finetune_repo import finetune_row
+from actors.storage.postgres import connect_pool
+from configs.finetune import FineTuneSettings
+from configs.settings import TracemillSettings
+from jobs.finetune_run import run_finetune, stored_settings
+from jobs.runtime import EXIT_FAILED, join_cluster, run_entrypoint
+
+__all__ = ["main", "parse_args"]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m jobs.finetune", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--dataset", type=uuid.UUID, help="start a fine-tune on this built dataset")
+    target.add_argument("--resume", type=uuid.UUID, metavar="FINETUNE_ID",
+                        help="continue a fine-tune whose driver stopped (or one queued by the API)")
+    parser.add_argument("--config", type=Path, help="YAML: provider, model, hyperparameters, polling")
+    parser.add_argument("--finetune-id", type=uuid.UUID, help="id for a new fine-tune (default: random)")
+    return parser.parse_args(argv)
+
+
+async def _resume_settings(settings: TracemillSettings, finetune_id: uuid.UUID) -> FineTuneSettings:
+    pool = await connect_pool(settings.database, max_size=1)
+    try:
+        row = await finetune_row(pool, finetune_id)
+    finally:
+        await pool.close()
+    if row is None:
+        raise NotFound(f"no fine-tune {finetune_id}")
+    return stored_settings(row)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    def go() -> int:
+        ft = FineTuneSettings.from_file(args.config) if args.config else None  # before any work
+        settings = join_cluster()
+        finetune_id = args.resume or args.finetune_id or uuid.uuid4()
+        if ft is None:
+            ft = asyncio.run(_resume_settings(settings, finetune_id)) if args.resume else FineTuneSettings()
+        print(f"fine-tune {finetune_id}: {'resuming' if args.resume else 'starting'} "
+              f"({ft.provider} {ft.model})", flush=True)
+        row = asyncio.run(run_finetune(settings, ft, finetune_id, dataset_id=args.dataset))
+        print(f"fine-tune {finetune_id} {row['status']}: model {row['fine_tuned_model'] or '-'}"
+              f"{'; ' + row['error'] if row['error'] and row['status'] != 'succeeded' else ''}", flush=True)
+        return 0 if row["status"] == "succeeded" else EXIT_FAILED
+
+    return run_entrypoint("finetune", go)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
