@@ -85,8 +85,10 @@ class _Client:
             response = await self.http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise DemoError(f"no answer from tracemill at {self.endpoint} ({type(exc).__name__}: {exc})") from None
-        if response.status_code in (401, 403):
-            raise DemoError(f"the API key was refused ({api_error(response)}); it needs the ingest and read scopes")
+        if response.status_code == 401:
+            raise DemoError(f"the API key was refused ({api_error(response)})")
+        if response.status_code == 403:
+            raise DemoError(f"the API key lacks a scope the demo needs, ingest and read ({api_error(response)})")
         if response.status_code not in expect:
             raise DemoError(f"{method} {path} failed: {api_error(response)}")
         return response
@@ -120,8 +122,10 @@ async def _stream(client: _Client, recording: Recording, session_id: str, api_ke
             while pending and (pending[0].seq is None or pending[0].seq <= acked):
                 await _put_screenshot(client, session_id, pending.pop(0), shift_ms)
                 sent += 1
-            progress(f"streaming  frame {number}/{len(recording.frames)}  acked through seq {acked}"
-                     f"  screenshots {sent}/{len(recording.screenshots)}")  # fmt: skip
+            if number % max(1, len(recording.frames) // 10) == 0 or number == len(recording.frames):
+                # About ten lines per replay, however many frames it has.
+                progress(f"streaming  frame {number}/{len(recording.frames)}  acked through seq {acked}"
+                         f"  screenshots {sent}/{len(recording.screenshots)}")  # fmt: skip
     except ConnectionClosed as exc:
         code = exc.rcvd.code if exc.rcvd else None
         if code == 4401:

@@ -99,7 +99,7 @@ def test_cli_refuses_a_bad_key_and_creates_nothing(stack: Any, recording_path: P
     assert done.stderr.strip().splitlines()[-1].startswith("tracemill demo: the API key was refused")
     assert done.stdout == ""
     read_only = make_key(stack, ["read"])  # may read, may not ingest: refused at creation
-    with pytest.raises(DemoError, match="API key was refused"):
+    with pytest.raises(DemoError, match="the API key lacks a scope the demo needs, ingest and read"):
         run_demo(stack.endpoint, read_only, recording_path, timeout_s=30)
     assert session_count(stack) == before
 
