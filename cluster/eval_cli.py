@@ -1,0 +1,136 @@
+"""`tracemill eval`: run an evaluation from the shell, and compare two models' latest results.
+
+    tracemill eval run --dataset ID --model MODEL [--config eval.yaml] [--limit N] [--concurrency N]
+    tracemill eval compare MODEL_A MODEL_B [--dataset ID]
+
+`run` is the evaluation job's code (jobs/evaluate.py) in this process. Both find the
+deployment's settings as a job driver does: DATABASE_URL when set, else the settings the
+running cluster published, the cluster being RAY_ADDRESS, the `ray_address` in the state
+dir's cluster.json (a `tracemill up`), or "auto".
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from actors.errors import NotFound
+from actors.settings_registry import published_settings
+from actors.storage.postgres import connect_pool
+from actors.training.eval_repo import latest_evaluation
+from configs.settings import DatabaseSettings, TracemillSettings
+
+__all__ = ["add_eval_parser", "format_comparison", "run_eval_command"]
+
+_ROWS = (("step accuracy", "step_accuracy"), ("element accuracy", "element_accuracy"),
+         ("action-type accuracy", "action_type_accuracy"))
+
+
+def add_eval_parser(subparsers: Any) -> None:
+    from jobs.evaluate import add_arguments
+
+    ev = subparsers.add_parser("eval", help="evaluate models on a dataset's validation split")
+    ev.add_argument("--state-dir", help="a `tracemill up` state dir to find the cluster by")
+    ev_sub = ev.add_subparsers(dest="eval_command", required=True)
+    run = ev_sub.add_parser("run", help="evaluate a model now (the evaluation job, in-process)")
+    add_arguments(run)
+    compare = ev_sub.add_parser("compare", help="two models' latest evaluations side by side")
+    compare.add_argument("model_a")
+    compare.add_argument("model_b")
+    compare.add_argument("--dataset", help="compare their evaluations on this dataset")
+
+
+def run_eval_command(args: argparse.Namespace) -> int:
+    """Run `tracemill eval …`; errors of ours propagate for the CLI to print (exit 2)."""
+    if args.eval_command == "run":
+        from jobs.evaluate import run, settings_from_args
+
+        ev = settings_from_args(args)  # validated before the cluster is joined
+        return run(_settings(args.state_dir), ev, args.dataset)
+    return asyncio.run(_compare(args))
+
+
+def _cluster_address(state_dir: str | None) -> str:
+    if os.environ.get("RAY_ADDRESS"):
+        return os.environ["RAY_ADDRESS"]
+    info = Path(state_dir or os.environ.get("TRACEMILL_STATE_DIR") or ".tracemill") / "cluster.json"
+    if info.exists():
+        return json.loads(info.read_text()).get("ray_address") or "auto"
+    return "auto"
+
+
+def _settings(state_dir: str | None) -> TracemillSettings:
+    import ray
+
+    from cluster import remote
+
+    if not ray.is_initialized():
+        remote.connect(_cluster_address(state_dir))
+    return published_settings(os.environ)
+
+
+def _database(state_dir: str | None) -> DatabaseSettings:
+    # Reading results needs only the database: no cluster when DATABASE_URL says where it is.
+    if os.environ.get("DATABASE_URL"):
+        return DatabaseSettings(url=os.environ["DATABASE_URL"])
+    return _settings(state_dir).database
+
+
+async def _compare(args: argparse.Namespace) -> int:
+    pool = await connect_pool(_database(args.state_dir))
+    try:
+        a = await latest_evaluation(pool, args.model_a, args.dataset)
+        if a is None:
+            raise NotFound(_missing(args.model_a, args.dataset))
+        # Like with like: B on A's dataset unless that does not exist.
+        b = await latest_evaluation(pool, args.model_b, args.dataset or a["dataset_id"])
+        if b is None and args.dataset is None:
+            b = await latest_evaluation(pool, args.model_b)
+        if b is None:
+            raise NotFound(_missing(args.model_b, args.dataset))
+    finally:
+        await pool.close()
+    print(format_comparison(a, b))
+    return 0
+
+
+def _missing(model: str, dataset: str | None) -> str:
+    where = f" on dataset {dataset}" if dataset else ""
+    return f"no succeeded evaluation of model {model!r}{where}"
+
+
+def _pct(value: Any) -> str:
+    return "-" if value is None else f"{value * 100:.1f}%"
+
+
+def _diff(a: Any, b: Any) -> str:
+    return "" if a is None or b is None else f"{(b - a) * 100:+.1f} pp"
+
+
+def format_comparison(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """Two evaluation rows side by side, with B minus A in percentage points."""
+    width = max(24, len(a["model"]) + 2, len(b["model"]) + 2)
+
+    def row(label: str, left: Any, right: Any, diff: str = "") -> str:
+        return f"{label:22} {str(left):{width}} {str(right):{width}} {diff}".rstrip()
+
+    lines = [row("", "A", "B", "B - A"), row("model", a["model"], b["model"]),
+             row("eval id", str(a["eval_id"])[:8], str(b["eval_id"])[:8]),
+             row("dataset", a["dataset_name"], b["dataset_name"]),
+             row("dataset id", str(a["dataset_id"])[:8], str(b["dataset_id"])[:8]),
+             row("examples", a["examples"], b["examples"], f"{b['examples'] - a['examples']:+d}"),
+             row("answered", a["answered"], b["answered"], f"{b['answered'] - a['answered']:+d}")]
+    lines += [row(label, _pct(a[key]), _pct(b[key]), _diff(a[key], b[key])) for label, key in _ROWS]
+    per_a, per_b = a["details"].get("per_action", {}), b["details"].get("per_action", {})
+    lines.append("step accuracy by action type")
+    for kind in sorted(set(per_a) | set(per_b)):
+        sa, sb = (per_a.get(kind) or {}).get("step_accuracy"), (per_b.get(kind) or {}).get("step_accuracy")
+        n = (per_a.get(kind) or per_b.get(kind) or {}).get("examples", 0)
+        lines.append(row(f"  {kind} ({n})", _pct(sa), _pct(sb), _diff(sa, sb)))
+    if a["dataset_id"] != b["dataset_id"]:
+        lines.append("note: different datasets; pass --dataset to compare like with like")
+    return "\n".join(lines)

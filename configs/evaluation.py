@@ -1,0 +1,76 @@
+"""Typed settings of the evaluation job: which model answers, and how hard to lean on its host.
+
+Only "openai" exists: it speaks the chat-completions API through `base_url`, so OpenAI, Azure
+OpenAI and self-hosted compatible servers (vLLM, Ollama, LiteLLM) all work. With `base_url` and
+`api_key` left None the openai client reads OPENAI_BASE_URL and OPENAI_API_KEY itself; this
+module reads no environment.
+
+Settings are validated before any work starts (no database row, no request): a bad value is
+reported as one line naming every field at fault (`load_evaluation_settings`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from configs.base import SettingsError, load_yaml
+
+__all__ = ["EvaluationSettings", "load_evaluation_settings", "one_line_error"]
+
+
+class EvaluationSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    provider: Literal["openai"] = Field("openai", description="the only provider so far")
+    model: str = Field(min_length=1, description="the model id the host serves, e.g. ft:gpt-4o-mini:…")
+    base_url: str | None = Field(None, description="None: OPENAI_BASE_URL or api.openai.com")
+    api_key: SecretStr | None = Field(None, description="None: OPENAI_API_KEY; SecretStr hides it")
+    concurrency: int = Field(4, ge=1, le=256, description="requests in flight at once")
+    requests_per_minute: int = Field(
+        500, ge=1, description="stay under the account's RPM so we pace instead of collecting 429s")
+    tokens_per_minute: int = Field(
+        2_000_000, ge=1, description="stay under the account's TPM (prompt + output budget)")
+    max_examples: int | None = Field(
+        None, ge=1, description="evaluate only the first N validation examples (None: all)")
+    timeout_s: float = Field(60.0, gt=0, le=600, description="deadline of one HTTP attempt")
+    max_attempts: int = Field(
+        4, ge=1, le=10, description="attempts per example on 429/5xx/timeouts, counting the first")
+    temperature: float = Field(
+        0.0, ge=0, le=2, description="0: the most likely action, so two runs compare")
+    max_output_tokens: int = Field(
+        300, ge=16, le=16_384, description="one JSON action needs well under 100 tokens")
+    max_error_share: float = Field(
+        0.1, ge=0, le=1, description="fail the evaluation when more than this share of examples "
+        "got no reply after all attempts: its accuracy would measure the outage, not the model")
+    progress_every: int = Field(20, ge=1, description="log progress every N examples")
+
+
+def one_line_error(exc: ValidationError, heading: str = "invalid evaluation settings") -> str:
+    """Every problem on one line, each naming its field: what the job prints before exit 2."""
+    problems = []
+    for err in exc.errors(include_url=False, include_input=False):
+        where = ".".join(str(p) for p in err["loc"]) or "(root)"
+        problems.append(f"{where}: {err['msg']}")
+    return f"{heading}: " + "; ".join(problems)
+
+
+def load_evaluation_settings(path: Path | None = None,
+                             overrides: Mapping[str, Any] | None = None) -> EvaluationSettings:
+    """Settings from an optional YAML file (its `evaluation:` section, or the whole mapping),
+    then command-line overrides that are not None; SettingsError with one line if invalid."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        loaded = load_yaml(path)
+        section = loaded.get("evaluation", loaded)
+        if not isinstance(section, dict):
+            raise SettingsError(f"{path}: `evaluation` must be a mapping")
+        data.update(section)
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return EvaluationSettings.model_validate(data)
+    except ValidationError as exc:
+        raise SettingsError(one_line_error(exc)) from None
