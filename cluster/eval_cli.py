@@ -34,7 +34,6 @@ def add_eval_parser(subparsers: Any) -> None:
     from jobs.evaluate import add_arguments
 
     ev = subparsers.add_parser("eval", help="evaluate models on a dataset's validation split")
-    ev.add_argument("--state-dir", help="a `tracemill up` state dir to find the cluster by")
     ev_sub = ev.add_subparsers(dest="eval_command", required=True)
     run = ev_sub.add_parser("run", help="evaluate a model now (the evaluation job, in-process)")
     add_arguments(run)
@@ -42,6 +41,9 @@ def add_eval_parser(subparsers: Any) -> None:
     compare.add_argument("model_a")
     compare.add_argument("model_b")
     compare.add_argument("--dataset", help="compare their evaluations on this dataset")
+    for sub in (run, compare):
+        sub.add_argument("--state-dir", help="a `tracemill up` state dir whose cluster.json "
+                                             "names the cluster (default ./.tracemill)")
 
 
 def run_eval_command(args: argparse.Namespace) -> int:

@@ -112,10 +112,11 @@ async def _predict_one(index: int, example: Mapping[str, Any], predictor: ChatPr
 async def run_predictions(examples: Sequence[Mapping[str, Any]], predictor: ChatPredictor,
                           settings: EvaluationSettings,
                           on_progress: Callable[[int, int, list[Outcome]], None] | None = None,
-                          ) -> list[Outcome]:
+                          limiter: RateLimiter | None = None) -> list[Outcome]:
     """Every example answered and scored, in input order. A fatal provider error (bad key,
-    unknown model) stops all workers and is raised."""
-    limiter = RateLimiter(settings.requests_per_minute, settings.tokens_per_minute)
+    unknown model) stops all workers and is raised. One limiter paces all workers (the
+    settings' RPM and TPM unless one is given)."""
+    limiter = limiter or RateLimiter(settings.requests_per_minute, settings.tokens_per_minute)
     queue = iter(enumerate(examples))  # one event loop: next() needs no lock
     done: list[Outcome] = []
 

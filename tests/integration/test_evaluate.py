@@ -231,6 +231,20 @@ def test_eval_run_from_the_cli_honours_openai_env(stack: Any, models: OpenAITest
     assert _rows(stack, model)[0]["examples"] == 5
 
 
+def test_eval_run_as_a_command_finds_the_cluster_by_its_state_dir(stack: Any, models: OpenAITestServer,
+                                                                  dataset: str) -> None:
+    model = f"{ORACLE}-state-dir"
+    models.respond_as(model, models.responders[ORACLE])
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "DATABASE_URL", "TRACEMILL_STATE_DIR")}
+    env.update(OPENAI_BASE_URL=models.base_url, OPENAI_API_KEY="sk-sub")
+    done = subprocess.run([sys.executable, "-m", "cluster.cli", "eval", "run", "--dataset", dataset, "--model", model,
+                           "--limit", "4", "--state-dir", str(stack.state_dir)],
+                          capture_output=True, text=True, timeout=180, env=env, cwd=REPO)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (row,) = _rows(stack, model)
+    assert f"eval_id={row['eval_id']}" in done.stdout and row["step_accuracy"] == 1.0
+
+
 def _submit(client: Any, **job: Any) -> str:
     """Submit, waiting (bounded) for the head's job agent: Ray starts it after the dashboard
     and answers "No available agent" until then. It never comes when another Ray cluster on

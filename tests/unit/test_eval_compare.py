@@ -17,6 +17,7 @@ from actors.training.eval_compare import (
 )
 from actors.training.eval_predictor import Reply, estimate_request_tokens
 from actors.training.evaluator import run_predictions
+from actors.vision.limits import RateLimiter
 from cluster.eval_cli import format_comparison
 from configs.base import SettingsError
 from configs.evaluation import EvaluationSettings, load_evaluation_settings
@@ -205,6 +206,20 @@ def test_a_fatal_provider_error_stops_the_run() -> None:
     with pytest.raises(ConfigError, match="model not found"):
         asyncio.run(run_predictions(_examples(50), echo, EvaluationSettings(model="m", concurrency=2)))
     assert echo.calls < 50
+
+
+def test_requests_are_paced_by_the_rate_limit() -> None:
+    # A frozen clock and a sleep that only records: 2 requests a minute lets two go at once,
+    # then each further one waits another 30 s of refill.
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    limiter = RateLimiter(2, 1_000_000, clock=lambda: 0.0, sleep=record)
+    settings = EvaluationSettings(model="m", concurrency=1, requests_per_minute=2)
+    out = asyncio.run(run_predictions(_examples(5), _SlowEcho(), settings, limiter=limiter))
+    assert len(out) == 5 and waits == [30.0, 60.0, 90.0]
 
 
 # ----------------------------------------------------------------------------- compare table
