@@ -1,0 +1,243 @@
+// The service worker: owns the session (start/stop from the popup), numbers events (`seq`),
+// queues them persistently, batches them (every ~250 ms or 50 events) into the delivery, and
+// asks for screenshots. Everything it must not forget lives in chrome.storage.local (the
+// session's counters) and IndexedDB (the events and images), because Chrome suspends an idle
+// service worker at any time and restarts it on the next event, alarm or message.
+
+import { DEFAULTS, validate } from "./lib/config.js";
+import * as queue from "./lib/queue.js";
+import { Delivery } from "./lib/delivery.js";
+import { Shots } from "./lib/shots.js";
+
+const CLIENT = { name: "tracemill-extension", version: chrome.runtime.getManifest().version };
+const SHOT_DELAY = { navigation: 500, click: 300, modal: 300 };
+const ACTS = new Set(["click", "dblclick", "submit", "keypress", "input", "change", "select"]); // what causes a navigation
+const STOP_GRACE_MS = 300; // events the pages flush as recording stops
+
+let config = { ...DEFAULTS };
+let session = null; // {id, type, task, startedAt, nextSeq, ackedThrough, created, viewport, finish}
+let status = {};
+const tabs = new Map(); // tabId -> the last event of that tab, to name a navigation's transition
+
+const host = {
+  session: () => session,
+  config: () => config,
+  saveSession,
+  ensureCreated,
+  record,
+  problem(text) {
+    if (text === (status.problem || null)) return;
+    publish({ problem: text, problemAt: text ? Date.now() : null });
+  },
+  status: publish,
+};
+const delivery = new Delivery(host);
+const shots = new Shots(host);
+
+const ready = (async () => {
+  const s = await chrome.storage.local.get(["config", "session", "status"]);
+  config = { ...DEFAULTS, ...(s.config || {}) };
+  session = s.session || null;
+  status = s.status || {};
+  if (session) { // a suspension or a crash may have left events stored past the saved counter
+    session.nextSeq = Math.max(session.nextSeq, (await queue.lastSeq(session.id)) + 1, session.ackedThrough + 1);
+  }
+})();
+
+// ------------------------------------------------------------------ status for the popup
+
+let publishTimer = null;
+function publish(patch = {}) {
+  Object.assign(status, patch);
+  if (publishTimer) return;
+  publishTimer = setTimeout(() => {
+    publishTimer = null;
+    const s = session;
+    Object.assign(status, {
+      recording: Boolean(s && !s.finish), finishing: Boolean(s && s.finish), sessionId: s ? s.id : status.sessionId,
+      recorded: s ? s.nextSeq : status.recorded, acked: s ? s.ackedThrough + 1 : status.acked,
+      queued: s ? s.nextSeq - 1 - s.ackedThrough : 0,
+      bytesEvents: delivery.bytesSent, bytesShots: shots.bytesSent, updatedAt: Date.now(),
+    });
+    chrome.storage.local.set({ status });
+  }, 200);
+}
+
+async function saveSession() {
+  await chrome.storage.local.set({ session });
+  publish();
+  maybeFinish();
+}
+
+// ------------------------------------------------------------------ recording
+
+let chain = Promise.resolve();
+// Number and store one event; resolves to its seq (null when not recording). Serialised, so
+// seqs are dense and in the order the events arrived.
+function record(event, tab) {
+  const p = chain.then(() => recordNow(event, tab));
+  chain = p.catch(() => {});
+  return p;
+}
+
+async function recordNow(event, tab) {
+  await ready;
+  if (!session || session.finish && event.type !== "screenshot") return null;
+  if (session.finish && event.ts > session.finish.ended_at) return null;
+  if (event.type === "navigation") event.transition = transition(event, tab);
+  event.seq = session.nextSeq;
+  session.nextSeq += 1;
+  if (session.finish) session.finish.last_seq = event.seq;
+  await queue.putEvent(session.id, event);
+  await chrome.storage.local.set({ session });
+  publish();
+  if (event.seq - delivery.sentThrough >= config.batchEvents) delivery.kick();
+  else setTimeout(() => delivery.kick(), config.flushMs);
+  if (tab && ACTS.has(event.type)) tabs.set(tab.id, { type: event.type, target: event.target, at: Date.now() });
+  return event.seq;
+}
+
+function transition(event, tab) {
+  if (event.transition !== "navigate") return event.transition;
+  const last = tab && tabs.get(tab.id);
+  if (!last || Date.now() - last.at > 10000) return event.referrer ? "link" : "typed";
+  if (last.type === "submit" || (last.type === "keypress" && last.target && last.target.context &&
+      last.target.context.form)) return "form_submit";
+  const t = last.target;
+  if ((last.type === "click" || last.type === "keypress") && t &&
+      (t.tag === "a" || (t.attributes && t.attributes.role === "link"))) return "link";
+  return "other";
+}
+
+chrome.runtime.onMessage.addListener((message, sender, reply) => {
+  if (!message || typeof message !== "object") return false;
+  if (message.kind === "event" && sender.tab && sender.frameId === 0) {
+    onPageEvent(message, sender.tab);
+    return false;
+  }
+  if (message.kind === "start") {
+    ready.then(() => start(message)).then(reply, (e) => reply({ ok: false, error: String(e.message || e) }));
+    return true;
+  }
+  if (message.kind === "stop") {
+    ready.then(() => stop(message.outcome)).then(reply, (e) => reply({ ok: false, error: String(e.message || e) }));
+    return true;
+  }
+  return false;
+});
+
+async function onPageEvent({ event, viewport }, tab) {
+  await ready;
+  if (!session || session.finish) return;
+  if (viewport && !session.viewport) session.viewport = viewport;
+  const seq = await record(event, tab);
+  if (seq === null) return;
+  const trigger = event.type === "navigation" ? "navigation" : event.type === "click" || event.type === "dblclick"
+    ? "click" : event.type === "modal" && event.state === "opened" ? "modal" : null;
+  if (trigger) shots.request(tab.id, tab.windowId, trigger, SHOT_DELAY[trigger]);
+}
+
+async function start({ task, type }) {
+  const { config: checked, errors } = validate(config);
+  const first = Object.values(errors)[0];
+  if (first) return { ok: false, error: `${first} (Options page)` };
+  if (session && !session.finish) return { ok: true, sessionId: session.id };
+  if (session && session.finish) {
+    return { ok: false, error: "The last session is still being sent; start again once it is delivered." };
+  }
+  session = {
+    id: crypto.randomUUID(), type: type || checked.sessionType, task: task === undefined ? checked.task : String(task).trim(),
+    startedAt: Date.now(), nextSeq: 0, ackedThrough: -1, created: false, viewport: null, finish: null,
+  };
+  status = { connection: "starting" };
+  await saveSession();
+  await chrome.storage.local.set({ recording: { on: true, sessionId: session.id } });
+  chrome.alarms.create("tracemill", { periodInMinutes: 0.5 });
+  return { ok: true, sessionId: session.id };
+}
+
+async function stop(outcome) {
+  if (!session || session.finish) return { ok: true };
+  await chrome.storage.local.set({ recording: { on: false } });
+  await new Promise((r) => setTimeout(r, STOP_GRACE_MS));
+  await chain;
+  session.finish = { ended_at: Date.now(), last_seq: session.nextSeq - 1,
+                     outcome: ["success", "abandoned", "failure"].includes(outcome) ? outcome : undefined };
+  await saveSession();
+  delivery.kick();
+  return { ok: true, sessionId: session.id };
+}
+
+// ------------------------------------------------------------------ the server side of a session
+
+async function api(path, init = {}) {
+  const headers = { Authorization: `Bearer ${config.apiKey}`, ...(init.body ? { "Content-Type": "application/json" } : {}) };
+  return fetch(config.endpoint + path, { ...init, headers });
+}
+
+// POST /v1/sessions (idempotent with our own id), once, before the first event or screenshot.
+async function ensureCreated() {
+  await ready;
+  if (!session) return false;
+  if (session.created) return true;
+  const body = { session_id: session.id, type: session.type, client: CLIENT, user_agent: navigator.userAgent,
+                 started_at: session.startedAt };
+  if (session.task) body.task = session.task;
+  if (session.viewport) body.viewport = session.viewport;
+  let r;
+  try {
+    r = await api("/v1/sessions", { method: "POST", body: JSON.stringify(body) });
+  } catch (_) {
+    host.problem(`The tracemill endpoint ${config.endpoint} cannot be reached. Events are kept and sent when it is back.`);
+    return false;
+  }
+  if (r.ok) {
+    session.created = true;
+    await saveSession();
+    return true;
+  }
+  const err = ((await r.json().catch(() => ({}))).error) || {};
+  host.problem(r.status === 401 ? "The API key was refused. Check it in the options page."
+    : r.status === 403 ? "The API key lacks the ingest scope (tracemill keys create --scopes ingest)."
+    : `The server refused to start the session (${r.status}): ${err.message || "no reason given"}`);
+  return false;
+}
+
+let finishing = false;
+async function maybeFinish() {
+  const s = session;
+  if (!s || !s.finish || finishing || s.ackedThrough < s.finish.last_seq) return;
+  if ((await queue.shots(50)).some((shot) => shot.sid === s.id)) return shots.upload();
+  finishing = true;
+  try {
+    if (!(await ensureCreated())) return;
+    const r = await api(`/v1/sessions/${s.id}/finish`, { method: "POST", body: JSON.stringify(s.finish) });
+    if (r.status === 202 || r.status === 409) {
+      delivery.close();
+      session = null;
+      await chrome.storage.local.set({ session: null });
+      publish({ connection: "idle", lastSession: { id: s.id, events: s.nextSeq, finishedAt: Date.now() } });
+      chrome.alarms.clear("tracemill");
+    }
+  } catch (_) {
+    host.problem("The session is recorded but the server could not be told it ended; retrying.");
+  } finally {
+    finishing = false;
+  }
+}
+
+// ------------------------------------------------------------------ waking up
+
+chrome.alarms.onAlarm.addListener(() => ready.then(() => { delivery.kick(); shots.upload(); maybeFinish(); }));
+chrome.runtime.onStartup.addListener(() => ready.then(() => delivery.kick()));
+chrome.storage.onChanged.addListener((changes, area) => {
+  if (area !== "local" || !changes.config) return;
+  config = { ...DEFAULTS, ...(changes.config.newValue || {}) };
+  delivery.close(); // a new endpoint or key: connect again now, without waiting out a backoff
+  delivery.retryAt = 0;
+  delivery.kick();
+});
+ready.then(() => { delivery.kick(); shots.upload(); maybeFinish(); });
+
+// For the DevTools console (and the e2e tests' diagnostics): the live objects, read-only use.
+self.tracemill = { delivery, shots, host };

@@ -1,0 +1,275 @@
+"""The recording extension (extension/) in real headless Chromium against the real stack.
+
+A person's search-to-checkout task on the test shop, recorded through the popup, is checked
+through the API and the database: the event types in order, selectors that find exactly the
+element they describe on the page as it was, screenshots stored as WebP, and none of the card
+number, password, email or phone typed into the checkout anywhere in the database or the object
+store. A second run takes the endpoint away mid-session (and restarts the browser meanwhile):
+the extension resumes and nothing recorded is lost or duplicated.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.integration.test_privacy_e2e import database_dump, store_dump
+from tests.support.browser import chromium
+from tests.support.cdp import Page, wait_until
+from tests.support.client import Api
+from tests.support.recorder import CHECKOUT, Recorder, Step, shop_task
+from tests.support.sessions import wait_terminal
+from tests.support.shop_site import serve_shop
+from tests.support.stack import make_key, run_db
+from tests.support.tcp_proxy import TcpProxy
+
+pytestmark = pytest.mark.skipif(chromium() is None, reason="chromium is not installed (.ci/run installs it)")
+
+TASK = "Buy the blue kettle"
+
+
+def events_of(api: Api, sid: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    after = -1
+    while True:
+        page = api.http.get(f"/v1/sessions/{sid}/events", params={"after_seq": after, "limit": 500})
+        assert page.status_code == 200, page.text
+        body = page.json()
+        events += body["events"]
+        if body["next_after_seq"] is None:
+            return events
+        after = body["next_after_seq"]
+
+
+def milestones(events: list[dict[str, Any]]) -> list[str]:
+    """The events a person would name, as `type:detail`, in order."""
+    out = []
+    for e in events:
+        t = e["type"]
+        target = e.get("target") or {}
+        testid = (target.get("attributes") or {}).get("data-testid") or (target.get("attributes") or {}).get("id")
+        if t == "navigation":
+            out.append(f"navigation:{urlsplit(e['url']).path}:{e.get('transition')}")
+        elif t in ("click", "input", "change", "submit", "keypress"):
+            out.append(f"{t}:{e.get('key') or testid or target.get('text') or target.get('tag')}")
+        elif t == "modal":
+            out.append(f"modal:{e['state']}")
+    return out
+
+
+EXPECTED = [
+    "navigation:/:typed", "click:search-input", "input:search-input", "keypress:Enter", "submit:search-form",
+    "navigation:/products.html:form_submit", "click:filter-kettles", "navigation:/products.html:link",
+    "click:Blue kettle", "navigation:/product.html:link", "click:Reviews", "click:add-to-cart", "modal:opened",
+    "click:View cart", "submit:Continue shopping View cart", "modal:closed",
+    "navigation:/cart.html:form_submit", "click:checkout-link",
+    "navigation:/checkout.html:link", "click:name", "input:name", "click:email", "input:email", "click:phone",
+    "input:phone", "click:card-number", "input:card-number", "click:card-expiry", "input:card-expiry",
+    "click:card-cvc", "input:card-cvc", "click:create-account", "change:create-account", "click:password",
+    "input:password", "click:place-order", "submit:checkout-form", "navigation:/confirmation.html:form_submit",
+]
+
+
+@pytest.fixture(scope="module")
+def ingest_key(stack: Any) -> str:
+    return make_key(stack, ["ingest"])  # all the extension needs
+
+
+@pytest.fixture()
+def recorder(tmp_path: Path) -> Any:
+    rec = Recorder.launch(tmp_path / "profile")
+    yield rec
+    rec.close()
+
+
+def record_task(rec: Recorder, base: str, endpoint: str, key: str) -> tuple[str, dict[str, Any]]:
+    assert rec.configure(endpoint, key) == "Saved."
+    state = rec.popup("start", task=TASK)
+    assert state["state"] == "Recording", state
+    sid = state["session"]
+    shop_task(rec, base)
+    delivered = rec.wait_delivered()
+    rec.popup("stop")
+    return sid, delivered
+
+
+@pytest.mark.timeout(150)
+def test_a_recorded_checkout_reaches_the_server_complete_and_clean(
+        stack: Any, api: Api, ingest_key: str, recorder: Recorder) -> None:
+    with serve_shop() as base:  # open till the end: the kept DOMs load the shop's CSS
+        sid, delivered = record_task(recorder, base, stack.endpoint, ingest_key)
+        check_recording(stack, api, recorder, sid, delivered)
+
+
+def check_recording(stack: Any, api: Api, recorder: Recorder, sid: str, delivered: dict[str, Any]) -> None:
+    view = wait_until(lambda: (v := api.session(sid))["status"] != "recording" and v, 20, "the finish")
+    events = events_of(api, sid)
+
+    # Every event the extension numbered is stored, densely, exactly once.
+    assert [e["seq"] for e in events] == list(range(len(events)))
+    assert len(events) >= delivered["recorded"] and view["acked_through"] == len(events) - 1
+    assert view["type"] == "human"
+    assert run_db(stack, "SELECT task FROM sessions WHERE session_id = $1", uuid.UUID(sid))[0]["task"] == TASK
+    named = milestones(events)
+    assert named == EXPECTED, "\n".join(named)
+    types = {e["type"] for e in events}
+    assert {"dom_snapshot", "scroll", "screenshot"} <= types, types
+    assert sum(e["type"] == "dom_snapshot" for e in events) >= 6  # one per page, SPA view included
+
+    # Privacy at the edge: values of sensitive fields are masked or absent in what was sent.
+    inputs = {(e["target"]["attributes"].get("id") or e["target"]["attributes"].get("data-testid")): e
+              for e in events if e["type"] == "input"}
+    assert "value" not in inputs["password"] and inputs["password"]["masked"] is True
+    for field in ("email", "phone", "card-number", "card-expiry", "card-cvc"):
+        # asterisks from the extension, or the server's own placeholder for the field's kind
+        assert inputs[field]["masked"] is True and re.fullmatch(r"[* ]+|\[[A-Z_]+\]", inputs[field]["value"]), inputs[field]
+        assert inputs[field]["target"]["sensitive"] is True
+    assert inputs["name"]["value"] == CHECKOUT["name"] and not inputs["name"].get("masked")
+    assert inputs["search-input"]["value"] == "kettle"
+
+    check_selectors(recorder, events)
+    check_screenshots(api, sid, events, view)
+
+    # Finalise, then nothing typed into the sensitive fields is anywhere.
+    final = wait_terminal(api, sid, timeout=60)
+    assert final["status"] in ("ready", "rejected"), final
+    places = {"database": database_dump(stack), "object store": store_dump(stack.settings.object_store.local_dir)}
+    for where, text in places.items():
+        for kind in ("card", "password", "email", "phone"):
+            value = CHECKOUT[kind]
+            forms = {value, value.replace(" ", ""), json.dumps(value)[1:-1]}
+            assert not [f for f in forms if f in text], f"the {kind} typed into the checkout is in the {where}"
+
+
+# ------------------------------------------------------------------ selectors
+
+
+_RESOLVE = r"""
+(sel) => {
+  const norm = (s) => String(s || "").replace(/\s+/g, " ").trim();
+  const shown = (el) => el.checkVisibility();
+  const ownLabel = (l) => { const c = l.cloneNode(true); c.querySelectorAll("input,select,textarea").forEach((x) => x.remove()); return norm(c.textContent); };
+  const all = [...document.querySelectorAll("body *")];
+  switch (sel.kind) {
+    case "testid": return all.filter((e) => e.getAttribute("data-testid") === sel.value);
+    case "css": return [...document.querySelectorAll(sel.value)];
+    case "xpath": { const r = document.evaluate(sel.value, document, null, XPathResult.ORDERED_NODE_SNAPSHOT_TYPE, null);
+                    return Array.from({length: r.snapshotLength}, (_, i) => r.snapshotItem(i)); }
+    case "placeholder": return all.filter((e) => norm(e.getAttribute("placeholder")) === sel.value && shown(e));
+    case "label": return [...new Set([...document.querySelectorAll("label")].filter((l) => ownLabel(l) === sel.value)
+                           .map((l) => l.control).filter((c) => c && shown(c)))];
+    case "text": return all.filter((e) => shown(e) && norm(e.innerText) === sel.value &&
+                           ![...e.children].some((c) => shown(c) && norm(c.innerText) === sel.value));
+  }
+  return null;
+}
+"""
+
+
+def load_snapshot(page: Page, step: Step) -> None:
+    """The page as it was at `step`, scripts off, at its own URL's origin (its CSS applies)."""
+    page.call("Emulation.setScriptExecutionDisabled", {"value": True})
+    origin = "{0.scheme}://{0.netloc}".format(urlsplit(step.url))
+    page.navigate(origin + "/__snapshot__")  # a 404 page of the same origin
+    frame = page.call("Page.getFrameTree")["frameTree"]["frame"]["id"]
+    page.call("Page.setDocumentContent", {"frameId": frame, "html": step.html})
+
+
+def count_matches(page: Page, selector: dict[str, Any], xpath: str) -> tuple[int, bool]:
+    """(how many elements the selector finds, whether the only one is the xpath's element)."""
+    if selector["kind"] == "role":
+        m = re.fullmatch(r'([a-z]+)\[name="(.*)"\]', selector["value"])
+        assert m, selector
+        doc = page.call("Runtime.evaluate", {"expression": "document"})["result"]["objectId"]
+        nodes = [n for n in page.call("Accessibility.queryAXTree", {
+            "objectId": doc, "role": m.group(1), "accessibleName": json.loads(f'"{m.group(2)}"')})["nodes"]
+            if not n.get("ignored")]
+        target = page.call("Runtime.evaluate", {"expression": f"document.evaluate({json.dumps(xpath)}, document, null,"
+                                                " XPathResult.FIRST_ORDERED_NODE_TYPE, null).singleNodeValue"})
+        backend = page.call("DOM.describeNode", {"objectId": target["result"]["objectId"]})["node"]["backendNodeId"]
+        return len(nodes), len(nodes) == 1 and nodes[0].get("backendDOMNodeId") == backend
+    found = page.eval(f"(() => {{ const found = ({_RESOLVE})({json.dumps(selector)});"
+                      f" const want = document.evaluate({json.dumps(xpath)}, document, null,"
+                      " XPathResult.FIRST_ORDERED_NODE_TYPE, null).singleNodeValue;"
+                      " return [found.length, found.length === 1 && found[0] === want]; })()")
+    return int(found[0]), bool(found[1])
+
+
+def snapshot_for(steps: list[Step], event: dict[str, Any]) -> Step:
+    """The DOM the event was recorded on: for actions the one kept just before the action (the
+    newest at or before the event); for what a page shows by itself (snapshots, modals) the
+    first one kept after it, before the next action changed anything."""
+    same = [s for s in steps if s.url == event["url"]]
+    assert same, f"no DOM kept for {event['url']}"
+    ts = event["ts_ms"]
+    if event["type"] in ("dom_snapshot", "modal"):
+        later = [s for s in same if s.at_ms >= ts]
+        return later[0] if later else same[-1]
+    earlier = [s for s in same if s.at_ms <= ts]
+    assert earlier, f"no DOM kept before seq {event['seq']}"
+    return earlier[-1]
+
+
+def check_selectors(rec: Recorder, events: list[dict[str, Any]]) -> None:
+    page = rec.browser.open("about:blank")
+    page.call("DOM.enable")
+    page.call("Accessibility.enable")
+    checked = 0
+    problems = []
+    loaded: Step | None = None
+    for event in events:
+        event["ts_ms"] = _ms(event["ts"])
+        elements = [event["target"]] if event.get("target") else event.get("elements") or []
+        elements = [e for e in elements if e.get("bbox", {}).get("width", 0) > 0]  # a closed dialog is not shown
+        if not elements:
+            continue
+        step = snapshot_for(rec.steps, event)
+        if step is not loaded:
+            load_snapshot(page, step)
+            loaded = step
+        for element in elements:
+            sels = element["selectors"]
+            xpath = next(s["value"] for s in sels if s["kind"] == "xpath")
+            assert any(s["unique"] for s in sels)
+            for sel in sels:
+                n, same = count_matches(page, sel, xpath)
+                checked += 1
+                if sel["unique"] and not (n == 1 and same) or not sel["unique"] and n == 1:
+                    problems.append((event["seq"], event["type"], sel, n, same))
+    rec.browser.close_target(page)
+    assert not problems, "\n".join(map(str, problems[:20]))
+    assert checked >= 200, checked
+
+
+def _ms(ts: Any) -> int:
+    if isinstance(ts, int):
+        return ts
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(str(ts).replace("Z", "+00:00")).timestamp() * 1000)
+
+
+# ------------------------------------------------------------------ screenshots
+
+
+def check_screenshots(api: Api, sid: str, events: list[dict[str, Any]], view: dict[str, Any]) -> None:
+    shots = [e for e in events if e["type"] == "screenshot"]
+    assert {e["trigger"] for e in shots} >= {"navigation", "click", "modal"}, [e["trigger"] for e in shots]
+
+    def all_compressed() -> bool:
+        for e in shots:
+            r = api.http.get(f"/v1/sessions/{sid}/screenshots/{e['screenshot_id']}")
+            if r.status_code != 200 or r.headers["content-type"] != "image/webp":
+                return False
+            if not (r.content[:4] == b"RIFF" and r.content[8:12] == b"WEBP"):
+                return False
+        return True
+
+    wait_until(all_compressed, 30, "every screenshot stored as WebP", interval=0.5)
+    assert api.session(sid)["screenshot_count"] == len(shots)
