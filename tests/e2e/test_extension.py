@@ -273,3 +273,63 @@ def check_screenshots(api: Api, sid: str, events: list[dict[str, Any]], view: di
 
     wait_until(all_compressed, 30, "every screenshot stored as WebP", interval=0.5)
     assert api.session(sid)["screenshot_count"] == len(shots)
+
+
+# ------------------------------------------------------------------ the endpoint goes away
+
+
+@pytest.mark.timeout(150)
+def test_the_extension_resumes_after_the_endpoint_and_the_browser_went_away(
+        stack: Any, api: Api, ingest_key: str, tmp_path: Path) -> None:
+    # The shared stack serves every test, so the endpoint is taken away by cutting a TCP proxy
+    # between the browser and Serve: the extension sees refused connections and a dropped
+    # WebSocket, exactly as if the server had stopped, while Serve itself keeps running.
+    port = urlsplit(stack.endpoint).port
+    proxy = TcpProxy("127.0.0.1", port)
+    profile = tmp_path / "profile"
+    rec = Recorder.launch(profile)
+    try:
+        with serve_shop() as base:
+            # A short backoff cap keeps the test short; the default (30 s) is what people get.
+            assert rec.configure(proxy.url, ingest_key, backoffMaxMs=3000) == "Saved."
+            sid = rec.popup("start", task=TASK)["session"]
+            shop_task(rec, base, until="add-to-cart")
+            before = rec.wait_delivered()
+
+            proxy.cut()
+            shop_task(rec, base, after="add-to-cart", until="view-cart")
+            down = wait_until(lambda: (s := rec.status())["queued"] > 0 and s.get("problem") and s, 10,
+                              "the extension to notice the endpoint is gone")
+            assert "cannot be reached" in down["problem"], down["problem"]
+            popup = rec.popup()
+            assert popup["problem"] == down["problem"] and int(popup["queued"]) > 0, popup
+            assert api.session(sid)["acked_through"] == before["recorded"] - 1  # nothing got through
+
+            # The browser restarts while the endpoint is still down: the queue is on disk.
+            steps = rec.steps
+            rec.close()
+            rec = Recorder.launch(profile)
+            rec.steps = steps
+            rec.step("reopen", lambda: rec.tab.navigate(base + "/cart.html"))
+            rec.settle()
+            shop_task(rec, base, after="view-cart", until="card")
+            waiting = rec.status()
+            assert waiting["recording"] and waiting["queued"] > int(down["queued"]), waiting
+
+            proxy.restore()  # back while the person is still typing
+            shop_task(rec, base, after="card")
+            delivered = rec.wait_delivered(timeout=40)
+            rec.popup("stop")
+            view = wait_until(lambda: (v := api.session(sid))["status"] != "recording" and v, 30, "the finish")
+    finally:
+        rec.close()
+        proxy.close()
+
+    events = events_of(api, sid)
+    assert [e["seq"] for e in events] == list(range(len(events))) == list(range(delivered["recorded"]))
+    assert view["event_count"] == len(events) and view["acked_through"] == len(events) - 1
+    expected = list(EXPECTED)
+    expected.insert(expected.index("click:checkout-link"), "navigation:/cart.html:typed")
+    assert milestones(events) == expected, "\n".join(milestones(events))  # each act once: none lost, none twice
+    shots = [e for e in events if e["type"] == "screenshot"]
+    wait_until(lambda: api.session(sid)["screenshot_count"] == len(shots), 20, "every screenshot uploaded")
