@@ -11,7 +11,9 @@ the extension resumes and nothing recorded is lost or duplicated.
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ import pytest
 
 from tests.integration.test_privacy_e2e import database_dump, store_dump
 from tests.support.browser import chromium
-from tests.support.cdp import Page, wait_until
+from tests.support.cdp import EXTENSION_DIR, Page, wait_until
 from tests.support.client import Api
 from tests.support.recorder import CHECKOUT, Recorder, Step, shop_task
 from tests.support.sessions import wait_terminal
@@ -32,6 +34,18 @@ from tests.support.tcp_proxy import TcpProxy
 pytestmark = pytest.mark.skipif(chromium() is None, reason="chromium is not installed (.ci/run installs it)")
 
 TASK = "Buy the blue kettle"
+RECORD_DEMO_ENV = "TRACEMILL_RECORD_DEMO"
+
+
+def export_demo(api: Api, sid: str, path: Path) -> None:
+    """Write the finalised session as the demo's recording (cluster/demo_data/shop_checkout.json)."""
+    from cluster.demo import export_recording
+
+    chromium_version = subprocess.run(["chromium", "--version"], capture_output=True, text=True).stdout.split()[1]
+    manifest = json.loads((EXTENSION_DIR / "manifest.json").read_text())
+    export_recording(api.base_url, api.key, sid, path,
+                     source=f"tracemill-extension {manifest['version']} in headless Chromium {chromium_version}, "
+                            "tests/e2e/test_extension.py on the test shop (python -m tests.e2e.record_demo)")
 
 
 def events_of(api: Api, sid: str) -> list[dict[str, Any]]:
@@ -139,6 +153,8 @@ def check_recording(stack: Any, api: Api, recorder: Recorder, sid: str, delivere
     # Finalise, then nothing typed into the sensitive fields is anywhere.
     final = wait_terminal(api, sid, timeout=60)
     assert final["status"] in ("ready", "rejected"), final
+    if os.environ.get(RECORD_DEMO_ENV):  # python -m tests.e2e.record_demo
+        export_demo(api, sid, Path(os.environ[RECORD_DEMO_ENV]))
     places = {"database": database_dump(stack), "object store": store_dump(stack.settings.object_store.local_dir)}
     for where, text in places.items():
         for kind in ("card", "password", "email", "phone"):
