@@ -99,6 +99,7 @@ class LocalStack:
         if self.throughput_mode:
             os.environ.update(THROUGHPUT_ENV)
             os.environ.update(private_serve_ports())
+        use_free_agent_port()
         context = ray.init(
             # "local": always a new cluster of our own; without it ray.init may join whatever
             # cluster another process left running on this machine.
@@ -204,6 +205,27 @@ def _reap_haproxy(node_id: str) -> None:
     _, alive = psutil.wait_procs(leftovers, timeout=5)
     for proc in alive:
         proc.kill()
+
+
+def use_free_agent_port() -> None:
+    """Give the next local cluster's dashboard agent a free port of its own.
+
+    The agent serves the Ray Jobs API for its node; Ray 2.60 always binds it to 52365 and
+    `ray.init` has no parameter for it, so a second cluster on the machine (two `up`s, or `up`
+    and the test suite) silently runs without a Jobs API and job submissions fail with "No
+    available agent". The port is a default argument of RayParams, so that is what changes.
+    """
+    from ray._private.parameter import RayParams
+
+    defaults = list(RayParams.__init__.__defaults__ or ())
+    names = RayParams.__init__.__code__.co_varnames[1:RayParams.__init__.__code__.co_argcount]
+    name = "dashboard_agent_listen_port"
+    index = len(defaults) - len(names) + names.index(name) if name in names else -1
+    if 0 <= index < len(defaults):
+        defaults[index] = _free_range(1)
+        RayParams.__init__.__defaults__ = tuple(defaults)
+    else:  # a Ray whose RayParams changed shape: keep its default rather than guess
+        log.warning("could not choose the dashboard agent's port; Ray uses its default")
 
 
 def private_serve_ports(range_size: int = 16) -> dict[str, str]:

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from configs.base import CONFIG_DIR, SettingsError, describe_validation_error, load_yaml
+from configs.finetune import FineTuneSettings
 from configs.pipeline import DEFAULT_PIPELINE_FILE, PipelineSettings
 from configs.processing import ProcessingSettings
 
@@ -108,6 +109,9 @@ class TracemillSettings(_Strict):
     auth: AuthSettings = AuthSettings()
     processing: ProcessingSettings = ProcessingSettings()
     pipeline: PipelineSettings = PipelineSettings()
+    # The deployment's fine-tune provider: where POST /v1/finetunes sends datasets, and the
+    # key it uses; an API caller picks only the model and hyperparameters, never the host.
+    finetune: FineTuneSettings = FineTuneSettings()
 
     @classmethod
     def build(cls, data: Mapping[str, Any]) -> TracemillSettings:
@@ -144,6 +148,9 @@ class TracemillSettings(_Strict):
         vision = _vision_from_env(env)
         if vision:
             data["processing"] = {"vision": vision}
+        finetune = _finetune_from_env(env)
+        if finetune:
+            data["finetune"] = finetune
         _deep_merge(data, dict(overrides or {}))
         return cls.build(data)
 
@@ -153,6 +160,8 @@ class TracemillSettings(_Strict):
         data["database"]["url"] = self.database.url.get_secret_value()
         if self.processing.vision.api_key is not None:
             data["processing"]["vision"]["api_key"] = self.processing.vision.api_key.get_secret_value()
+        if self.finetune.api_key is not None:
+            data["finetune"]["api_key"] = self.finetune.api_key.get_secret_value()
         return data
 
 
@@ -160,6 +169,11 @@ def _vision_from_env(env: Mapping[str, str]) -> dict[str, Any]:
     """The vision provider's settings from the standard OpenAI variables and ours."""
     names = {"TRACEMILL_VISION_PROVIDER": "provider", "TRACEMILL_VISION_MODEL": "model",
              "OPENAI_BASE_URL": "base_url", "OPENAI_API_KEY": "api_key"}
+    return {field: env[name] for name, field in names.items() if env.get(name)}
+
+
+def _finetune_from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    names = {"TRACEMILL_FINETUNE_MODEL": "model", "OPENAI_BASE_URL": "base_url", "OPENAI_API_KEY": "api_key"}
     return {field: env[name] for name, field in names.items() if env.get(name)}
 
 

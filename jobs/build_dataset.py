@@ -21,10 +21,11 @@ from actors.auth import DEFAULT_ORG_ID
 from actors.errors import NotFound
 from actors.storage.postgres import connect_pool
 from actors.storage.training_repo import dataset_row
+from actors.version import code_version
 from configs.dataset import DatasetBuildConfig
 from configs.settings import TracemillSettings
 from jobs.dataset_build import BuildResult, run_build
-from jobs.runtime import code_version, join_cluster, run_entrypoint
+from jobs.runtime import join_cluster, run_entrypoint
 
 __all__ = ["main", "parse_args"]
 

@@ -51,6 +51,14 @@ async def _resume_settings(settings: TracemillSettings, finetune_id: uuid.UUID) 
     return stored_settings(row)
 
 
+def with_deployment_credentials(ft: FineTuneSettings, deployed: FineTuneSettings) -> FineTuneSettings:
+    """Stored settings never hold the API key: take the deployment's key (and host, when the
+    fine-tune names none) so a fine-tune queued by the API runs with the operator's account."""
+    update = {k: getattr(deployed, k) for k in ("api_key", "base_url")
+              if getattr(ft, k) is None and getattr(deployed, k) is not None}
+    return ft.model_copy(update=update) if update else ft
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
 
@@ -59,7 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = join_cluster()
         finetune_id = args.resume or args.finetune_id or uuid.uuid4()
         if ft is None:
-            ft = asyncio.run(_resume_settings(settings, finetune_id)) if args.resume else FineTuneSettings()
+            ft = asyncio.run(_resume_settings(settings, finetune_id)) if args.resume else settings.finetune
+        ft = with_deployment_credentials(ft, settings.finetune)
         print(f"fine-tune {finetune_id}: {'resuming' if args.resume else 'starting'} "
               f"({ft.provider} {ft.model})", flush=True)
         row = asyncio.run(run_finetune(settings, ft, finetune_id, dataset_id=args.dataset))

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import ray
 
@@ -16,7 +14,7 @@ from actors.errors import ConfigError, InvalidInput, MalformedInput, NotFound, T
 from actors.settings_registry import published_settings
 from configs.settings import SettingsError, TracemillSettings
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "code_version", "join_cluster", "run_entrypoint"]
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "join_cluster", "run_entrypoint"]
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -46,22 +44,3 @@ def run_entrypoint(name: str, main: Callable[[], int]) -> int:
         print(f"{name}: {exc}", file=sys.stderr, flush=True)
         return EXIT_BAD_INPUT if bad_input else EXIT_FAILED
 
-
-def code_version() -> str:
-    """The package version, plus the git commit when the code runs from a checkout (a
-    `ray job submit --working-dir .` upload has no .git; the version alone is recorded)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        text = f"tracemill {version('tracemill')}"
-    except PackageNotFoundError:
-        text = "tracemill (not installed)"
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=Path(__file__).parent,
-                             capture_output=True, text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=Path(__file__).parent, capture_output=True, text=True,
-                               timeout=5).stdout.strip()
-        return f"{text} git {sha}{'+dirty' if dirty else ''}"
-    except (OSError, subprocess.SubprocessError):
-        return text

@@ -28,7 +28,9 @@ from actors.models import (
 )
 from actors.storage.postgres import ping as ping_db
 from configs.settings import TracemillSettings
-from serve_app import dashboard_api, results_api, screenshots_api, sessions_api, stream_api
+from configs.dataset import DatasetBuildConfig
+from serve_app import dashboard_api, results_api, screenshots_api, sessions_api, stream_api, training_api
+from serve_app.training_api import FineTuneCreate
 from serve_app.dashboard_api import StatsResponse
 from serve_app.results_api import EventsPage
 from serve_app.errors import call_actor, error_response, install_error_handlers, request_id_of
@@ -60,7 +62,8 @@ async def bind_request_id(request: Request, call_next: Any) -> Response:
     # Every log line this request causes, here and in the shards and tasks, carries its id.
     with bound_request(request_id_of(request)):
         return await call_next(request)
-install_openapi(api, [SessionCreate, FinishRequest, EventsBatch, ErrorResponse])
+install_openapi(api, [SessionCreate, FinishRequest, EventsBatch, ErrorResponse, DatasetBuildConfig,
+                      FineTuneCreate])
 
 _SESSION = "/v1/sessions/{session_id}"
 
@@ -154,6 +157,51 @@ class Ingress:
     )
     async def get_archive(self, session_id: str, request: Request) -> Response:
         return await results_api.get_archive(self.services, request, session_id)
+
+    @api.post(
+        "/v1/datasets", status_code=202, tags=["training"], openapi_extra=body_of(DatasetBuildConfig),
+        responses=errors_of(400, 401, 403, 413, 415, 422, 503),
+        summary="Queue a dataset build (a Ray Job running jobs.build_dataset); needs the admin scope",
+    )
+    async def create_dataset(self, request: Request) -> JSONResponse:
+        return await training_api.create_dataset(self.services, request)
+
+    @api.get("/v1/datasets", tags=["training"], responses=errors_of(401, 403, 503),
+             summary="The organisation's latest dataset builds")
+    async def list_datasets(self, request: Request) -> dict[str, Any]:
+        return await training_api.list_datasets(self.services, request)
+
+    @api.get("/v1/datasets/{dataset_id}", tags=["training"], responses=errors_of(401, 403, 404, 503),
+             summary="A dataset build: status (queued, running, succeeded, failed), counts, report, files")
+    async def get_dataset(self, dataset_id: str, request: Request) -> dict[str, Any]:
+        return await training_api.get_dataset(self.services, request, dataset_id)
+
+    @api.get(
+        "/v1/datasets/{dataset_id}/files/{name}", tags=["training"], response_class=Response,
+        responses={200: {"content": {"application/jsonl": {}, "application/json": {}, "image/png": {}}},
+                   **errors_of(401, 403, 404, 503)},
+        summary="Download train.jsonl, validation.jsonl, report.json or quality.png",
+    )
+    async def get_dataset_file(self, dataset_id: str, name: str, request: Request) -> Response:
+        return await training_api.dataset_file(self.services, request, dataset_id, name)
+
+    @api.post(
+        "/v1/finetunes", status_code=202, tags=["training"], openapi_extra=body_of(FineTuneCreate),
+        responses=errors_of(400, 401, 403, 404, 409, 413, 415, 422, 503),
+        summary="Queue a fine-tune of a built dataset (a Ray Job running jobs.finetune); admin scope",
+    )
+    async def create_finetune(self, request: Request) -> JSONResponse:
+        return await training_api.create_finetune(self.services, request)
+
+    @api.get("/v1/finetunes/{finetune_id}", tags=["training"], responses=errors_of(401, 403, 404, 503),
+             summary="A fine-tune: status, attempts, fine_tuned_model, registered model, latest events")
+    async def get_finetune(self, finetune_id: str, request: Request) -> dict[str, Any]:
+        return await training_api.get_finetune(self.services, request, finetune_id)
+
+    @api.post("/v1/finetunes/{finetune_id}/cancel", status_code=202, tags=["training"],
+              responses=errors_of(401, 403, 404, 503), summary="Ask the fine-tune's driver to cancel it")
+    async def cancel_finetune(self, finetune_id: str, request: Request) -> JSONResponse:
+        return await training_api.cancel_finetune(self.services, request, finetune_id)
 
     @api.get(
         "/v1/stats", response_model=StatsResponse, tags=["dashboard"],

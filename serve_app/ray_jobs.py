@@ -1,0 +1,68 @@
+"""Submitting tracemill's job entrypoints as Ray Jobs from the API, and reading their state.
+
+The Jobs API lives on the cluster's dashboard; its client is blocking HTTP, so every call runs
+in a thread. The submission id is derived from the row's id: submitting twice is harmless."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from typing import Any
+
+from actors.errors import DependencyUnavailable
+from actors.settings_registry import dashboard_url
+
+__all__ = ["job_outcome", "submit"]
+
+_TERMINAL_FAILURES = ("FAILED", "STOPPED")
+_AGENT_WAIT_S = 60.0
+
+
+def _client() -> Any:
+    from ray.job_submission import JobSubmissionClient
+
+    return JobSubmissionClient(dashboard_url())
+
+
+def _submit(submission_id: str, module: str, args: list[str]) -> str:
+    # The driver runs with this replica's interpreter: the cluster's image has tracemill installed.
+    entrypoint = " ".join([sys.executable, "-m", module, *args])
+    client = _client()
+    deadline = time.monotonic() + _AGENT_WAIT_S
+    while True:
+        try:
+            return str(client.submit_job(entrypoint=entrypoint, submission_id=submission_id))
+        except RuntimeError as exc:
+            if "already exists" in str(exc):
+                return submission_id
+            # A node's job agent registers some seconds after the node starts.
+            if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
+
+
+async def submit(submission_id: str, module: str, args: list[str]) -> str:
+    """Start `python -m module args…` as a Ray Job; returns its submission id."""
+    try:
+        return await asyncio.to_thread(_submit, submission_id, module, args)
+    except Exception as exc:  # noqa: BLE001 - any failure of the Jobs API is the same to a caller
+        raise DependencyUnavailable(f"could not submit the Ray job: {type(exc).__name__}: {exc}",
+                                    retry_after_s=5.0) from None
+
+
+def _outcome(submission_id: str) -> str | None:
+    info = _client().get_job_info(submission_id)
+    status = str(getattr(info.status, "value", info.status))
+    if status in _TERMINAL_FAILURES:
+        return f"the Ray job {submission_id} ended {status}: {info.message or 'no message'}"
+    return None
+
+
+async def job_outcome(submission_id: str) -> str | None:
+    """Why the Ray job ended without success, or None (still going, succeeded, or unknown:
+    the row, not Ray, is the record, so an unreachable Jobs API is not an error here)."""
+    try:
+        return await asyncio.to_thread(_outcome, submission_id)
+    except Exception:  # noqa: BLE001
+        return None

@@ -1,0 +1,218 @@
+"""Training over HTTP: queue dataset builds and fine-tunes as Ray Jobs, read their state and
+download a dataset's files. The jobs themselves are `jobs.build_dataset` / `jobs.finetune`, the
+same code `ray job submit` and the CLI run; these handlers only record, submit and read."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from actors.errors import Conflict, InvalidInput, NotFound, details_from_validation_error
+from actors.storage import finetune_repo, training_repo
+from actors.storage.postgres import with_retries
+from actors.version import code_version
+from configs.dataset import DatasetBuildConfig
+from configs.finetune import FineTuneSettings
+from serve_app import ray_jobs
+from serve_app.http_io import bearer_key, read_json
+from serve_app.services import Services
+
+__all__ = ["FineTuneCreate", "cancel_finetune", "create_dataset", "create_finetune", "dataset_file",
+           "get_dataset", "get_finetune", "list_datasets"]
+
+DATASET_FILES = {"train.jsonl": "application/jsonl", "validation.jsonl": "application/jsonl",
+                 "report.json": "application/json", "quality.png": "image/png"}
+_LIST_LIMIT = 100
+
+
+class FineTuneCreate(BaseModel):
+    """A fine-tune of a built dataset. The provider, its host and key are the deployment's."""
+
+    model_config = ConfigDict(extra="forbid")
+    dataset_id: uuid.UUID
+    model: str | None = Field(None, min_length=1, description="base model; default: the deployment's")
+    n_epochs: int | str | None = None
+    batch_size: int | str | None = None
+    learning_rate_multiplier: float | str | None = None
+    suffix: str | None = None
+    seed: int | None = None
+    # Bounded below so no caller can make the driver hammer the provider.
+    poll_interval_s: float | None = Field(None, ge=1.0, le=3600)
+    poll_max_s: float | None = Field(None, ge=1.0, le=3600)
+
+
+def _uuid(raw: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise NotFound(f"no {what} {raw[:64]!r}") from None
+
+
+def _invalid(exc: ValidationError, message: str) -> InvalidInput:
+    return InvalidInput(message, details_from_validation_error(exc, "body"))
+
+
+# ----------------------------------------------------------------------------- datasets
+
+async def create_dataset(services: Services, request: Request) -> JSONResponse:
+    principal = await services.principal(bearer_key(request), "admin")
+    raw = await read_json(request, services.settings.ingest.max_body_bytes)
+    try:
+        config = DatasetBuildConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise _invalid(exc, "invalid dataset config") from None
+    if config.selection.org_id not in (None, principal.org_id):
+        raise InvalidInput("invalid dataset config", [{"field": "body.selection.org_id",
+                                                       "error": "datasets draw on your own organisation only"}])
+    dataset_id = uuid.uuid4()
+    pool = await services.db()
+    await training_repo.insert_dataset(pool, dataset_id, principal.org_id, config.name,
+                                       config.model_dump(mode="json"), code_version())
+    try:
+        job = await ray_jobs.submit(f"tracemill-dataset-{dataset_id}", "jobs.build_dataset",
+                                    ["--dataset-id", str(dataset_id)])
+    except Exception as exc:
+        await training_repo.fail_dataset(pool, dataset_id, str(exc))
+        raise
+    await training_repo.set_dataset_job(pool, dataset_id, job)
+    return JSONResponse({"dataset_id": str(dataset_id), "status": "queued", "ray_job_id": job},
+                        status_code=202)
+
+
+async def _dataset(services: Services, request: Request, raw_id: str) -> Any:
+    principal = await services.principal(bearer_key(request), "read")
+    dataset_id = _uuid(raw_id, "dataset")
+    pool = await services.db()
+    row = await with_retries(lambda: training_repo.dataset_row(pool, dataset_id), attempts=2, what="dataset read")
+    if row is None or row["org_id"] != principal.org_id:
+        raise NotFound(f"no dataset {dataset_id}")
+    if row["status"] in ("queued", "running") and row["ray_job_id"]:
+        # A driver that died before it could record the failure: Ray knows why.
+        if (why := await ray_jobs.job_outcome(row["ray_job_id"])) is not None:
+            await training_repo.fail_dataset(pool, dataset_id, why)
+            row = await training_repo.dataset_row(pool, dataset_id)
+    return row
+
+
+def dataset_view(row: Any) -> dict[str, Any]:
+    files = json.loads(row["files"]) if row["files"] else {}
+    return {
+        "dataset_id": str(row["dataset_id"]), "name": row["name"], "status": row["status"],
+        "counts": json.loads(row["counts"]) if row["counts"] else None,
+        "report": json.loads(row["report"]) if row["report"] else None,
+        "files": {name: {"bytes": f["bytes"], "sha256": f["sha256"],
+                         "url": f"/v1/datasets/{row['dataset_id']}/files/{name}"} for name, f in files.items()},
+        "sessions": {"train": len(row["train_sessions"]), "validation": len(row["validation_sessions"])},
+        "error": row["error"], "config": json.loads(row["config"]), "code_version": row["code_version"],
+        "ray_job_id": row["ray_job_id"],
+        **{k: row[k].isoformat() if row[k] else None for k in ("created_at", "started_at", "finished_at")},
+    }
+
+
+async def get_dataset(services: Services, request: Request, raw_id: str) -> dict[str, Any]:
+    return dataset_view(await _dataset(services, request, raw_id))
+
+
+async def list_datasets(services: Services, request: Request) -> dict[str, Any]:
+    principal = await services.principal(bearer_key(request), "read")
+    rows = await training_repo.list_datasets(await services.db(), principal.org_id, _LIST_LIMIT)
+    return {"datasets": [{k: v for k, v in dataset_view(r).items() if k not in ("report", "config")}
+                         for r in rows]}
+
+
+async def dataset_file(services: Services, request: Request, raw_id: str, name: str) -> Response:
+    row = await _dataset(services, request, raw_id)
+    if name not in DATASET_FILES:
+        raise NotFound(f"no file {name[:64]!r}; a dataset has {', '.join(DATASET_FILES)}")
+    if row["status"] != "succeeded":
+        raise NotFound(f"dataset {row['dataset_id']} is {row['status']}; its files exist once it "
+                       "succeeds", code="dataset_not_ready")
+    data = await services.store.get(json.loads(row["files"])[name]["key"])
+    return Response(content=data, media_type=DATASET_FILES[name],
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+# ----------------------------------------------------------------------------- fine-tunes
+
+def _finetune_settings(services: Services, body: FineTuneCreate) -> FineTuneSettings:
+    base = services.settings.finetune.model_dump()
+    base.update(body.model_dump(exclude={"dataset_id"}, exclude_none=True))
+    try:
+        return FineTuneSettings.model_validate(base)
+    except ValidationError as exc:
+        raise _invalid(exc, "invalid fine-tune request") from None
+
+
+async def create_finetune(services: Services, request: Request) -> JSONResponse:
+    principal = await services.principal(bearer_key(request), "admin")
+    raw = await read_json(request, services.settings.ingest.max_body_bytes)
+    try:
+        body = FineTuneCreate.model_validate(raw)
+    except ValidationError as exc:
+        raise _invalid(exc, "invalid fine-tune request") from None
+    ft = _finetune_settings(services, body)
+    pool = await services.db()
+    ds = await training_repo.dataset_row(pool, body.dataset_id)
+    if ds is None or ds["org_id"] != principal.org_id:
+        raise NotFound(f"no dataset {body.dataset_id}")
+    if ds["status"] != "succeeded":
+        raise Conflict(f"dataset {body.dataset_id} is {ds['status']}, not succeeded", code="dataset_not_ready")
+    finetune_id = uuid.uuid4()
+    await finetune_repo.insert_finetune(pool, finetune_id, principal.org_id, body.dataset_id, ft.provider,
+                                        ft.model, ft.model_dump(mode="json", exclude={"api_key"}))
+    try:
+        job = await ray_jobs.submit(f"tracemill-finetune-{finetune_id}", "jobs.finetune",
+                                    ["--resume", str(finetune_id)])
+    except Exception as exc:
+        await finetune_repo.update_finetune(pool, finetune_id, status="failed", error=str(exc))
+        raise
+    await finetune_repo.update_finetune(pool, finetune_id, ray_job_id=job)
+    return JSONResponse({"finetune_id": str(finetune_id), "status": "queued", "ray_job_id": job},
+                        status_code=202)
+
+
+async def _finetune(services: Services, request: Request, raw_id: str, scope: str = "read") -> Any:
+    principal = await services.principal(bearer_key(request), scope)  # type: ignore[arg-type]
+    finetune_id = _uuid(raw_id, "fine-tune")
+    pool = await services.db()
+    row = await finetune_repo.finetune_row(pool, finetune_id)
+    if row is None or row["org_id"] != principal.org_id:
+        raise NotFound(f"no fine-tune {finetune_id}")
+    if row["status"] not in finetune_repo.TERMINAL and row["ray_job_id"]:
+        if (why := await ray_jobs.job_outcome(row["ray_job_id"])) is not None:
+            # The driver is gone; the provider job may live on: `--resume` picks it up again.
+            row = {**dict(row), "error": f"{why}; resume with `python -m jobs.finetune --resume {finetune_id}`"}
+    return row
+
+
+async def get_finetune(services: Services, request: Request, raw_id: str) -> dict[str, Any]:
+    row = await _finetune(services, request, raw_id)
+    pool = await services.db()
+    model = await finetune_repo.model_for(pool, row["finetune_id"])
+    events = await pool.fetch("SELECT created_at, level, message FROM finetune_events WHERE finetune_id = $1"
+                              " ORDER BY created_at DESC NULLS LAST, event_id DESC LIMIT 20", row["finetune_id"])
+    return {
+        "finetune_id": str(row["finetune_id"]), "dataset_id": str(row["dataset_id"]), "status": row["status"],
+        "provider": row["provider"], "base_model": row["base_model"], "attempt": row["attempt"],
+        "provider_job_id": row["provider_job_id"], "fine_tuned_model": row["fine_tuned_model"],
+        "trained_tokens": row["trained_tokens"], "error": row["error"],
+        "cancel_requested": row["cancel_requested"], "ray_job_id": row["ray_job_id"],
+        "settings": json.loads(row["settings"]),
+        "model": None if model is None else {"name": model["name"], "version": model["version"],
+                                             "metrics": json.loads(model["metrics"])},
+        "events": [{"at": e["created_at"].isoformat() if e["created_at"] else None, "level": e["level"],
+                    "message": e["message"]} for e in reversed(events)],
+        **{k: row[k].isoformat() if row[k] else None for k in ("created_at", "updated_at", "finished_at")},
+    }
+
+
+async def cancel_finetune(services: Services, request: Request, raw_id: str) -> JSONResponse:
+    row = await _finetune(services, request, raw_id, "admin")
+    await finetune_repo.request_cancel(await services.db(), row["finetune_id"], row["org_id"])
+    return JSONResponse({"finetune_id": str(row["finetune_id"]), "status": row["status"],
+                         "cancel_requested": True}, status_code=202)

@@ -1,0 +1,134 @@
+"""The training routes on the real stack: a dataset build and a fine-tune queued over HTTP run
+as Ray Jobs; status, report and files read back; bad requests change nothing."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from actors.settings_registry import publish_settings
+from tests.support.client import Api
+from tests.support.openai_server import OpenAITestServer
+from tests.support.sessions import record_ready
+from tests.support.stack import make_key, run_db
+
+pytestmark = pytest.mark.integration
+TASK = f"Order a lamp {uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def admin(stack: Any) -> httpx.Client:
+    with httpx.Client(base_url=stack.endpoint, timeout=90,
+                      headers={"Authorization": f"Bearer {make_key(stack, ['admin'])}"}) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def built(api: Api, admin: httpx.Client) -> dict[str, Any]:
+    record_ready(api, 3, TASK)
+    answer = admin.post("/v1/datasets", json={"name": "lamp", "selection": {"task_contains": TASK},
+                                              "split": {"validation_share": 0.34}})
+    assert answer.status_code == 202, answer.text
+    return wait_for(admin, f"/v1/datasets/{answer.json()['dataset_id']}", ("succeeded", "failed"))
+
+
+def wait_for(client: httpx.Client, path: str, states: tuple[str, ...], timeout: float = 150) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while (view := client.get(path).json())["status"] not in states:
+        assert time.monotonic() < deadline, view
+        time.sleep(0.5)
+    return view
+
+
+def count(stack: Any, table: str) -> int:
+    return run_db(stack, f"SELECT count(*) AS n FROM {table}")[0]["n"]
+
+
+def test_dataset_built_through_the_api(built: dict[str, Any], admin: httpx.Client, api: Api,
+                                       other_org_api: Api) -> None:
+    assert built["status"] == "succeeded", built
+    assert built["report"]["examples"]["train"] == built["counts"]["train_examples"] >= 10
+    assert built["ray_job_id"].startswith("tracemill-dataset-")
+    train = api.http.get(built["files"]["train.jsonl"]["url"])
+    assert train.status_code == 200 and train.headers["content-type"].startswith("application/jsonl")
+    lines = train.text.splitlines()
+    assert len(lines) == built["counts"]["train_examples"]
+    assert json.loads(lines[0])["messages"][0]["role"] == "system"
+    png = api.http.get(built["files"]["quality.png"]["url"])
+    assert png.headers["content-type"] == "image/png" and png.content.startswith(b"\x89PNG")
+    assert api.http.get(f"/v1/datasets/{built['dataset_id']}/files/secrets.txt").status_code == 404
+    assert other_org_api.http.get(f"/v1/datasets/{built['dataset_id']}").status_code == 404
+    listed = admin.get("/v1/datasets").json()["datasets"]
+    assert built["dataset_id"] in [d["dataset_id"] for d in listed]
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"name": "x", "selection": {"min_quality": 2}}, "body.selection.min_quality"),
+    ({"name": "x", "extra": 1}, "body.extra"),
+    ({}, "body.name"),
+    ({"name": "x", "selection": {"org_id": str(uuid.uuid4())}}, "body.selection.org_id"),
+])
+def test_bad_dataset_requests_change_nothing(stack: Any, admin: httpx.Client, body: dict, field: str) -> None:
+    before = count(stack, "datasets")
+    answer = admin.post("/v1/datasets", json=body)
+    assert answer.status_code == 422, answer.text
+    assert field in [d["field"] for d in answer.json()["error"]["details"]]
+    assert count(stack, "datasets") == before
+
+
+def test_training_routes_need_their_scope(api: Api, stack: Any) -> None:
+    before = count(stack, "datasets")
+    assert api.http.post("/v1/datasets", json={"name": "x"}).status_code == 403  # ingest+read key
+    assert api.http.post("/v1/finetunes", json={"dataset_id": str(uuid.uuid4())}).status_code == 403
+    assert count(stack, "datasets") == before
+
+
+@pytest.fixture
+def provider(stack: Any) -> Iterator[OpenAITestServer]:
+    """The deployment's fine-tune provider pointed at the test server, as an operator's
+    OPENAI_BASE_URL would (job drivers read the published settings)."""
+    with OpenAITestServer() as server:
+        settings = stack.settings.model_copy(update={"finetune": stack.settings.finetune.model_copy(
+            update={"base_url": server.base_url, "api_key": SecretStr("sk-deployment")})})
+        publish_settings(settings)
+        try:
+            yield server
+        finally:
+            publish_settings(stack.settings)
+
+
+def test_finetune_through_the_api(built: dict[str, Any], admin: httpx.Client, stack: Any,
+                                  provider: OpenAITestServer) -> None:
+    answer = admin.post("/v1/finetunes", json={"dataset_id": built["dataset_id"], "suffix": "lamp",
+                                               "n_epochs": 1, "poll_interval_s": 1, "poll_max_s": 1})
+    assert answer.status_code == 202, answer.text
+    view = wait_for(admin, f"/v1/finetunes/{answer.json()['finetune_id']}", ("succeeded", "failed", "cancelled"))
+    assert view["status"] == "succeeded", view
+    assert view["fine_tuned_model"].startswith("ft:") and view["model"]["version"] == 1
+    assert view["model"]["name"] == view["fine_tuned_model"] and view["events"]
+    assert all(r.authorization == "Bearer sk-deployment" for r in provider.finetune_requests)
+    assert "sk-deployment" not in json.dumps(view)
+
+
+@pytest.mark.parametrize("body, status", [
+    ({"dataset_id": "not-a-uuid"}, 422),
+    ({"dataset_id": str(uuid.uuid4())}, 404),
+    ({"dataset_id": "{dataset}", "n_epochs": -2}, 422),
+    ({"dataset_id": "{dataset}", "base_url": "http://evil.example"}, 422),
+    ({"dataset_id": "{dataset}", "poll_interval_s": 0.01}, 422),
+])
+def test_bad_finetune_requests_change_nothing(stack: Any, admin: httpx.Client, built: dict[str, Any],
+                                              body: dict, status: int) -> None:
+    body = {k: v.replace("{dataset}", built["dataset_id"]) if isinstance(v, str) else v for k, v in body.items()}
+    before = count(stack, "finetunes")
+    answer = admin.post("/v1/finetunes", json=body)
+    assert answer.status_code == status, answer.text
+    assert set(answer.json()["error"]) >= {"code", "message", "details", "request_id"}
+    assert count(stack, "finetunes") == before
