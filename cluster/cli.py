@@ -1,4 +1,5 @@
-"""The `tracemill` command: up, deploy, down, status, keys, loadgen, bench, demo."""
+"""The `tracemill` command: up, deploy, down, status, keys, loadgen, bench, demo, dataset,
+finetune, eval."""
 
 from __future__ import annotations
 
@@ -74,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("loadgen", help="drive WebSocket load at an endpoint (see --help)", add_help=False)
     sub.add_parser("bench", help="benchmarks that print figures (see --help)", add_help=False)
     from cluster.eval_cli import add_eval_parser  # `tracemill eval run|compare`
+    from cluster.training_cli import add_training_parsers  # `tracemill dataset|finetune …`
 
+    add_training_parsers(sub)
     add_eval_parser(sub)
     sub.add_parser("demo", help="replay a recorded browser session through a running endpoint (see --help)",
                    add_help=False)
@@ -112,6 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from cluster.eval_cli import run_eval_command
 
             return run_eval_command(args)
+        if args.command in ("dataset", "finetune"):
+            from cluster.training_cli import run_training_command
+
+            return run_training_command(args)
         return asyncio.run(_keys(args))
     except (SettingsError, TracemillError) as exc:
         print(f"tracemill: {exc}", file=sys.stderr)

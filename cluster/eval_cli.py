@@ -24,7 +24,8 @@ from actors.storage.postgres import connect_pool
 from actors.training.eval_repo import latest_evaluation
 from configs.settings import DatabaseSettings, TracemillSettings
 
-__all__ = ["add_eval_parser", "format_comparison", "run_eval_command"]
+__all__ = ["add_eval_parser", "cluster_address", "cluster_settings", "database_settings", "format_comparison",
+           "run_eval_command"]
 
 _ROWS = (("step accuracy", "step_accuracy"), ("element accuracy", "element_accuracy"),
          ("action-type accuracy", "action_type_accuracy"))
@@ -52,11 +53,11 @@ def run_eval_command(args: argparse.Namespace) -> int:
         from jobs.evaluate import run, settings_from_args
 
         ev = settings_from_args(args)  # validated before the cluster is joined
-        return run(_settings(args.state_dir), ev, args.dataset)
+        return run(cluster_settings(args.state_dir), ev, args.dataset)
     return asyncio.run(_compare(args))
 
 
-def _cluster_address(state_dir: str | None) -> str:
+def cluster_address(state_dir: str | None) -> str:
     if os.environ.get("RAY_ADDRESS"):
         return os.environ["RAY_ADDRESS"]
     info = Path(state_dir or os.environ.get("TRACEMILL_STATE_DIR") or ".tracemill") / "cluster.json"
@@ -65,25 +66,25 @@ def _cluster_address(state_dir: str | None) -> str:
     return "auto"
 
 
-def _settings(state_dir: str | None) -> TracemillSettings:
+def cluster_settings(state_dir: str | None) -> TracemillSettings:
     import ray
 
     from cluster import remote
 
     if not ray.is_initialized():
-        remote.connect(_cluster_address(state_dir))
+        remote.connect(cluster_address(state_dir))
     return published_settings(os.environ)
 
 
-def _database(state_dir: str | None) -> DatabaseSettings:
+def database_settings(state_dir: str | None) -> DatabaseSettings:
     # Reading results needs only the database: no cluster when DATABASE_URL says where it is.
     if os.environ.get("DATABASE_URL"):
         return DatabaseSettings(url=os.environ["DATABASE_URL"])
-    return _settings(state_dir).database
+    return cluster_settings(state_dir).database
 
 
 async def _compare(args: argparse.Namespace) -> int:
-    pool = await connect_pool(_database(args.state_dir))
+    pool = await connect_pool(database_settings(args.state_dir))
     try:
         a = await latest_evaluation(pool, args.model_a, args.dataset)
         if a is None:

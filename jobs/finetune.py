@@ -25,7 +25,7 @@ from configs.settings import TracemillSettings
 from jobs.finetune_run import run_finetune, stored_settings
 from jobs.runtime import EXIT_FAILED, join_cluster, run_entrypoint
 
-__all__ = ["main", "parse_args"]
+__all__ = ["execute", "main", "parse_args", "with_deployment_credentials"]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -59,22 +59,28 @@ def with_deployment_credentials(ft: FineTuneSettings, deployed: FineTuneSettings
     return ft.model_copy(update=update) if update else ft
 
 
+def execute(settings: TracemillSettings, ft: FineTuneSettings | None, *, dataset_id: uuid.UUID | None,
+            resume: uuid.UUID | None, finetune_id: uuid.UUID | None = None) -> int:
+    """Start (dataset_id) or resume a fine-tune and drive it to the end; the exit code."""
+    finetune_id = resume or finetune_id or uuid.uuid4()
+    if ft is None:
+        ft = asyncio.run(_resume_settings(settings, finetune_id)) if resume else settings.finetune
+    ft = with_deployment_credentials(ft, settings.finetune)
+    print(f"fine-tune {finetune_id}: {'resuming' if resume else 'starting'} ({ft.provider} {ft.model})",
+          flush=True)
+    row = asyncio.run(run_finetune(settings, ft, finetune_id, dataset_id=dataset_id))
+    print(f"fine-tune {finetune_id} {row['status']}: model {row['fine_tuned_model'] or '-'}"
+          f"{'; ' + row['error'] if row['error'] and row['status'] != 'succeeded' else ''}", flush=True)
+    return 0 if row["status"] == "succeeded" else EXIT_FAILED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
 
     def go() -> int:
         ft = FineTuneSettings.from_file(args.config) if args.config else None  # before any work
-        settings = join_cluster()
-        finetune_id = args.resume or args.finetune_id or uuid.uuid4()
-        if ft is None:
-            ft = asyncio.run(_resume_settings(settings, finetune_id)) if args.resume else settings.finetune
-        ft = with_deployment_credentials(ft, settings.finetune)
-        print(f"fine-tune {finetune_id}: {'resuming' if args.resume else 'starting'} "
-              f"({ft.provider} {ft.model})", flush=True)
-        row = asyncio.run(run_finetune(settings, ft, finetune_id, dataset_id=args.dataset))
-        print(f"fine-tune {finetune_id} {row['status']}: model {row['fine_tuned_model'] or '-'}"
-              f"{'; ' + row['error'] if row['error'] and row['status'] != 'succeeded' else ''}", flush=True)
-        return 0 if row["status"] == "succeeded" else EXIT_FAILED
+        return execute(join_cluster(), ft, dataset_id=args.dataset, resume=args.resume,
+                       finetune_id=args.finetune_id)
 
     return run_entrypoint("finetune", go)
 

@@ -129,3 +129,21 @@ def test_build_through_ray_job_submit(stack: Any, ready_sessions: list[str], tmp
     logs = client.get_job_logs(job)
     assert status == JobStatus.SUCCEEDED, logs
     assert "progress: 3/3 tasks, 5 sessions" in logs and "succeeded" in logs
+
+
+def test_cli_builds_and_shows_a_dataset(stack: Any, ready_sessions: list[str], tmp_path: Path,
+                                        capsys: pytest.CaptureFixture) -> None:
+    from cluster import cli
+
+    assert cli.main(["dataset", "build", "--config", str(write_config(tmp_path))]) == 0
+    built = json.loads(capsys.readouterr().out)
+    assert built["status"] == "succeeded" and set(built["files"]) >= {"train.jsonl", "report.json"}
+    assert cli.main(["dataset", "show", built["dataset_id"]]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["status"] == "succeeded" and shown["counts"]["train_examples"] == built["examples"]["train"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nsplit: {validation_share: 1.5}\n")
+    before = dataset_count(stack)
+    assert cli.main(["dataset", "build", "--config", str(bad)]) == 2
+    assert "split.validation_share" in capsys.readouterr().err and dataset_count(stack) == before
+    assert cli.main(["dataset", "show", str(uuid.uuid4())]) == 2

@@ -201,3 +201,17 @@ def test_unknown_or_unbuilt_dataset_starts_nothing(stack: Any, server: OpenAITes
     assert "no dataset" in capsys.readouterr().err
     assert finetune.main(["--resume", str(uuid.uuid4())]) == 2
     assert run_db(stack, "SELECT count(*) AS n FROM finetunes")[0]["n"] == before and not server.finetune_requests
+
+
+def test_cli_starts_reads_and_cancels(stack: Any, dataset_id: uuid.UUID, server: OpenAITestServer, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture) -> None:
+    from cluster import cli
+
+    assert cli.main(["finetune", "start", "--dataset", str(dataset_id), "--config",
+                     str(config(tmp_path, server, suffix="cli"))]) == 0
+    ft_id = started_id(capsys.readouterr().out)
+    assert cli.main(["finetune", "status", ft_id]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["status"] == "succeeded" and status["model_version"] == 1
+    assert cli.main(["finetune", "cancel", str(uuid.uuid4())]) == 2
+    assert "no fine-tune" in capsys.readouterr().err
