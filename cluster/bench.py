@@ -1,4 +1,4 @@
-"""`tracemill bench ingest|screenshots|finalize`: figures as ratios to baselines from the same run.
+"""`tracemill bench ingest|screenshots|finalize|dataset`: figures as ratios to baselines from the same run.
 
 The ingest figure:
 
@@ -55,6 +55,10 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     final = sub.add_parser("finalize", help="finalisation time of a 200-event, 40-screenshot session")
     final.add_argument("--sessions", type=int, default=3)
     final.add_argument("--output", type=Path)
+    dataset = sub.add_parser("dataset", help="dataset build examples/s: 1 and 2 CPUs, ray job submit")
+    dataset.add_argument("--sessions", type=int, default=200)
+    dataset.add_argument("--events", type=int, default=120, help="events per seeded session")
+    dataset.add_argument("--output", type=Path)
     return parser.parse_args(argv)
 
 
@@ -141,10 +145,29 @@ def _bench_processing(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_dataset(args: argparse.Namespace) -> int:
+    from cluster.bench_dataset import bench_dataset
+    from cluster.bench_processing import write_result
+
+    result = bench_dataset(args.sessions, args.events)
+    rows = [("one process, no Ray", result["baseline_one_process"]["examples_per_s"], 1.0),
+            *((f"Ray tasks, {c} CPU", result[f"ray_{c}_cpu"]["examples_per_s"], result["ratio_to_baseline"][f"ray_{c}_cpu"])
+              for c in (1, 2)),
+            ("ray job submit, 2 CPU", result["ray_job_submit"]["examples_per_s"], result["ratio_to_baseline"]["ray_job_submit"])]
+    for name, rate, ratio in rows:
+        print(f"{name:<24} {rate:>9.1f} examples/s  {ratio:.2f}x")
+    result |= {"benchmark": "dataset", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}}
+    write_result(args.output, result)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(list(sys.argv[1:] if argv is None else argv))
     if args.which == "ingest":
         return _bench_ingest(args)
+    if args.which == "dataset":
+        return _bench_dataset(args)
     return _bench_processing(args)
 
 
