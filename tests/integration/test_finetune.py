@@ -215,3 +215,28 @@ def test_cli_starts_reads_and_cancels(stack: Any, dataset_id: uuid.UUID, server:
     assert status["status"] == "succeeded" and status["model_version"] == 1
     assert cli.main(["finetune", "cancel", str(uuid.uuid4())]) == 2
     assert "no fine-tune" in capsys.readouterr().err
+
+
+def test_ready_sessions_to_registered_model_to_evaluation(stack: Any, dataset_id: uuid.UUID,
+                                                          server: OpenAITestServer, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The design card's last mile: the fine-tune's registered model evaluated on the dataset's
+    validation split, its metrics in PostgreSQL next to the base model's."""
+    from jobs import evaluate
+    from tests.support.agent_models import Oracle, weak
+
+    assert finetune.main(["--dataset", str(dataset_id), "--config", str(config(tmp_path, server, suffix="e2e"))]) == 0
+    model = run_db(stack, "SELECT name FROM models WHERE suffix = 'e2e'")[0]["name"]
+    files = json.loads(run_db(stack, "SELECT files FROM datasets WHERE dataset_id = $1", dataset_id)[0]["files"])
+    validation = [json.loads(line) for line in _object(stack, files["validation.jsonl"]["key"]).decode().splitlines()]
+    server.respond_as(model, Oracle(validation))  # the fine-tune learned the task
+    server.respond_as("gpt-4o-mini-2024-07-18", weak)
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret")
+    for name in (model, "gpt-4o-mini-2024-07-18"):
+        assert evaluate.main(["--dataset", str(dataset_id), "--model", name]) == 0
+    rows = {r["model"]: r for r in run_db(
+        stack, "SELECT model, step_accuracy, examples FROM evaluations WHERE dataset_id = $1", dataset_id)}
+    assert rows[model]["step_accuracy"] == 1.0 and rows[model]["examples"] == len(validation)
+    assert rows["gpt-4o-mini-2024-07-18"]["step_accuracy"] < 1.0
