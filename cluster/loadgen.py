@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from cluster.load_mix import SideTraffic
 from cluster.stream_client import exchange, open_stream
 
 __all__ = ["LoadConfig", "LoadResult", "EventFactory", "run_load", "format_result",
@@ -111,6 +112,10 @@ class LoadConfig(BaseModel):
     max_frame_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     compression: bool = Field(False, description="permessage-deflate (browsers use it)")
     progress_interval_s: float | None = Field(2.0, gt=0, description="None: no progress")
+    # The mixed workload (cluster/load_mix.py); all off: the stream alone, as the baseline speaks.
+    screenshot_every: int = Field(0, ge=0, description="PUT a 1280x800 PNG every N acked frames")
+    read_every: int = Field(0, ge=0, description="GET the session every N acked frames")
+    finish: bool = Field(False, description="finish each session when its loop ends")
 
     def effective_hard_timeout_s(self) -> float:
         if self.hard_timeout_s is not None:
@@ -144,6 +149,8 @@ class LoadResult(BaseModel):
     ack_mismatches: int = Field(description="acks whose acked_through != last seq sent")
     timed_out: bool
     error_samples: list[str] = Field(default_factory=list)
+    side: dict[str, dict[str, Any]] | None = Field(
+        None, description="screenshots/reads/finishes of a mixed load: ok, failed, per_s, p99_ms")
 
 
 @dataclass
@@ -183,7 +190,7 @@ class _Stats:
             self.samples.append(text[:300])
 
 
-async def _open(http: httpx.AsyncClient, cfg: LoadConfig) -> ClientConnection:
+async def _open(http: httpx.AsyncClient, cfg: LoadConfig) -> tuple[str, ClientConnection]:
     """Create one session over HTTP, open its stream and authenticate with the first frame."""
     resp = await http.post(
         f"{cfg.url.rstrip('/')}{cfg.prefix}/v1/sessions",
@@ -192,8 +199,9 @@ async def _open(http: httpx.AsyncClient, cfg: LoadConfig) -> ClientConnection:
     )
     if resp.status_code not in (200, 201):
         raise RuntimeError(f"POST /v1/sessions -> {resp.status_code}: {resp.text[:200]}")
-    return await open_stream(
-        cfg.url, str(resp.json()["session_id"]), cfg.api_key.get_secret_value(), prefix=cfg.prefix,
+    session_id = str(resp.json()["session_id"])
+    return session_id, await open_stream(
+        cfg.url, session_id, cfg.api_key.get_secret_value(), prefix=cfg.prefix,
         max_size=cfg.max_frame_bytes, open_timeout=cfg.connect_timeout_s, compression=cfg.compression,
     )  # fmt: skip
 
@@ -218,20 +226,25 @@ async def _exchange(
     return False
 
 
-async def _stream(ws: ClientConnection, factory: EventFactory,
-                  cfg: LoadConfig, stats: _Stats) -> None:  # fmt: skip
+async def _stream(session_id: str, ws: ClientConnection, factory: EventFactory,
+                  cfg: LoadConfig, stats: _Stats, side: SideTraffic | None) -> None:  # fmt: skip
     """The closed loop of one connection, until the measured window ends."""
-    seq = 0
+    seq, frame_no = 0, 0
     while time.perf_counter() < stats.measure_end:
         frame = factory.frame(seq, cfg.batch)
         last_seq = seq + cfg.batch - 1
         if await _exchange(ws, frame, last_seq, cfg.batch, stats):
-            seq = last_seq + 1
+            seq, frame_no = last_seq + 1, frame_no + 1
+            if side is not None:
+                await side.after_ack(session_id, frame_no, last_seq)
         else:
             await asyncio.sleep(_ERROR_BACKOFF_S)  # resend the same seq range next turn
+    if side is not None and cfg.finish:
+        await side.finish(session_id)
 
 
-async def _connect_all(cfg: LoadConfig, stats: _Stats, opened: list[ClientConnection]) -> None:
+async def _connect_all(cfg: LoadConfig, stats: _Stats,
+                       opened: list[tuple[str, ClientConnection]]) -> None:
     """Create every session and open its socket, at most `connect_concurrency` at a time."""
     gate = asyncio.Semaphore(cfg.connect_concurrency)
     limits = httpx.Limits(max_connections=cfg.connect_concurrency)
@@ -249,10 +262,10 @@ async def _connect_all(cfg: LoadConfig, stats: _Stats, opened: list[ClientConnec
         await asyncio.gather(*(one() for _ in range(cfg.sessions)))
 
 
-async def _run_connection(index: int, ws: ClientConnection,
-                          cfg: LoadConfig, stats: _Stats) -> None:  # fmt: skip
+async def _run_connection(index: int, session_id: str, ws: ClientConnection, cfg: LoadConfig,
+                          stats: _Stats, side: SideTraffic | None) -> None:  # fmt: skip
     try:
-        await _stream(ws, EventFactory(index), cfg, stats)
+        await _stream(session_id, ws, EventFactory(index), cfg, stats, side)
     except ConnectionClosed as exc:
         stats.dropped += 1
         stats.sample(f"connection closed: code={exc.rcvd.code if exc.rcvd else None}")
@@ -275,15 +288,16 @@ async def _progress(cfg: LoadConfig, stats: _Stats, t0: float) -> None:
               file=sys.stderr, flush=True)  # fmt: skip
 
 
-async def _drive(
-    cfg: LoadConfig, stats: _Stats, opened: list[ClientConnection], tasks: list[asyncio.Task[None]]
-) -> None:
+async def _drive(cfg: LoadConfig, stats: _Stats, opened: list[tuple[str, ClientConnection]],
+                 tasks: list[asyncio.Task[None]], side: SideTraffic | None) -> None:
     """Connect everyone, then start all loops together: warmup, measured window, drain."""
     await _connect_all(cfg, stats, opened)
     stats.measure_start = time.perf_counter() + cfg.warmup_s
     stats.measure_end = stats.measure_start + cfg.duration_s
-    for i, ws in enumerate(opened):
-        tasks.append(asyncio.create_task(_run_connection(i, ws, cfg, stats)))
+    if side is not None:
+        side.window = (stats.measure_start, stats.measure_end)
+    for i, (session_id, ws) in enumerate(opened):
+        tasks.append(asyncio.create_task(_run_connection(i, session_id, ws, cfg, stats, side)))
     if not tasks:
         return
     _, pending = await asyncio.wait(tasks, timeout=cfg.warmup_s + cfg.duration_s + cfg.drain_s)
@@ -295,15 +309,22 @@ async def _drive(
 async def run_load(cfg: LoadConfig) -> LoadResult:
     """Run one bounded load test and summarise it. Always returns, within the hard timeout."""
     stats = _Stats()
-    opened: list[ClientConnection] = []
+    opened: list[tuple[str, ClientConnection]] = []
     tasks: list[asyncio.Task[None]] = []
+    side = None
+    if cfg.screenshot_every or cfg.read_every or cfg.finish:
+        from cluster.bench_processing import synthetic_page
+
+        side = SideTraffic(cfg.url + cfg.prefix, cfg.api_key.get_secret_value(),
+                           screenshot_every=cfg.screenshot_every, read_every=cfg.read_every,
+                           frames=[synthetic_page(i) for i in range(4)] if cfg.screenshot_every else [])
     reporter = None
     if cfg.progress_interval_s is not None:
         reporter = asyncio.create_task(_progress(cfg, stats, time.perf_counter()))
     timed_out = False
     try:
         async with asyncio.timeout(cfg.effective_hard_timeout_s()):
-            await _drive(cfg, stats, opened, tasks)
+            await _drive(cfg, stats, opened, tasks, side)
     except TimeoutError:
         timed_out = True
     finally:
@@ -312,11 +333,13 @@ async def run_load(cfg: LoadConfig) -> LoadResult:
         for task in tasks:
             task.cancel()
         # close_timeout bounds each close; the summary is taken after, so counters are final.
-        await asyncio.gather(*tasks, *(ws.close() for ws in opened), return_exceptions=True)
-    return _summarise(cfg, stats, timed_out)
+        await asyncio.gather(*tasks, *(ws.close() for _, ws in opened), return_exceptions=True)
+        if side is not None:
+            await side.aclose()
+    return _summarise(cfg, stats, timed_out, side)
 
 
-def _summarise(cfg: LoadConfig, stats: _Stats, timed_out: bool) -> LoadResult:
+def _summarise(cfg: LoadConfig, stats: _Stats, timed_out: bool, side: SideTraffic | None = None) -> LoadResult:
     # The window actually covered: shorter than asked when the hard timeout cut it.
     end = min(stats.measure_end, time.perf_counter())
     window = max(end - stats.measure_start, 0.0) if stats.measure_start < end else 0.0
@@ -334,8 +357,17 @@ def _summarise(cfg: LoadConfig, stats: _Stats, timed_out: bool) -> LoadResult:
         errors=stats.errors(), error_frames=stats.error_frames,
         connect_failures=stats.connect_failures, dropped_connections=stats.dropped,
         slow_downs=stats.slow_downs, ack_mismatches=stats.mismatches, timed_out=timed_out,
-        error_samples=stats.samples,
+        error_samples=stats.samples + (side_samples(side) if side else []),
+        side=None if side is None else {
+            name: {"ok": c.ok, "failed": c.failed, "per_s": round(c.in_window / window, 2) if window else 0.0,
+                   "p99_ms": c.p99_ms()}
+            for name, c in (("screenshots", side.screenshots), ("reads", side.reads),
+                            ("finishes", side.finishes))},
     )  # fmt: skip
+
+
+def side_samples(side: SideTraffic) -> list[str]:
+    return side.screenshots.samples + side.reads.samples + side.finishes.samples
 
 
 def _ms(value: float | None) -> str:

@@ -1,0 +1,76 @@
+"""The non-stream part of a mixed load: screenshot PUTs, session reads and finishes, issued by
+each streaming session after its acks (as the extension uploads a capture once the events
+around it are acked). Counted apart from the stream so each gets its own rate and latency."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import httpx
+import numpy as np
+
+__all__ = ["SideCounts", "SideTraffic"]
+
+
+@dataclass
+class SideCounts:
+    ok: int = 0
+    failed: int = 0
+    in_window: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    samples: list[str] = field(default_factory=list)
+
+    def p99_ms(self) -> float | None:
+        return float(np.percentile(self.latencies_ms, 99)) if self.latencies_ms else None
+
+
+class SideTraffic:
+    """Screenshots every `screenshot_every` acked frames, a read every `read_every`, a finish
+    per session at the end; `frames` are PNG bytes, used in turn."""
+
+    def __init__(self, base_url: str, api_key: str, *, screenshot_every: int, read_every: int,
+                 frames: list[bytes], timeout_s: float = 30.0, connections: int = 100) -> None:
+        self.screenshot_every, self.read_every, self.frames = screenshot_every, read_every, frames
+        self.http = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout_s,
+                                      headers={"Authorization": f"Bearer {api_key}"},
+                                      limits=httpx.Limits(max_connections=connections))
+        self.screenshots, self.reads, self.finishes = SideCounts(), SideCounts(), SideCounts()
+        self.window = (float("inf"), float("inf"))
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def after_ack(self, session_id: str, frame_no: int, last_seq: int) -> None:
+        if self.screenshot_every and frame_no % self.screenshot_every == 0 and self.frames:
+            png = self.frames[frame_no // self.screenshot_every % len(self.frames)]
+            await self._call(self.screenshots, "PUT",
+                             f"/v1/sessions/{session_id}/screenshots/f{frame_no:06d}",
+                             params={"seq": last_seq, "trigger": "click"}, content=png,
+                             headers={"Content-Type": "image/png"})
+        if self.read_every and frame_no % self.read_every == 0:
+            await self._call(self.reads, "GET", f"/v1/sessions/{session_id}")
+
+    async def finish(self, session_id: str) -> None:
+        await self._call(self.finishes, "POST", f"/v1/sessions/{session_id}/finish",
+                         json={"outcome": "success"})
+
+    async def _call(self, counts: SideCounts, method: str, path: str, **kwargs: object) -> None:
+        started = time.perf_counter()
+        try:
+            answer = await self.http.request(method, path, **kwargs)  # type: ignore[arg-type]
+        except httpx.HTTPError as exc:
+            counts.failed += 1
+            if len(counts.samples) < 3:
+                counts.samples.append(f"{method} {path}: {type(exc).__name__}")
+            return
+        now = time.perf_counter()
+        if answer.is_success:
+            counts.ok += 1
+            if self.window[0] <= now < self.window[1]:
+                counts.in_window += 1
+                counts.latencies_ms.append((now - started) * 1000)
+        else:
+            counts.failed += 1
+            if len(counts.samples) < 3:
+                counts.samples.append(f"{method} {path}: {answer.status_code} {answer.text[:120]}")
