@@ -55,6 +55,11 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     final = sub.add_parser("finalize", help="finalisation time of a 200-event, 40-screenshot session")
     final.add_argument("--sessions", type=int, default=3)
     final.add_argument("--output", type=Path)
+    load = sub.add_parser("load", help="mixed load at N open sessions vs no-op Serve, raw upserts, Pool")
+    load.add_argument("--sessions", default="10,100,1000", help="comma-separated N values")
+    load.add_argument("--duration", type=float, default=10.0, help="measured seconds per run")
+    load.add_argument("--warmup", type=float, default=3.0)
+    load.add_argument("--output", type=Path, help="JSON; the plot goes beside it as .png")
     dataset = sub.add_parser("dataset", help="dataset build examples/s: 1 and 2 CPUs, ray job submit")
     dataset.add_argument("--sessions", type=int, default=200)
     dataset.add_argument("--events", type=int, default=120, help="events per seeded session")
@@ -145,6 +150,36 @@ def _bench_processing(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_load(args: argparse.Namespace) -> int:
+    from cluster.bench_load import bench_load, plot
+    from cluster.bench_processing import write_result
+
+    ns = sorted({int(n) for n in args.sessions.split(",") if n.strip()})
+    with tempfile.TemporaryDirectory(prefix="tracemill-bench-") as state:
+        stack = LocalStack(Path(state), port=_free_port())
+        try:
+            key = stack.start()
+            serve.run(build_noop_app(), name="noop", route_prefix="/noop")
+            result = bench_load(stack, key, ns, args.duration, args.warmup)
+        finally:
+            stack.stop()
+    print(f"{'N':>6} {'events/s':>10} {'no-op':>10} {'ratio':>6} {'shots/s':>8} {'p50':>7} {'p95':>7} {'p99':>7}")
+    for run in result["runs"]:
+        t, b = run["tracemill"], run["noop_baseline"]
+        print(f"{run['sessions']:>6} {t['events_per_s']:>10.0f} {b['events_per_s']:>10.0f} "
+              f"{run['ratio_events_per_s_to_noop'] or 0:>6.2f} {t['screenshots_per_s'] or 0:>8.2f} "
+              f"{t['p50_ms'] or 0:>7.1f} {t['p95_ms'] or 0:>7.1f} {t['p99_ms'] or 0:>7.1f}")
+    print(f"raw upserts {result['baselines']['raw_upserts_rows_per_s']} rows/s; Pool WebP "
+          f"{result['baselines']['pool_webp_frames_per_s']} frames/s; idle session "
+          f"{result['idle']['bytes_per_idle_session']} bytes")
+    result |= {"benchmark": "load", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}}
+    write_result(args.output, result)
+    if args.output:
+        plot(result, args.output.with_suffix(".png"))
+    return 0
+
+
 def _bench_dataset(args: argparse.Namespace) -> int:
     from cluster.bench_dataset import bench_dataset
     from cluster.bench_processing import write_result
@@ -168,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         return _bench_ingest(args)
     if args.which == "dataset":
         return _bench_dataset(args)
+    if args.which == "load":
+        return _bench_load(args)
     return _bench_processing(args)
 
 

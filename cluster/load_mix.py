@@ -1,9 +1,11 @@
 """The non-stream part of a mixed load: screenshot PUTs, session reads and finishes, issued by
 each streaming session after its acks (as the extension uploads a capture once the events
-around it are acked). Counted apart from the stream so each gets its own rate and latency."""
+around it are acked), beside the stream rather than in its loop. Counted apart from the
+stream so each gets its own rate and latency."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -37,11 +39,25 @@ class SideTraffic:
                                       limits=httpx.Limits(max_connections=connections))
         self.screenshots, self.reads, self.finishes = SideCounts(), SideCounts(), SideCounts()
         self.window = (float("inf"), float("inf"))
+        self._busy: dict[str, asyncio.Task[None]] = {}
+        self.skipped = 0
 
     async def aclose(self) -> None:
         await self.http.aclose()
 
-    async def after_ack(self, session_id: str, frame_no: int, last_seq: int) -> None:
+    def after_ack(self, session_id: str, frame_no: int, last_seq: int) -> None:
+        """Start this turn's side requests beside the stream, as the extension uploads captures
+        while it keeps streaming; a session whose last ones are still running skips a turn."""
+        busy = self._busy.get(session_id)
+        if busy is not None and not busy.done():
+            self.skipped += 1
+            return
+        self._busy[session_id] = asyncio.create_task(self._turn(session_id, frame_no, last_seq))
+
+    async def drain(self) -> None:
+        await asyncio.gather(*self._busy.values(), return_exceptions=True)
+
+    async def _turn(self, session_id: str, frame_no: int, last_seq: int) -> None:
         if self.screenshot_every and frame_no % self.screenshot_every == 0 and self.frames:
             png = self.frames[frame_no // self.screenshot_every % len(self.frames)]
             await self._call(self.screenshots, "PUT",
@@ -52,6 +68,9 @@ class SideTraffic:
             await self._call(self.reads, "GET", f"/v1/sessions/{session_id}")
 
     async def finish(self, session_id: str) -> None:
+        busy = self._busy.pop(session_id, None)
+        if busy is not None:
+            await asyncio.gather(busy, return_exceptions=True)  # its screenshots before its finish
         await self._call(self.finishes, "POST", f"/v1/sessions/{session_id}/finish",
                          json={"outcome": "success"})
 

@@ -149,6 +149,8 @@ class LoadResult(BaseModel):
     ack_mismatches: int = Field(description="acks whose acked_through != last seq sent")
     timed_out: bool
     error_samples: list[str] = Field(default_factory=list)
+    measured_from: float | None = Field(None, description="time.perf_counter() at the window's start")
+    measured_to: float | None = Field(None, description="time.perf_counter() at the window's end")
     side: dict[str, dict[str, Any]] | None = Field(
         None, description="screenshots/reads/finishes of a mixed load: ok, failed, per_s, p99_ms")
 
@@ -236,7 +238,7 @@ async def _stream(session_id: str, ws: ClientConnection, factory: EventFactory,
         if await _exchange(ws, frame, last_seq, cfg.batch, stats):
             seq, frame_no = last_seq + 1, frame_no + 1
             if side is not None:
-                await side.after_ack(session_id, frame_no, last_seq)
+                side.after_ack(session_id, frame_no, last_seq)
         else:
             await asyncio.sleep(_ERROR_BACKOFF_S)  # resend the same seq range next turn
     if side is not None and cfg.finish:
@@ -335,6 +337,7 @@ async def run_load(cfg: LoadConfig) -> LoadResult:
         # close_timeout bounds each close; the summary is taken after, so counters are final.
         await asyncio.gather(*tasks, *(ws.close() for _, ws in opened), return_exceptions=True)
         if side is not None:
+            await side.drain()
             await side.aclose()
     return _summarise(cfg, stats, timed_out, side)
 
@@ -358,6 +361,7 @@ def _summarise(cfg: LoadConfig, stats: _Stats, timed_out: bool, side: SideTraffi
         connect_failures=stats.connect_failures, dropped_connections=stats.dropped,
         slow_downs=stats.slow_downs, ack_mismatches=stats.mismatches, timed_out=timed_out,
         error_samples=stats.samples + (side_samples(side) if side else []),
+        measured_from=stats.measure_start if window else None, measured_to=end if window else None,
         side=None if side is None else {
             name: {"ok": c.ok, "failed": c.failed, "per_s": round(c.in_window / window, 2) if window else 0.0,
                    "p99_ms": c.p99_ms()}
