@@ -100,7 +100,18 @@ class Recorder:
     def status(self) -> dict[str, Any]:
         """The service worker's published status (what the popup shows), read from its storage."""
         worker = self.browser.worker()
-        return dict(worker.eval("chrome.storage.local.get('status').then((s) => s.status || {})") or {})
+        try:
+            return dict(worker.eval("chrome.storage.local.get('status').then((s) => s.status || {})") or {})
+        finally:  # an attached debugger keeps a service worker alive: do not stay attached
+            self.browser.conn.call("Target.detachFromTarget", {"sessionId": worker.session})
+
+    def worker_eval(self, expression: str) -> Any:
+        """Evaluate in the service worker (e.g. `tracemill.delivery.connects`), then detach."""
+        worker = self.browser.worker()
+        try:
+            return worker.eval(expression)
+        finally:
+            self.browser.conn.call("Target.detachFromTarget", {"sessionId": worker.session})
 
     def wait_delivered(self, timeout: float = 30) -> dict[str, Any]:
         def done() -> dict[str, Any] | None:

@@ -3,7 +3,8 @@ client without stopping the server behind it (the shared test stack serves every
 
 `cut()` closes the listening socket and every open connection, so the client sees what it
 would see if the server went away: refused connections and dropped WebSockets. `restore()`
-listens again on the same port.
+listens again on the same port. With `block_websockets`, a connection whose first request asks
+for a WebSocket upgrade gets `403` and is closed, as behind a proxy that does not pass them.
 """
 
 from __future__ import annotations
@@ -15,10 +16,15 @@ __all__ = ["TcpProxy"]
 
 
 class TcpProxy:
-    def __init__(self, target_host: str, target_port: int):
+    def __init__(self, target_host: str, target_port: int, *, block_websockets: bool = False):
         self.target = (target_host, target_port)
+        self.block_websockets = block_websockets
+        self.refused_upgrades = 0
         self.lock = threading.Lock()
         self.conns: set[socket.socket] = set()
+        self.bytes_up = 0  # client -> server, as on the wire (HTTP and WebSocket framing included)
+        self.bytes_down = 0
+        self.accepted = 0
         self.listener: socket.socket | None = None
         probe = socket.socket()
         probe.bind(("127.0.0.1", 0))
@@ -55,8 +61,28 @@ class TcpProxy:
                 client, _ = listener.accept()
             except OSError:
                 return  # cut
+            first = b""
+            if self.block_websockets:
+                try:
+                    client.settimeout(5)
+                    first = client.recv(65536)
+                    client.settimeout(None)
+                except OSError:
+                    _close(client)
+                    continue
+                if b"upgrade: websocket" in first.lower():
+                    self.refused_upgrades += 1
+                    try:
+                        client.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    except OSError:
+                        pass
+                    _close(client)
+                    continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
+                if first:
+                    upstream.sendall(first)
+                    self.bytes_up += len(first)
                 upstream.settimeout(None)
             except OSError:
                 _close(client)
@@ -67,13 +93,19 @@ class TcpProxy:
                     _close(upstream)
                     return
                 self.conns.update((client, upstream))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), name="proxy-pipe", daemon=True).start()
+                self.accepted += 1
+            for a, b, up in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pipe, args=(a, b, up), name="proxy-pipe", daemon=True).start()
 
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket, up: bool) -> None:
         try:
             while data := src.recv(65536):
                 dst.sendall(data)
+                with self.lock:
+                    if up:
+                        self.bytes_up += len(data)
+                    else:
+                        self.bytes_down += len(data)
         except OSError:
             pass
         finally:
