@@ -99,6 +99,7 @@ class S3ObjectStore(ObjectStore):
         session = boto3.session.Session()
         where = {"region_name": settings.region, "endpoint_url": settings.endpoint_url}
         self._client: Any = session.client("s3", **where, config=Config(
+            signature_version="s3v4",  # botocore presigns with SigV2 otherwise; AWS wants V4
             connect_timeout=connect_timeout_s,
             read_timeout=read_timeout_s,
             retries={"mode": "standard", "total_max_attempts": max_attempts},

@@ -113,6 +113,22 @@ async def test_prefix_is_applied_and_hidden(endpoint: str, bucket: str, s3: Any)
     await unprefixed.close()
 
 
+async def test_presigned_url_serves_the_object_to_a_third_party(endpoint: str, bucket: str) -> None:
+    """What a dataset's `image_mode: object_url` hands a fine-tuning provider: a plain GET works,
+    with no credentials."""
+    import httpx
+
+    store = S3ObjectStore(_settings(endpoint, bucket, prefix="p/"))
+    await store.put("webp/o/s/1.webp", b"RIFF....WEBP", "image/webp")
+    url = await store.presigned_url("webp/o/s/1.webp", 600)
+    assert "X-Amz-Signature" in url and "/p/webp/o/s/1.webp" in url
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(url)).content == b"RIFF....WEBP"
+        # S3 refuses the altered signature (403); moto, which does not check it, finds no object
+        assert (await http.get(url.replace("1.webp", "2.webp"))).status_code in (403, 404)
+    await store.close()
+
+
 async def test_content_type_is_stored(endpoint: str, bucket: str, s3: Any) -> None:
     store = S3ObjectStore(_settings(endpoint, bucket))
     await store.put("raw/o/s/a.png", b"\x89PNG", "image/png")

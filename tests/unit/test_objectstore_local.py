@@ -294,3 +294,11 @@ def test_validate_key_accepts(key: str) -> None:
 def test_validate_key_rejects(key: object) -> None:
     with pytest.raises(ValueError):
         validate_key(key)  # type: ignore[arg-type]
+
+
+async def test_a_local_directory_cannot_hand_out_urls(tmp_path: Path) -> None:
+    from actors.errors import ConfigError
+
+    store = LocalDirObjectStore(tmp_path)
+    with pytest.raises(ConfigError, match="data_url"):
+        await store.presigned_url("webp/a.webp", 60)
