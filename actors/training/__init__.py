@@ -1,0 +1,1 @@
+"""Evaluating models on a dataset's validation split: predictions, comparison, results."""
