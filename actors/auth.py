@@ -160,10 +160,16 @@ async def revoke_key_by_name(pool: asyncpg.Pool, name: str) -> int:
     return int(status.split()[-1])
 
 
+def _plausible(presented: str) -> bool:
+    """Keys are printable ASCII. Anything else (a NUL, a lone surrogate from a WebSocket auth
+    frame) is unknown without a query: it could not be hashed or bound to one anyway."""
+    return presented.isascii() and presented.isprintable()
+
+
 async def authenticate(pool: asyncpg.Pool, presented: str | None) -> Principal:
     if not presented:
         raise Unauthenticated("an API key is required: send 'Authorization: Bearer <key>'")
-    if len(presented) > MAX_KEY_CHARS:
+    if len(presented) > MAX_KEY_CHARS or not _plausible(presented):
         raise Unauthenticated("unknown API key")
     digest = hash_key(presented)
     rows = await pool.fetch(
@@ -193,7 +199,7 @@ class KeyCache:
     _entries: dict[bytes, tuple[float, Principal]] = field(default_factory=dict)
 
     async def authenticate(self, pool: asyncpg.Pool, presented: str | None) -> Principal:
-        if not presented or self.ttl_s <= 0:
+        if not presented or self.ttl_s <= 0 or not _plausible(presented):
             return await authenticate(pool, presented)
         digest = hash_key(presented)
         now = time.monotonic()

@@ -5,6 +5,7 @@
     ├── InvalidInput            valid JSON, invalid content (one detail per problem)
     ├── PayloadTooLarge         body, frame or image over a configured limit
     ├── UnsupportedMedia        a body that is not what its Content-Type says
+    ├── RequestTimeout          a body that stopped arriving before its end
     ├── Unauthenticated         missing or unknown API key
     ├── Forbidden               a key without the scope a route needs
     ├── NotFound                no such session / screenshot (in this organisation)
@@ -32,6 +33,7 @@ __all__ = [
     "InvalidInput",
     "PayloadTooLarge",
     "UnsupportedMedia",
+    "RequestTimeout",
     "Unauthenticated",
     "Forbidden",
     "NotFound",
@@ -75,6 +77,10 @@ class PayloadTooLarge(TracemillError):
 
 class UnsupportedMedia(TracemillError):
     code = "unsupported_media_type"
+
+
+class RequestTimeout(TracemillError):
+    code = "request_timeout"
 
 
 class Unauthenticated(TracemillError):

@@ -10,6 +10,7 @@ import math
 import uuid
 from typing import Any, Awaitable, TypeVar
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -28,6 +29,7 @@ _STATUS: list[tuple[type[E.TracemillError], int]] = [
     (E.Unauthenticated, 401),
     (E.Forbidden, 403),
     (E.NotFound, 404),
+    (E.RequestTimeout, 408),
     (E.Conflict, 409),
     (E.PayloadTooLarge, 413),
     (E.UnsupportedMedia, 415),
@@ -36,6 +38,11 @@ _STATUS: list[tuple[type[E.TracemillError], int]] = [
     (E.DependencyUnavailable, 503),
 ]
 
+_UNSTORABLE_TEXT = (
+    asyncpg.exceptions.UntranslatableCharacterError,  # "\u0000" in JSON text bound for jsonb
+    asyncpg.exceptions.CharacterNotInRepertoireError,  # a NUL byte bound for a text column
+    UnicodeEncodeError,  # a lone surrogate on its way to UTF-8
+)
 _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 
@@ -118,6 +125,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         cause = unwrap(exc)
+        if isinstance(cause, _UNSTORABLE_TEXT):
+            # Text the database cannot hold (NUL, a lone surrogate) that a route's validation
+            # let through: the caller's input, so 422, and the failed statement wrote nothing.
+            cause = E.InvalidInput("the request holds text the database cannot store (NUL or invalid Unicode)")
         if isinstance(cause, E.TracemillError):
             return error_response(cause, request_id_of(request))
         request_id = request_id_of(request)

@@ -2,25 +2,40 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from typing import Any
 
 from fastapi import Request
 
-from actors.errors import MalformedInput, NotFound, PayloadTooLarge, UnsupportedMedia
+from actors.errors import MalformedInput, NotFound, PayloadTooLarge, RequestTimeout, UnsupportedMedia
 
-__all__ = ["read_body", "read_json", "decode_json", "bearer_key", "session_uuid"]
+__all__ = ["BODY_IDLE_TIMEOUT_S", "read_body", "read_json", "decode_json", "bearer_key", "session_uuid"]
+
+# A client that declares a body and then stops sending it would otherwise hold a request slot
+# (and its buffered chunks) for as long as it keeps the socket open: a slow-upload attack. Any
+# gap this long between two chunks ends the request with 408. It bounds the silence, not the
+# upload, so a slow but steady client still gets its 10 MB screenshot through.
+BODY_IDLE_TIMEOUT_S = 4.0
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refusing early (by Content-Length) or while streaming once it passes `limit`."""
+async def read_body(request: Request, limit: int, *, idle_timeout_s: float = BODY_IDLE_TIMEOUT_S) -> bytes:
+    """The body, refusing early (by Content-Length) or while streaming once it passes `limit`,
+    and refusing a body that stalls for `idle_timeout_s` (408)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit}")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    stream = request.stream().__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), idle_timeout_s)
+        except StopAsyncIteration:
+            break
+        except asyncio.TimeoutError:
+            raise RequestTimeout(f"the body stopped arriving for {idle_timeout_s:g} s before its end") from None
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes")

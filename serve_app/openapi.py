@@ -21,6 +21,7 @@ _ERROR_TEXT = {
     401: "Missing or unknown API key",
     403: "The key lacks the scope this route needs",
     404: "No such session or screenshot",
+    408: "The body stopped arriving before its end",
     409: "Conflict, or the session is closed",
     413: "Body, batch or image over the configured limits",
     415: "Unsupported media type, or an image that does not decode",

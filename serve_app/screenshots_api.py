@@ -64,6 +64,12 @@ def inspect_image(data: bytes, media_type: str, max_pixels: int) -> tuple[int, i
                     raise PayloadTooLarge(
                         f"the image is {width}x{height} pixels; the limit is {max_pixels} pixels"
                     )
+                if fmt == "PNG":
+                    # Pillow's decoder checks neither the chunk CRCs nor the IEND chunk, so a
+                    # corrupt or cut-off PNG would be stored, served, and sent to a fine-tune
+                    # provider that refuses it; verify() checks both (and needs a fresh open).
+                    img.verify()
+            with Image.open(io.BytesIO(data), formats=[fmt]) as img:
                 img.load()
     except PayloadTooLarge:
         raise
@@ -144,6 +150,8 @@ async def _already_stored(services: Services, session_id: uuid.UUID, screenshot_
 
 async def get_screenshot(services: Services, request: Request, raw_id: str, raw_shot: str) -> Response:
     _, session_id = await readable_session(services, request, raw_id)
+    if not _SCREENSHOT_ID.match(raw_shot):  # no upload could have stored it; and NUL cannot reach SQL
+        raise NotFound(f"no screenshot {raw_shot[:128]!r} in session {session_id}")
     pool = await services.db()
     row = await with_retries(
         lambda: sessions_repo.fetch_screenshot(pool, session_id, raw_shot), attempts=2, what="screenshot read"
