@@ -64,6 +64,10 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     dataset.add_argument("--sessions", type=int, default=200)
     dataset.add_argument("--events", type=int, default=120, help="events per seeded session")
     dataset.add_argument("--output", type=Path)
+    bad = sub.add_parser("badinput", help="the bad-input corpus and schemathesis: every answer 4xx, none 5xx")
+    bad.add_argument("--max-examples", type=int, default=25, help="schemathesis examples per operation and mode")
+    bad.add_argument("--fuzz-deadline", type=float, default=300.0, help="schemathesis wall-clock bound, seconds")
+    bad.add_argument("--output", type=Path)
     return parser.parse_args(argv)
 
 
@@ -205,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
         return _bench_dataset(args)
     if args.which == "load":
         return _bench_load(args)
+    if args.which == "badinput":
+        from cluster.bench_bad_input import bench_bad_input
+
+        return bench_bad_input(args)
     return _bench_processing(args)
 
 
