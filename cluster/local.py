@@ -62,6 +62,11 @@ class LocalStack:
     # chooses its Serve proxy mode, so the throughput settings here apply to own clusters only.
     address: str | None = None
     throughput_mode: bool = True
+    # Ray's session files; None: Ray's default (/tmp/ray), where `ray status` looks. A cluster of
+    # its own there is what keeps Ray Jobs on this cluster when another one starts later on the
+    # machine: the job supervisor gives each driver the cluster named by its temp dir's
+    # `ray_current_cluster`, which names the most recently started cluster that shares it.
+    ray_temp_dir: Path | None = None
     serve_config: Path = DEFAULT_SERVE_CONFIG
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     postgres: EmbeddedPostgres | None = None
@@ -107,6 +112,7 @@ class LocalStack:
             num_cpus=self.num_cpus or default_logical_cpus(),
             include_dashboard=True,
             dashboard_host="127.0.0.1",
+            _temp_dir=str(self.ray_temp_dir) if self.ray_temp_dir else None,
             namespace="tracemill",
             logging_level=logging.WARNING,
             log_to_driver=False,

@@ -6,6 +6,8 @@ fixture defined in two conftests would be two fixtures, and a second stack canno
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,10 +28,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
     env = {k: v for k, v in os.environ.items() if k not in ("TRACEMILL_S3_BUCKET",)}
     state = Path(tmp_path_factory.mktemp("tracemill-state"))
-    stack = LocalStack(state_dir=state, port=free_port(), num_cpus=2, env=env)
+    # Short, because Ray's socket paths live under it; private, so that clusters other tests
+    # start meanwhile (ray.cluster_utils, `ray start`) never become our Ray Jobs' cluster.
+    ray_temp = Path(tempfile.mkdtemp(prefix="tm-ray-", dir="/tmp"))
+    stack = LocalStack(state_dir=state, port=free_port(), num_cpus=2, env=env, ray_temp_dir=ray_temp)
     stack.start()
     yield stack
     stack.stop()
+    shutil.rmtree(ray_temp, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

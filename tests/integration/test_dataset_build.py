@@ -4,7 +4,6 @@ bad configs and rule-breaking datasets rejected."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
@@ -15,12 +14,11 @@ from typing import Any
 import pytest
 import yaml
 
-from actors.storage.objectstore import make_object_store
 from jobs import build_dataset
 from jobs.dataset_format import example_key, validate_examples
 from tests.support.client import Api
 from tests.support.sessions import record_ready
-from tests.support.stack import run_db
+from tests.support.stack import read_object, run_db
 
 pytestmark = pytest.mark.integration
 TASK = f"Buy a kettle {uuid.uuid4().hex[:8]}"  # unique, so selections see only this module's sessions
@@ -37,16 +35,6 @@ def write_config(tmp_path: Path, **extra: Any) -> Path:
     path = tmp_path / "dataset.yaml"
     path.write_text(yaml.safe_dump(body))
     return path
-
-
-def read_object(stack: Any, key: str) -> bytes:
-    async def go() -> bytes:
-        store = make_object_store(stack.settings.object_store)
-        try:
-            return await store.get(key)
-        finally:
-            await store.close()
-    return asyncio.run(go())
 
 
 def dataset_count(stack: Any) -> int:

@@ -27,7 +27,7 @@ from configs.dataset import DatasetBuildConfig
 from tests.support.client import Api
 from tests.support.openai_server import OpenAITestServer
 from tests.support.sessions import record_ready
-from tests.support.stack import run_db
+from tests.support.stack import read_object, run_db
 
 pytestmark = pytest.mark.integration
 TASK = f"Find a teapot {uuid.uuid4().hex[:8]}"
@@ -83,7 +83,7 @@ def test_dataset_to_registered_model(stack: Any, dataset_id: uuid.UUID, server: 
     assert "sk-test-secret" not in ft["settings"]
     files = json.loads(run_db(stack, "SELECT files FROM datasets WHERE dataset_id = $1", dataset_id)[0]["files"])
     uploaded = sorted(server.finetune.file_data.values(), key=len)
-    assert len(uploaded) == 2 and uploaded[-1] == _object(stack, files["train.jsonl"]["key"])
+    assert len(uploaded) == 2 and uploaded[-1] == read_object(stack, files["train.jsonl"]["key"])
     body = job_creates(server)[0].body
     assert body["method"]["supervised"]["hyperparameters"] == {"n_epochs": 2} and body["suffix"] == "teapot"
     model = run_db(stack, "SELECT * FROM models WHERE finetune_id = $1", uuid.UUID(ft_id))[0]
@@ -98,18 +98,6 @@ def test_dataset_to_registered_model(stack: Any, dataset_id: uuid.UUID, server: 
     assert finetune.main(["--dataset", str(dataset_id), "--config", str(config(tmp_path, server, suffix="teapot2"))]) == 0
     versions = run_db(stack, "SELECT version FROM models WHERE suffix = 'teapot2' ORDER BY version")
     assert [v["version"] for v in versions] == [1, 2]
-
-
-def _object(stack: Any, key: str) -> bytes:
-    from actors.storage.objectstore import make_object_store
-
-    async def go() -> bytes:
-        store = make_object_store(stack.settings.object_store)
-        try:
-            return await store.get(key)
-        finally:
-            await store.close()
-    return asyncio.run(go())
 
 
 def test_failed_provider_job_is_retried_only_when_retryable(stack: Any, dataset_id: uuid.UUID,
@@ -229,7 +217,7 @@ def test_ready_sessions_to_registered_model_to_evaluation(stack: Any, dataset_id
     assert finetune.main(["--dataset", str(dataset_id), "--config", str(config(tmp_path, server, suffix="e2e"))]) == 0
     model = run_db(stack, "SELECT name FROM models WHERE suffix = 'e2e'")[0]["name"]
     files = json.loads(run_db(stack, "SELECT files FROM datasets WHERE dataset_id = $1", dataset_id)[0]["files"])
-    validation = [json.loads(line) for line in _object(stack, files["validation.jsonl"]["key"]).decode().splitlines()]
+    validation = [json.loads(line) for line in read_object(stack, files["validation.jsonl"]["key"]).decode().splitlines()]
     server.respond_as(model, Oracle(validation))  # the fine-tune learned the task
     server.respond_as("gpt-4o-mini-2024-07-18", weak)
     monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)

@@ -13,7 +13,7 @@ from typing import Any
 from PIL import Image
 
 from tests.support.stack import run_db
-from tests.support.client import Api, new_id, send_frame
+from tests.support.client import Api, new_id
 from tests.support.sessions import CHECKOUT_FIELDS, poor_session, record, shop_session, wait_terminal
 
 def test_good_session_ends_ready_with_scores_and_a_verified_archive(api: Api, stack: Any) -> None:

@@ -9,7 +9,7 @@ import asyncpg
 
 from actors import auth
 
-__all__ = ["make_key", "run_db"]
+__all__ = ["make_key", "read_object", "run_db"]
 
 
 def run_db(stack: Any, query: str, *args: Any) -> list[asyncpg.Record]:
@@ -32,5 +32,19 @@ def make_key(stack: Any, scopes: list[str], org_id: Any = auth.DEFAULT_ORG_ID) -
             return (await auth.create_key(pool, scopes=scopes, org_id=org_id, name="test"))[1]
         finally:
             await pool.close()
+
+    return asyncio.run(go())
+
+
+def read_object(stack: Any, key: str) -> bytes:
+    """An object from the stack's object store (local directory or S3)."""
+    from actors.storage.objectstore import make_object_store
+
+    async def go() -> bytes:
+        store = make_object_store(stack.settings.object_store)
+        try:
+            return await store.get(key)
+        finally:
+            await store.close()
 
     return asyncio.run(go())
