@@ -30,6 +30,7 @@ const host = {
     publish({ problem: text, problemAt: text ? Date.now() : null });
   },
   status: publish,
+  shotsDone: () => maybeFinish(),
 };
 const delivery = new Delivery(host);
 const shots = new Shots(host);
@@ -237,7 +238,13 @@ chrome.storage.onChanged.addListener((changes, area) => {
   delivery.retryAt = 0;
   delivery.kick();
 });
-ready.then(() => { delivery.kick(); shots.upload(); maybeFinish(); });
+ready.then(() => {
+  // Alarms need not outlive a browser restart: while a session is open, keep one.
+  if (session) chrome.alarms.create("tracemill", { periodInMinutes: 0.5 });
+  delivery.kick();
+  shots.upload();
+  maybeFinish();
+});
 
 // For the DevTools console (and the e2e tests' diagnostics): the live objects, read-only use.
 self.tracemill = { delivery, shots, host };

@@ -128,7 +128,10 @@
     lastValues.set(el, raw);
     const event = { type, target: describe(el) };
     if (value !== null) event.value = value.slice(0, 4000);
-    if (masked) event.masked = true;
+    if (masked) { // the value said so even where the field did not: paint it in screenshots too
+      event.masked = true;
+      event.target.sensitive = true;
+    }
     send(event);
   }
 

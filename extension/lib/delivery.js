@@ -27,6 +27,7 @@ export class Delivery {
     this.running = false;
     this.again = false;
     this.bytesSent = 0;
+    this.connects = 0; // WebSocket opens tried, for the status and the measurements
   }
 
   // Something may be sendable: run the loop now (or when the backoff allows).
@@ -85,7 +86,8 @@ export class Delivery {
 
   open(s) {
     const cfg = this.host.config();
-    this.host.status({ connection: "connecting" });
+    this.connects += 1;
+    this.host.status({ connection: "connecting", connects: this.connects });
     let ws;
     try {
       ws = new WebSocket(wsUrl(cfg.endpoint, s.id));

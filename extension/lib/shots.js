@@ -88,6 +88,7 @@ export class Shots {
       this.uploading = false;
       this.host.status({ shotsQueued: await queue.countShots() });
     }
+    this.host.shotsDone(); // a stopped session may have waited only for its screenshots
   }
 
   retryLater() {

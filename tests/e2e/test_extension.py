@@ -10,10 +10,12 @@ the extension resumes and nothing recorded is lost or duplicated.
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import re
 import subprocess
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from tests.support.client import Api
 from tests.support.recorder import CHECKOUT, Recorder, Step, shop_task
 from tests.support.sessions import wait_terminal
 from tests.support.shop_site import serve_shop
+from tests.support.net import free_port
 from tests.support.stack import make_key, run_db
 from tests.support.tcp_proxy import TcpProxy
 
@@ -102,32 +105,30 @@ def recorder(tmp_path: Path) -> Any:
     rec.close()
 
 
-def record_task(rec: Recorder, base: str, endpoint: str, key: str) -> tuple[str, dict[str, Any]]:
+def record_task(rec: Recorder, base: str, endpoint: str, key: str) -> tuple[str, int]:
     assert rec.configure(endpoint, key) == "Saved."
     state = rec.popup("start", task=TASK)
     assert state["state"] == "Recording", state
     sid = state["session"]
     shop_task(rec, base)
-    delivered = rec.wait_delivered()
-    rec.popup("stop")
-    return sid, delivered
+    rec.wait_delivered()
+    return sid, rec.stop(sid)
 
 
-@pytest.mark.timeout(150)
 def test_a_recorded_checkout_reaches_the_server_complete_and_clean(
         stack: Any, api: Api, ingest_key: str, recorder: Recorder) -> None:
     with serve_shop() as base:  # open till the end: the kept DOMs load the shop's CSS
-        sid, delivered = record_task(recorder, base, stack.endpoint, ingest_key)
-        check_recording(stack, api, recorder, sid, delivered)
+        sid, recorded = record_task(recorder, base, stack.endpoint, ingest_key)
+        check_recording(stack, api, recorder, sid, recorded)
 
 
-def check_recording(stack: Any, api: Api, recorder: Recorder, sid: str, delivered: dict[str, Any]) -> None:
+def check_recording(stack: Any, api: Api, recorder: Recorder, sid: str, recorded: int) -> None:
     view = wait_until(lambda: (v := api.session(sid))["status"] != "recording" and v, 20, "the finish")
     events = events_of(api, sid)
 
     # Every event the extension numbered is stored, densely, exactly once.
     assert [e["seq"] for e in events] == list(range(len(events)))
-    assert len(events) >= delivered["recorded"] and view["acked_through"] == len(events) - 1
+    assert len(events) == recorded and view["acked_through"] == len(events) - 1
     assert view["type"] == "human"
     assert run_db(stack, "SELECT task FROM sessions WHERE session_id = $1", uuid.UUID(sid))[0]["task"] == TASK
     named = milestones(events)
@@ -294,7 +295,6 @@ def check_screenshots(api: Api, sid: str, events: list[dict[str, Any]], view: di
 # ------------------------------------------------------------------ the endpoint goes away
 
 
-@pytest.mark.timeout(150)
 def test_the_extension_resumes_after_the_endpoint_and_the_browser_went_away(
         stack: Any, api: Api, ingest_key: str, tmp_path: Path) -> None:
     # The shared stack serves every test, so the endpoint is taken away by cutting a TCP proxy
@@ -334,18 +334,164 @@ def test_the_extension_resumes_after_the_endpoint_and_the_browser_went_away(
 
             proxy.restore()  # back while the person is still typing
             shop_task(rec, base, after="card")
-            delivered = rec.wait_delivered(timeout=40)
-            rec.popup("stop")
+            rec.wait_delivered(timeout=40)
+            recorded = rec.stop(sid)
             view = wait_until(lambda: (v := api.session(sid))["status"] != "recording" and v, 30, "the finish")
     finally:
         rec.close()
         proxy.close()
 
     events = events_of(api, sid)
-    assert [e["seq"] for e in events] == list(range(len(events))) == list(range(delivered["recorded"]))
+    assert [e["seq"] for e in events] == list(range(recorded))
     assert view["event_count"] == len(events) and view["acked_through"] == len(events) - 1
     expected = list(EXPECTED)
     expected.insert(expected.index("click:checkout-link"), "navigation:/cart.html:typed")
     assert milestones(events) == expected, "\n".join(milestones(events))  # each act once: none lost, none twice
     shots = [e for e in events if e["type"] == "screenshot"]
     wait_until(lambda: api.session(sid)["screenshot_count"] == len(shots), 20, "every screenshot uploaded")
+
+
+# ------------------------------------------------------------------ options, fallback, masking
+
+
+def test_the_options_page_refuses_bad_input_with_clear_messages(recorder: Recorder) -> None:
+    page = recorder.browser.extension_page("options/options.html")
+
+    def save(endpoint: str, key: str, selectors: str = "") -> dict[str, str]:
+        page.eval(f"document.getElementById('endpoint').value = {json.dumps(endpoint)};"
+                  f"document.getElementById('apiKey').value = {json.dumps(key)};"
+                  f"document.getElementById('maskSelectors').value = {json.dumps(selectors)};"
+                  "document.getElementById('result').textContent = '';"
+                  "document.getElementById('save').click(); 1")
+        wait_until(lambda: page.eval("document.getElementById('result').textContent"), 5, "an answer")
+        return dict(page.eval("Object.fromEntries(['endpoint-error','apiKey-error','maskSelectors-error','result']"
+                              ".map((id) => [id, document.getElementById(id).textContent]))"))
+
+    good_key = "tm_" + "A" * 43
+    said = save("127.0.0.1:8000", good_key)
+    assert "full address" in said["endpoint-error"] or "http://" in said["endpoint-error"], said
+    assert said["result"].startswith("Not saved")
+    assert "http:// or https://" in save("ftp://example.com", good_key)["endpoint-error"]
+    assert "without a query" in save("http://example.com/?x=1", good_key)["endpoint-error"]
+    assert "tm_" in save("http://127.0.0.1:8000", "not-a-key")["apiKey-error"]
+    assert "tracemill keys create" in save("http://127.0.0.1:8000", "")["apiKey-error"]
+    assert "Not a valid CSS selector: div[" in save("http://127.0.0.1:8000", good_key, "div[")["maskSelectors-error"]
+    assert page.eval("chrome.storage.local.get('config').then((s) => s.config || null)") is None, "nothing saved yet"
+
+    nobody = f"http://127.0.0.1:{free_port()}"
+    said = save(nobody + "/", good_key, ".secret\n#pin")
+    assert said == {"endpoint-error": "", "apiKey-error": "", "maskSelectors-error": "", "result": "Saved."}, said
+    config = page.eval("chrome.storage.local.get('config').then((s) => s.config)")
+    assert config["endpoint"] == nobody and config["masking"]["maskSelectors"] == [".secret", "#pin"]
+
+    # Nothing answers there: the test button says so in words.
+    page.eval("document.getElementById('result').textContent = ''; document.getElementById('test').click(); 1")
+    answer = wait_until(lambda: page.eval("document.getElementById('result').textContent"), 10, "the test")
+    assert answer.startswith(f"Nothing answers at {nobody}."), answer
+
+
+def test_events_go_over_http_when_websockets_are_blocked(stack: Any, api: Api, ingest_key: str,
+                                                          recorder: Recorder) -> None:
+    proxy = TcpProxy("127.0.0.1", urlsplit(stack.endpoint).port or 80, block_websockets=True)
+    try:
+        with serve_shop() as base:
+            assert recorder.configure(proxy.url, ingest_key) == "Saved."
+            sid = recorder.popup("start", task=TASK)["session"]
+            shop_task(recorder, base, until="product")
+            delivered = recorder.wait_delivered(timeout=40)
+            assert "HTTP" in delivered["connection"], delivered
+            recorded = recorder.stop(sid)
+            wait_until(lambda: api.session(sid)["status"] != "recording", 20, "the finish")
+    finally:
+        proxy.close()
+    assert proxy.refused_upgrades >= 3
+    events = events_of(api, sid)
+    assert [e["seq"] for e in events] == list(range(recorded))
+    assert milestones(events) == EXPECTED[:EXPECTED.index("click:Reviews")]
+
+
+PRIVATE_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Account</title></head><body>
+<main>
+  <h1>Account</h1>
+  <form id="f">
+    <label for="user">Display name</label><input id="user" name="display">
+    <label for="otp">Code</label><input id="otp" name="code" autocomplete="one-time-code">
+    <label for="street">Street</label><input id="street" name="s1" autocomplete="street-address">
+    <label for="cvv">Security code</label><input id="cvv" name="cvv">
+    <label for="notes">Notes</label><textarea id="notes" class="private-notes"></textarea>
+    <label for="comment">Comment</label><input id="comment" name="comment">
+  </form>
+  <div class="rr-block" id="vault"><button id="vault-open">Open vault Zeta-Quill</button><p>Vault Zeta-Quill</p></div>
+  <p class="rr-mask" id="balance">Balance Marigold-Nine</p>
+  <div class="house-block"><a id="house" href="#h">House Ochre-Lynx</a></div>
+</main></body></html>"""
+
+TYPED = {"user": "Pat Example", "otp": "731904", "street": "12 Quarry Lane", "cvv": "4821",
+         "notes": "remember Tangerine-Owl", "comment": "my card 5555 5555 5555 4444 thanks"}
+HIDDEN_TEXT = ("Zeta-Quill", "Marigold-Nine", "Ochre-Lynx", "731904", "12 Quarry Lane", "4821", "Tangerine-Owl",
+               "5555 5555 5555 4444", "5555555555554444")
+
+
+@pytest.fixture()
+def private_site() -> Any:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the base class's name
+            body = PRIVATE_PAGE.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_mask_and_block_rules_apply_before_anything_leaves_the_page(
+        stack: Any, api: Api, ingest_key: str, recorder: Recorder, private_site: str) -> None:
+    assert recorder.configure(stack.endpoint, ingest_key) == "Saved."
+    page = recorder.browser.extension_page("options/options.html")  # and the page's own rules
+    wait_until(lambda: page.eval("document.getElementById('endpoint').value"), 5, "the saved options")
+    page.eval("document.getElementById('blockClasses').value = 'house-block';"
+              "document.getElementById('maskSelectors').value = '.private-notes';"
+              "document.getElementById('save').click(); 1")
+    wait_until(lambda: page.eval("document.getElementById('result').textContent") == "Saved.", 5, "saved")
+    recorder.browser.close_target(page)
+    sid = recorder.popup("start", task="update my account")["session"]
+    tab = recorder.tab
+    tab.navigate(private_site + "/account")
+    recorder.settle()
+    for field, text in TYPED.items():
+        tab.type(f"#{field}", text)
+    tab.click("#vault-open")
+    tab.click("#balance")
+    tab.click("#house")
+    recorder.settle(1.0)
+    recorder.wait_delivered()
+    recorder.popup("stop")
+    wait_until(lambda: api.session(sid)["status"] != "recording", 20, "the finish")
+
+    events = events_of(api, sid)
+    text = json.dumps(events)
+    assert not [t for t in HIDDEN_TEXT if t in text]
+    rows = run_db(stack, "SELECT coalesce(string_agg(t::text, chr(10)), '') AS dump FROM interactions t"
+                         " WHERE session_id = $1", uuid.UUID(sid))[0]["dump"]
+    assert len(rows) > 1000 and not [t for t in HIDDEN_TEXT if t in rows]
+    inputs = {e["target"]["attributes"]["id"]: e for e in events if e["type"] == "input"}
+    assert inputs["user"]["value"] == "Pat Example" and not inputs["user"].get("masked")
+    for field in ("otp", "street", "cvv", "notes", "comment"):
+        assert inputs[field]["masked"] is True and inputs[field]["target"]["sensitive"] is True, inputs[field]
+    clicks = {e["target"]["attributes"].get("id"): e["target"] for e in events if e["type"] == "click"}
+    for blocked in ("vault-open", "house"):
+        assert clicks[blocked]["sensitive"] is True and "text" not in clicks[blocked], clicks[blocked]
+        assert {s["kind"] for s in clicks[blocked]["selectors"]} <= {"css", "xpath", "testid"}, clicks[blocked]
+    assert clicks["balance"]["masked"] is True and set(clicks["balance"]["text"]) <= {"*", " "}
+    snapshot = next(e for e in events if e["type"] == "dom_snapshot")
+    ids = {el["attributes"].get("id") for el in snapshot["elements"]}
+    assert "user" in ids and not ids & {"vault-open", "house"}, ids

@@ -120,6 +120,17 @@ class Recorder:
 
         return dict(wait_until(done, timeout, "every recorded event to be acked", interval=0.25))
 
+    def stop(self, sid: str, timeout: float = 30) -> int:
+        """Stop from the popup and wait for the extension to finish the session on the server;
+        the number of events it recorded (late screenshots included)."""
+        self.popup("stop")
+
+        def done() -> int | None:
+            last = self.status().get("lastSession") or {}
+            return int(last["events"]) if last.get("id") == sid else None
+
+        return int(wait_until(done, timeout, "the extension to finish the session", interval=0.25))
+
     # -------------------------------------------------------------- acting on the page
 
     def step(self, name: str, action: Callable[[], Any]) -> Any:
