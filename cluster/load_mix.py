@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import zlib
 from dataclasses import dataclass, field
 
 import httpx
@@ -58,13 +59,16 @@ class SideTraffic:
         await asyncio.gather(*self._busy.values(), return_exceptions=True)
 
     async def _turn(self, session_id: str, frame_no: int, last_seq: int) -> None:
-        if self.screenshot_every and frame_no % self.screenshot_every == 0 and self.frames:
+        # Each session's own phase: the screenshot share of all frames stays 1/N whatever the
+        # number of sessions, even when each session sends only a few frames in the window.
+        phase = zlib.crc32(session_id.encode())
+        if self.screenshot_every and (frame_no + phase) % self.screenshot_every == 0 and self.frames:
             png = self.frames[frame_no // self.screenshot_every % len(self.frames)]
             await self._call(self.screenshots, "PUT",
                              f"/v1/sessions/{session_id}/screenshots/f{frame_no:06d}",
                              params={"seq": last_seq, "trigger": "click"}, content=png,
                              headers={"Content-Type": "image/png"})
-        if self.read_every and frame_no % self.read_every == 0:
+        if self.read_every and (frame_no + phase) % self.read_every == 0:
             await self._call(self.reads, "GET", f"/v1/sessions/{session_id}")
 
     async def finish(self, session_id: str) -> None:
