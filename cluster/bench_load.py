@@ -243,11 +243,15 @@ def bench_load(stack: Any, key: str, ns: list[int], duration_s: float, warmup_s:
         _progress(f"N={n}: no-op Serve WebSocket (stream only)")
         noop, noop_roles = run_n(stack.endpoint, key, n, duration_s=duration_s, warmup_s=warmup_s,
                                  mixed=False, prefix="/noop", pg_data_dir=pg_dir)
+        _progress(f"N={n}: tracemill, stream only")
+        stream, _ = run_n(stack.endpoint, key, n, duration_s=duration_s, warmup_s=warmup_s, mixed=False,
+                          pg_data_dir=pg_dir)
         _progress(f"N={n}: tracemill, mixed workload")
         real, roles = run_n(stack.endpoint, key, n, duration_s=duration_s, warmup_s=warmup_s, mixed=True,
                             pg_data_dir=pg_dir)
         runs.append({"sessions": n, "tracemill": _row(real) | {"processes": roles},
                      "noop_baseline": _row(noop) | {"processes": noop_roles},
+                     "tracemill_stream_only": _row(stream),
                      "ratio_events_per_s_to_noop": round(real.events_per_s / noop.events_per_s, 3)
                      if noop.events_per_s else None,
                      "ratio_events_per_s_to_raw_upserts": round(real.events_per_s / upserts, 3)})
@@ -270,6 +274,7 @@ def plot(result: dict[str, Any], path: Any) -> None:
     ns = [r["sessions"] for r in result["runs"]]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=100)
     for key, label, colour in (("tracemill", "tracemill (mixed workload)", "#3b6ea8"),
+                               ("tracemill_stream_only", "tracemill (events only)", "#7aa6d6"),
                                ("noop_baseline", "no-op Serve WebSocket", "#999999")):
         left.plot(ns, [r[key]["events_per_s"] for r in result["runs"]], "o-", label=label, color=colour)
         right.plot(ns, [r[key]["p99_ms"] or 0 for r in result["runs"]], "o-", label=label, color=colour)
