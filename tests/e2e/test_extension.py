@@ -27,6 +27,7 @@ from tests.integration.test_privacy_e2e import database_dump, store_dump
 from tests.support.browser import chromium
 from tests.support.cdp import EXTENSION_DIR, Page, wait_until
 from tests.support.client import Api
+from tests.support.scripted_endpoint import scripted_endpoint
 from tests.support.recorder import CHECKOUT, Recorder, Step, shop_task
 from tests.support.sessions import wait_terminal
 from tests.support.shop_site import serve_shop
@@ -152,7 +153,7 @@ def check_recording(stack: Any, api: Api, recorder: Recorder, sid: str, recorded
     check_screenshots(api, sid, events, view)
 
     # Finalise, then nothing typed into the sensitive fields is anywhere.
-    final = wait_terminal(api, sid, timeout=60)
+    final = wait_terminal(api, sid, timeout=150)
     assert final["status"] in ("ready", "rejected"), final
     if os.environ.get(RECORD_DEMO_ENV):  # python -m tests.e2e.record_demo
         export_demo(api, sid, Path(os.environ[RECORD_DEMO_ENV]))
@@ -288,7 +289,7 @@ def check_screenshots(api: Api, sid: str, events: list[dict[str, Any]], view: di
                 return False
         return True
 
-    wait_until(all_compressed, 30, "every screenshot stored as WebP", interval=0.5)
+    wait_until(all_compressed, 90, "every screenshot stored as WebP", interval=0.5)
     assert api.session(sid)["screenshot_count"] == len(shots)
 
 
@@ -495,3 +496,20 @@ def test_mask_and_block_rules_apply_before_anything_leaves_the_page(
     snapshot = next(e for e in events if e["type"] == "dom_snapshot")
     ids = {el["attributes"].get("id") for el in snapshot["elements"]}
     assert "user" in ids and not ids & {"vault-open", "house"}, ids
+
+
+def test_slow_down_is_honoured_and_nothing_is_lost(recorder: Recorder) -> None:
+    key = "tm_" + "S" * 43
+    with scripted_endpoint(key, slow_down_frames=2, retry_after_ms=1500) as endpoint, serve_shop() as base:
+        assert recorder.configure(endpoint.url, key) == "Saved."
+        sid = recorder.popup("start", task=TASK)["session"]
+        shop_task(recorder, base, until="product")
+        recorder.wait_delivered(timeout=30)
+        recorded = recorder.stop(sid)
+    shed = [i for i, f in enumerate(endpoint.frames) if f.answer == "slow_down"]
+    assert len(shed) == 2, endpoint.frames
+    for i in shed:  # the next frame waited out the pause the server asked for
+        assert endpoint.frames[i + 1].at - endpoint.frames[i].at >= 1.5 - 0.05, endpoint.frames[i:i + 2]
+        assert endpoint.frames[i].seqs[0] in endpoint.frames[i + 1].seqs, "the shed events were sent again"
+    assert endpoint.seqs == set(range(recorded)) and endpoint.finished["last_seq"] == recorded - 1
+    assert endpoint.shots, "screenshots were uploaded"
