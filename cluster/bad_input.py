@@ -137,45 +137,51 @@ def _event(**extra: object) -> dict[str, object]:
     return {"seq": 0, "type": "click", "ts": TS, "target": {"tag": "a"}, **extra}
 
 
+def _j(obj: object) -> bytes:
+    return json.dumps(obj).encode()
+
+
 def _events_body(*events: object) -> bytes:
     return json.dumps({"events": list(events)}).encode()
 
 
 def _huge_cases() -> list[BadCase]:
-    ev = "/v1/sessions/{id}/events"
     five_mb = b'{"events": [' + b"0," * (5 * 1024 * 1024 // 2) + b"0]}"
     deep = {"a": 1}
     for _ in range(400):
         deep = {"a": deep}
+    E, SC = ("/v1/sessions/{id}/events", S + "/events", "ingest"), ("/v1/sessions", "/v1/sessions", "ingest")
+    DS, FT = ("/v1/datasets", "/v1/datasets", "admin"), ("/v1/finetunes", "/v1/finetunes", "admin")
     rows: list[tuple[str, str, str, str, bytes, frozenset[int]]] = [
-        (ev, S + "/events", "ingest", "5mb_array", five_mb, U413),
-        (ev, S + "/events", "ingest", "too_many_events", _events_body(*[_event(seq=i) for i in range(1001)]), U413),
-        (ev, S + "/events", "ingest", "string_over_limit", _events_body(_event(url="u" * 9000)), U422),
-        (ev, S + "/events", "ingest", "html_over_limit",
-         _events_body({"seq": 0, "type": "dom_snapshot", "ts": TS, "elements": [], "html": "h" * 300_000}), frozenset({413, 422})),
-        (ev, S + "/events", "ingest", "context_depth_400", _events_body(_event(target={"tag": "a", "context": deep})), U422),
-        (ev, S + "/events", "ingest", "custom_data_depth_400",
+        (*E, "5mb_array", five_mb, U413),
+        (*E, "too_many_events", _events_body(*[_event(seq=i) for i in range(1001)]), U413),
+        (*E, "string_over_limit", _events_body(_event(url="u" * 9000)), U422),
+        (*E, "html_over_limit",
+         _events_body({"seq": 0, "type": "dom_snapshot", "ts": TS, "elements": [], "html": "h" * 300_000}),
+         frozenset({413, 422})),
+        (*E, "context_depth_400", _events_body(_event(target={"tag": "a", "context": deep})), U422),
+        (*E, "custom_data_depth_400",
          _events_body({"seq": 0, "type": "custom", "ts": TS, "name": "n", "data": deep}), U422),
-        (ev, S + "/events", "ingest", "seq_1e400", b'{"events": [{"seq": 1e400, "type": "click", "ts": 1, "target": {}}]}', U422),
-        (ev, S + "/events", "ingest", "custom_data_1e400",
+        (*E, "seq_1e400", b'{"events": [{"seq": 1e400, "type": "click", "ts": 1, "target": {}}]}', U422),
+        (*E, "custom_data_1e400",
          b'{"events": [{"seq": 0, "type": "custom", "ts": %d, "name": "n", "data": 1e400}]}' % TS, U422),
-        (ev, S + "/events", "ingest", "seq_2_pow_64", _events_body(_event(seq=2**64)), U422),
-        (ev, S + "/events", "ingest", "event_over_512kb",
+        (*E, "seq_2_pow_64", _events_body(_event(seq=2**64)), U422),
+        (*E, "event_over_512kb",
          _events_body(_event(junk=["j" * 8000] * 70)), frozenset({413, 422})),
-        ("/v1/sessions", "/v1/sessions", "ingest", "metadata_20kb",
-         json.dumps({"type": "human", "metadata": {"k": ["m" * 8000, "m" * 8000, "m" * 5000]}}).encode(), U422),
-        ("/v1/sessions", "/v1/sessions", "ingest", "metadata_depth_400", json.dumps({"type": "human", "metadata": deep}).encode(), U422),
-        ("/v1/sessions", "/v1/sessions", "ingest", "metadata_1e400", b'{"type": "human", "metadata": {"x": 1e400}}', U422),
-        ("/v1/sessions", "/v1/sessions", "ingest", "task_over_4000", json.dumps({"type": "human", "task": "t" * 4001}).encode(), U422),
-        ("/v1/sessions", "/v1/sessions", "ingest", "viewport_2_pow_70",
-         json.dumps({"type": "human", "viewport": {"width": 2**70, "height": 1}}).encode(), U422),
-        ("/v1/datasets", "/v1/datasets", "admin", "name_over_100", json.dumps({"name": "n" * 5000}).encode(), U422),
-        ("/v1/datasets", "/v1/datasets", "admin", "max_sessions_2_pow_80",
-         json.dumps({"name": "n", "selection": {"max_sessions": 2**80}}).encode(), U422),
-        ("/v1/finetunes", "/v1/finetunes", "admin", "suffix_1mb",
-         json.dumps({"dataset_id": "@uuid@", "suffix": "s" * 1_000_000}).encode(), frozenset({404, 422})),
-        ("/v1/finetunes", "/v1/finetunes", "admin", "poll_interval_1e308",
-         json.dumps({"dataset_id": "@uuid@", "poll_interval_s": 1e308}).encode(), U422),
+        (*SC, "metadata_20kb",
+         _j({"type": "human", "metadata": {"k": ["m" * 8000, "m" * 8000, "m" * 5000]}}), U422),
+        (*SC, "metadata_depth_400", _j({"type": "human", "metadata": deep}), U422),
+        (*SC, "metadata_1e400", b'{"type": "human", "metadata": {"x": 1e400}}', U422),
+        (*SC, "task_over_4000", _j({"type": "human", "task": "t" * 4001}), U422),
+        (*SC, "viewport_2_pow_70",
+         _j({"type": "human", "viewport": {"width": 2**70, "height": 1}}), U422),
+        (*DS, "name_over_100", _j({"name": "n" * 5000}), U422),
+        (*DS, "max_sessions_2_pow_80",
+         _j({"name": "n", "selection": {"max_sessions": 2**80}}), U422),
+        (*FT, "suffix_1mb",
+         _j({"dataset_id": "@uuid@", "suffix": "s" * 1_000_000}), frozenset({404, 422})),
+        (*FT, "poll_interval_1e308",
+         _j({"dataset_id": "@uuid@", "poll_interval_s": 1e308}), U422),
     ]
     return [BadCase("huge_nested", r, "POST", p, n, e, k, JSON, b) for r, p, k, n, b, e in rows]
 

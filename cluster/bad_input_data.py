@@ -35,7 +35,8 @@ _WRONG: list[tuple[str, Any]] = [
 ]
 # Values a valid instance takes, by field name, where the schema alone is not enough
 # (ts must fall in a window; names follow patterns).
-_OVERRIDES: dict[str, Any] = {"ts": TS, "seq": 0, "name": "corpus-name", "dataset_id": "00000000-0000-4000-8000-000000000000"}
+_OVERRIDES: dict[str, Any] = {"ts": TS, "seq": 0, "name": "corpus-name",
+                              "dataset_id": "00000000-0000-4000-8000-000000000000"}
 
 
 def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:

@@ -18,9 +18,17 @@ _SHOT = "/v1/sessions/{id}/screenshots/{sid}"
 _FILE = "/v1/datasets/{id}/files/{name}"
 
 
+def _j(obj: object) -> bytes:
+    return json.dumps(obj).encode()
+
+
+def _evs(*events: object) -> bytes:
+    return json.dumps({"events": list(events)}).encode()
+
+
 def _ev(url: object = "https://shop.example/", **extra: object) -> bytes:
     event = {"seq": 0, "type": "navigation", "ts": TS, "url": url, **extra}
-    return json.dumps({"events": [event]}).encode()
+    return _evs(event)
 
 
 def unicode_cases() -> list[BadCase]:
@@ -31,34 +39,34 @@ def unicode_cases() -> list[BadCase]:
         (_EV, S + "/events", "ingest", "lone_low_surrogate_title", _ev(title="\udfff"), U422),
         (_EV, S + "/events", "ingest", "surrogate_in_unknown_field", _ev(extra_field="\ud800"), U422),
         (_EV, S + "/events", "ingest", "nul_in_url", _ev("https://x/\x00"), U422),
-        (_EV, S + "/events", "ingest", "nul_in_type", json.dumps({"events": [{"seq": 0, "type": "click\x00", "ts": TS}]}).encode(), U422),
-        (_EV, S + "/events", "ingest", "rtl_override_type", json.dumps({"events": [{"seq": 0, "type": "\u202ekcilc", "ts": TS}]}).encode(), U422),
-        (_EV, S + "/events", "ingest", "fullwidth_digits_seq", json.dumps({"events": [{"seq": "\uff11", "type": "click", "ts": TS}]}).encode(), U422),
+        (_EV, S + "/events", "ingest", "nul_in_type", _evs({"seq": 0, "type": "click\x00", "ts": TS}), U422),
+        (_EV, S + "/events", "ingest", "rtl_override_type", _evs({"seq": 0, "type": "\u202ekcilc", "ts": TS}), U422),
+        (_EV, S + "/events", "ingest", "fullwidth_digits_seq", _evs({"seq": "\uff11", "type": "click", "ts": TS}), U422),
         (_EV, S + "/events", "ingest", "url_9000_emoji", _ev("\U0001f600" * 9000), U422),
         (_EV, S + "/events", "ingest", "nul_in_custom_key",
-         json.dumps({"events": [{"seq": 0, "type": "custom", "ts": TS, "name": "n", "data": {"k\x00": 1}}]}).encode(), U422),
+         _evs({"seq": 0, "type": "custom", "ts": TS, "name": "n", "data": {"k\x00": 1}}), U422),
         (_EV, S + "/events", "ingest", "surrogate_in_custom_data",
-         json.dumps({"events": [{"seq": 0, "type": "custom", "ts": TS, "name": "n", "data": ["\ud83d"]}]}).encode(), U422),
-        ("/v1/sessions", "/v1/sessions", "ingest", "surrogate_task", json.dumps({"type": "human", "task": "\ud800"}).encode(), U422),
-        ("/v1/sessions", "/v1/sessions", "ingest", "nul_task", json.dumps({"type": "human", "task": "a\x00b"}).encode(), U422),
+         _evs({"seq": 0, "type": "custom", "ts": TS, "name": "n", "data": ["\ud83d"]}), U422),
+        ("/v1/sessions", "/v1/sessions", "ingest", "surrogate_task", _j({"type": "human", "task": "\ud800"}), U422),
+        ("/v1/sessions", "/v1/sessions", "ingest", "nul_task", _j({"type": "human", "task": "a\x00b"}), U422),
         ("/v1/sessions", "/v1/sessions", "ingest", "surrogate_metadata_key",
-         json.dumps({"type": "human", "metadata": {"\udc00": 1}}).encode(), U422),
+         _j({"type": "human", "metadata": {"\udc00": 1}}), U422),
         ("/v1/sessions", "/v1/sessions", "ingest", "nul_metadata_value",
-         json.dumps({"type": "human", "metadata": {"k": "\x00"}}).encode(), U422),
-        ("/v1/sessions", "/v1/sessions", "ingest", "homoglyph_type", json.dumps({"type": "hum\u0430n"}).encode(), U422),
+         _j({"type": "human", "metadata": {"k": "\x00"}}), U422),
+        ("/v1/sessions", "/v1/sessions", "ingest", "homoglyph_type", _j({"type": "hum\u0430n"}), U422),
         ("/v1/sessions", "/v1/sessions", "ingest", "rtl_client_name_over_limit",
-         json.dumps({"type": "human", "client": {"name": "\u202e" * 200, "version": "1"}}).encode(), U422),
+         _j({"type": "human", "client": {"name": "\u202e" * 200, "version": "1"}}), U422),
         ("/v1/sessions", "/v1/sessions", "ingest", "zero_width_uuid",
-         json.dumps({"type": "human", "session_id": "\u200b00000000-0000-4000-8000-000000000000"}).encode(), U422),
-        ("/v1/datasets", "/v1/datasets", "admin", "zero_width_name", json.dumps({"name": "a\u200bb"}).encode(), U422),
+         _j({"type": "human", "session_id": "\u200b00000000-0000-4000-8000-000000000000"}), U422),
+        ("/v1/datasets", "/v1/datasets", "admin", "zero_width_name", _j({"name": "a\u200bb"}), U422),
         ("/v1/datasets", "/v1/datasets", "admin", "surrogate_task_contains",
-         json.dumps({"name": "a", "selection": {"task_contains": "\ud800"}}).encode(), U422),
+         _j({"name": "a", "selection": {"task_contains": "\ud800"}}), U422),
         ("/v1/datasets", "/v1/datasets", "admin", "nul_system_prompt",
-         json.dumps({"name": "a", "format": {"system_prompt": "\x00"}}).encode(), U422),
+         _j({"name": "a", "format": {"system_prompt": "\x00"}}), U422),
         ("/v1/finetunes", "/v1/finetunes", "admin", "surrogate_suffix",
-         json.dumps({"dataset_id": "@uuid@", "suffix": "\ud800"}).encode(), frozenset({404, 422})),
+         _j({"dataset_id": "@uuid@", "suffix": "\ud800"}), frozenset({404, 422})),
         ("/v1/finetunes", "/v1/finetunes", "admin", "nul_model",
-         json.dumps({"dataset_id": "@uuid@", "model": "gpt\x00"}).encode(), frozenset({404, 422})),
+         _j({"dataset_id": "@uuid@", "model": "gpt\x00"}), frozenset({404, 422})),
     ]
     return [BadCase("unicode", r, "POST", p, n, e, k, JSON, b) for r, p, k, n, b, e in rows]
 
@@ -92,14 +100,14 @@ def injection_cases() -> list[BadCase]:
     for i, bad in enumerate(_SQL):
         add(_EV, "GET", f"{S}/events?after_seq={quote(bad)}", f"after_seq_{i}", U422, "read")
         add("/v1/stats", "GET", f"/v1/stats?limit={quote(bad)}", f"limit_{i}", U422, "read")
-        add("/v1/datasets", "POST", "/v1/datasets", f"sql_name_{i}", U422, "admin", json.dumps({"name": bad}).encode(), JSON)
-        add("/v1/sessions", "POST", "/v1/sessions", f"sql_type_{i}", U422, "ingest", json.dumps({"type": bad}).encode(), JSON)
+        add("/v1/datasets", "POST", "/v1/datasets", f"sql_name_{i}", U422, "admin", _j({"name": bad}), JSON)
+        add("/v1/sessions", "POST", "/v1/sessions", f"sql_type_{i}", U422, "ingest", _j({"type": bad}), JSON)
     add("/v1/finetunes", "POST", "/v1/finetunes", "provider_override", U422, "admin",
-        json.dumps({"dataset_id": "@uuid@", "provider": "evil", "base_url": "http://169.254.169.254/"}).encode(), JSON)
+        _j({"dataset_id": "@uuid@", "provider": "evil", "base_url": "http://169.254.169.254/"}), JSON)
     add("/v1/finetunes", "POST", "/v1/finetunes", "api_key_override", U422, "admin",
-        json.dumps({"dataset_id": "@uuid@", "api_key": "sk-attacker"}).encode(), JSON)
+        _j({"dataset_id": "@uuid@", "api_key": "sk-attacker"}), JSON)
     add("/v1/datasets", "POST", "/v1/datasets", "other_org", U422, "admin",
-        json.dumps({"name": "x", "selection": {"org_id": "00000000-0000-4000-8000-000000000001"}}).encode(), JSON)
+        _j({"name": "x", "selection": {"org_id": "00000000-0000-4000-8000-000000000001"}}), JSON)
     add("/v1/sessions/{id}", "GET", S, "spoofed_forwarding_headers", frozenset({401}), None, None,
         (("Authorization", "Bearer tm_fake"), ("X-Forwarded-For", "127.0.0.1, evil"), ("X-Original-URL", "/admin")))
     return cases
@@ -126,7 +134,7 @@ def screenshot_cases(images: list[tuple[str, str, bytes, frozenset[int]]]) -> li
         BadCase("state", _SHOT, "PUT", "/v1/sessions/@closed@/screenshots/late", "closed_session", U409, "ingest", image, good),
         BadCase("state", _SHOT, "PUT", "/v1/sessions/@uuid@/screenshots/x", "unknown_session", U404, "ingest", image, good),
         BadCase("state", _EV, "POST", "/v1/sessions/@closed@/events", "closed_session", U409, "ingest", JSON,
-                json.dumps({"events": [{"seq": 0, "type": "scroll", "ts": TS, "x": 0, "y": 0}]}).encode()),
+                _evs({"seq": 0, "type": "scroll", "ts": TS, "x": 0, "y": 0})),
         BadCase("state", "/v1/finetunes", "POST", "/v1/finetunes", "dataset_not_built", frozenset({404, 409}), "admin", JSON,
                 b'{"dataset_id": "@dataset@"}'),
         BadCase("state", _FILE, "GET", "/v1/datasets/@dataset@/files/train.jsonl", "dataset_not_built", U404, "read"),
