@@ -112,8 +112,8 @@ function transition(event, tab) {
 
 chrome.runtime.onMessage.addListener((message, sender, reply) => {
   if (!message || typeof message !== "object") return false;
-  if (message.kind === "event" && sender.tab && sender.frameId === 0) {
-    onPageEvent(message, sender.tab);
+  if (message.kind === "hello" && sender.tab && sender.frameId === 0) {
+    reply({ id: sender.tab.id, windowId: sender.tab.windowId });
     return false;
   }
   if (message.kind === "start") {
@@ -127,6 +127,40 @@ chrome.runtime.onMessage.addListener((message, sender, reply) => {
   return false;
 });
 
+// The pages' outbox (see content/capture.js): drained in key order, each key removed once its
+// event is queued, so that nothing is taken twice and nothing is dropped while the worker sleeps.
+let drainPromise = null;
+let drainAgain = false;
+function drainOutbox() {
+  if (drainPromise) {
+    drainAgain = true; // the running drain goes round once more
+    return drainPromise;
+  }
+  drainPromise = (async () => {
+    try {
+      do {
+        drainAgain = false;
+        const all = await chrome.storage.local.get(null);
+        for (const key of Object.keys(all).filter((k) => k.startsWith("ob:")).sort()) {
+          const entry = all[key];
+          await onPageEvent(entry, entry.tab || (await activeTabAt(entry.event.url)));
+          await chrome.storage.local.remove(key);
+        }
+      } while (drainAgain);
+    } finally {
+      drainPromise = null;
+    }
+  })();
+  return drainPromise;
+}
+
+// A page whose tab was not known yet: the active tab showing its URL, if any.
+async function activeTabAt(url) {
+  const tabs = await chrome.tabs.query({ active: true }).catch(() => []);
+  const t = tabs.find((x) => x.url === url);
+  return t ? { id: t.id, windowId: t.windowId } : null;
+}
+
 async function onPageEvent({ event, viewport }, tab) {
   await ready;
   if (!session || session.finish) return;
@@ -135,7 +169,7 @@ async function onPageEvent({ event, viewport }, tab) {
   if (seq === null) return;
   const trigger = event.type === "navigation" ? "navigation" : event.type === "click" || event.type === "dblclick"
     ? "click" : event.type === "modal" && event.state === "opened" ? "modal" : null;
-  if (trigger) shots.request(tab.id, tab.windowId, trigger, SHOT_DELAY[trigger]);
+  if (trigger && tab) shots.request(tab.id, tab.windowId, trigger, SHOT_DELAY[trigger]);
 }
 
 async function start({ task, type }) {
@@ -161,6 +195,7 @@ async function stop(outcome) {
   if (!session || session.finish) return { ok: true };
   await chrome.storage.local.set({ recording: { on: false } });
   await new Promise((r) => setTimeout(r, STOP_GRACE_MS));
+  await drainOutbox(); // what the pages wrote before they saw the stop
   await chain;
   session.finish = { ended_at: Date.now(), last_seq: session.nextSeq - 1,
                      outcome: ["success", "abandoned", "failure"].includes(outcome) ? outcome : undefined };
@@ -232,7 +267,9 @@ async function maybeFinish() {
 chrome.alarms.onAlarm.addListener(() => ready.then(() => { delivery.kick(); shots.upload(); maybeFinish(); }));
 chrome.runtime.onStartup.addListener(() => ready.then(() => delivery.kick()));
 chrome.storage.onChanged.addListener((changes, area) => {
-  if (area !== "local" || !changes.config) return;
+  if (area !== "local") return;
+  if (Object.keys(changes).some((k) => k.startsWith("ob:") && changes[k].newValue)) drainOutbox();
+  if (!changes.config) return;
   config = { ...DEFAULTS, ...(changes.config.newValue || {}) };
   delivery.close(); // a new endpoint or key: connect again now, without waiting out a backoff
   delivery.retryAt = 0;
@@ -241,6 +278,7 @@ chrome.storage.onChanged.addListener((changes, area) => {
 ready.then(() => {
   // Alarms need not outlive a browser restart: while a session is open, keep one.
   if (session) chrome.alarms.create("tracemill", { periodInMinutes: 0.5 });
+  drainOutbox();
   delivery.kick();
   shots.upload();
   maybeFinish();

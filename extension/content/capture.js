@@ -33,13 +33,24 @@
   const lastValues = new WeakMap(); // element -> last value sent, so change does not repeat input
   let openModals = new Set();
 
+  // Events go to the service worker through an outbox in chrome.storage.local, one key per
+  // event, not through runtime.sendMessage: a message sent while the worker is suspended, by a
+  // page that is navigating away (a click on a link), can be dropped before the worker starts;
+  // a storage write is done by the browser whatever becomes of the page. The worker numbers the
+  // events in key order (time, page, counter) and removes each key once it is queued.
+  const pageId = Date.now().toString(36) + Math.random().toString(36).slice(2, 8);
+  let counter = 0;
+  let tab = null; // {id, windowId}, asked once: content scripts are not told their tab
+  chrome.runtime.sendMessage({ kind: "hello" }).then((t) => { tab = t || null; }).catch(() => {});
+
   function send(event) {
     if (!recording) return;
     event.ts = Date.now();
     event.url = location.href;
     if (document.title) event.title = document.title.slice(0, 500);
+    const key = `ob:${String(event.ts).padStart(15, "0")}:${pageId}:${String(counter++).padStart(6, "0")}`;
     try {
-      chrome.runtime.sendMessage({ kind: "event", event, viewport: { width: innerWidth, height: innerHeight } })
+      chrome.storage.local.set({ [key]: { event, tab, viewport: { width: innerWidth, height: innerHeight } } })
         .catch(() => {});
     } catch (_) {
       recording = false; // the extension was reloaded: this script is orphaned

@@ -176,8 +176,7 @@ class Browser:
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             port_file = profile / "DevToolsActivePort"
-            lines = wait_until(lambda: port_file.exists() and port_file.read_text().split("\n")[:2], 30,
-                               "chromium to open its DevTools port")
+            lines = wait_until(lambda: _port_lines(port_file), 30, "chromium to open its DevTools port")
             self.conn = _Connection(f"ws://127.0.0.1:{lines[0]}{lines[1]}")
             self.extension_id = self._extension_id()
         except BaseException:
@@ -242,3 +241,11 @@ class Browser:
                 pass
             _kill_group(self.proc.pid)
             self.log.close()
+
+
+def _port_lines(port_file: Path) -> list[str] | None:
+    """(port, browser path) once the browser has written both lines (it writes them in pieces)."""
+    if not port_file.exists():
+        return None
+    lines = port_file.read_text().split("\n")
+    return lines[:2] if len(lines) >= 2 and lines[0].strip().isdigit() and lines[1].startswith("/") else None
