@@ -60,6 +60,13 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     load.add_argument("--duration", type=float, default=10.0, help="measured seconds per run")
     load.add_argument("--warmup", type=float, default=3.0)
     load.add_argument("--output", type=Path, help="JSON; the plot goes beside it as .png")
+    faults = sub.add_parser("faults", help="scripted faults under a streaming load: acked, lost, duplicated, recovery")
+    faults.add_argument("--only", help="comma-separated fault names (see python -m cluster.chaos run --help)")
+    faults.add_argument("--smoke", action="store_true", help="small N and short windows")
+    faults.add_argument("--output", type=Path)
+    spread = sub.add_parser("spread", help="tasks on every node of a 3-node cluster; shards after a node is removed")
+    spread.add_argument("--smoke", action="store_true")
+    spread.add_argument("--output", type=Path)
     dataset = sub.add_parser("dataset", help="dataset build examples/s: 1 and 2 CPUs, ray job submit")
     dataset.add_argument("--sessions", type=int, default=200)
     dataset.add_argument("--events", type=int, default=120, help="events per seeded session")
@@ -207,6 +214,13 @@ def main(argv: list[str] | None = None) -> int:
         return _bench_ingest(args)
     if args.which == "dataset":
         return _bench_dataset(args)
+    if args.which in ("faults", "spread"):  # cluster.chaos: own stacks, own Cluster (subprocess)
+        from cluster import chaos
+
+        flags = [*(["--smoke"] if args.smoke else []), *(["--output", str(args.output)] if args.output else [])]
+        if args.which == "spread":
+            return chaos.main(["node-loss", *flags])
+        return chaos.main(["run", *(["--only", args.only] if args.only else []), *flags])
     if args.which == "load":
         return _bench_load(args)
     if args.which == "badinput":
