@@ -40,8 +40,10 @@
   // events in key order (time, page, counter) and removes each key once it is queued.
   const pageId = Date.now().toString(36) + Math.random().toString(36).slice(2, 8);
   let counter = 0;
-  let tab = null; // {id, windowId}, asked once: content scripts are not told their tab
-  chrome.runtime.sendMessage({ kind: "hello" }).then((t) => { tab = t || null; }).catch(() => {});
+  let tab = null; // {id, windowId}: content scripts are not told their tab, so they ask (once, when recording)
+  function askTab() {
+    if (!tab) chrome.runtime.sendMessage({ kind: "hello" }).then((t) => { tab = t || null; }).catch(() => {});
+  }
 
   function send(event) {
     if (!recording) return;
@@ -248,6 +250,7 @@
     if (!on) flushInputs(); // what was typed before the stop still belongs to the session
     recording = on;
     if (on) {
+      askTab();
       observer.observe(document.documentElement, { subtree: true, childList: true, attributes: true,
         attributeFilter: ["open", "aria-modal", "hidden", "style", "class"] });
       openModals = new Set();
