@@ -110,6 +110,12 @@ def injection_cases() -> list[BadCase]:
         _j({"name": "x", "selection": {"org_id": "00000000-0000-4000-8000-000000000001"}}), JSON)
     add("/v1/sessions/{id}", "GET", S, "spoofed_forwarding_headers", frozenset({401}), None, None,
         (("Authorization", "Bearer tm_fake"), ("X-Forwarded-For", "127.0.0.1, evil"), ("X-Original-URL", "/admin")))
+    # The request id is echoed into a response header, the error body and every log line: a
+    # hostile one must come back verbatim in both places and inject nothing (the runner checks).
+    for name, rid in (("request_id_encoded_crlf", "r%0d%0aSet-Cookie:%20admin=1"),
+                      ("request_id_json_breaker", 'r","code":"ok","x":"'), ("request_id_sql", "r'; DROP TABLE api_keys; --"),
+                      ("request_id_log_forging", r"r\n{\"level\": \"error\"}"), ("request_id_2kb", "r" * 2048)):
+        add("/v1/sessions/{id}", "GET", S, name, frozenset({401}), None, None, (("X-Request-ID", rid),))
     return cases
 
 

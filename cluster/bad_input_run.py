@@ -96,6 +96,8 @@ def check_error(status: int, headers: dict[str, str], body: bytes, case: BadCase
     except ValueError:
         return f"not JSON: {body[:120]!r}"
     problem = _shape(doc, headers.get("x-request-id"))
+    if problem is None and "set-cookie" in headers:  # e.g. injected through an echoed header
+        problem = f"the error set a cookie: {headers['set-cookie'][:80]!r}"
     if problem is None and headers.get("x-request-id") != sent_id:
         problem = f"X-Request-ID {headers.get('x-request-id')!r} is not the one sent ({sent_id})"
     if problem is None and case.field is not None:
@@ -196,7 +198,8 @@ def _ws_refusal(code: int | None, frames: list[dict[str, Any]], case: BadCase, s
 
 async def _one(index: int, case: BadCase, endpoint: str, keys: dict[str, str], ctx: dict[str, str],
                client: httpx.AsyncClient, gate: asyncio.Semaphore) -> CaseOutcome:
-    sent_id = f"badinput-{index}-{uuid.uuid4().hex[:8]}"
+    # A case may send a hostile id of its own; it must then be echoed verbatim.
+    sent_id = dict(case.headers).get("X-Request-ID") or f"badinput-{index}-{uuid.uuid4().hex[:8]}"
     async with gate:
         started = time.monotonic()
         try:
