@@ -75,7 +75,9 @@ def run_schemathesis(endpoint: str, key: str, *, max_examples: int = 5, deadline
                 continue
             try:
                 case.validate_response(response, checks=[check])
-            except Exception as exc:  # noqa: BLE001 - schemathesis raises failure groups of several types
+            # A check's failure is a Failure (an AssertionError) or a FailureGroup, which is a
+            # BaseExceptionGroup and so escapes `except Exception`.
+            except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001
                 sink.append(FuzzFinding(operation=label, status=response.status_code, check=check.__name__,
                                         detail=str(exc)[:500], curl=case.as_curl_command(headers=headers,
                                                                                         base_url=endpoint)))

@@ -6,15 +6,21 @@ The hand-written cases of test_bad_input.py stay there; these are generated."""
 from __future__ import annotations
 
 import re
+import threading
+import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
+from fastapi import FastAPI
 
 from cluster.bad_input import BadCase, corpus
 from cluster.bad_input_fuzz import run_schemathesis
 from cluster.bad_input_run import format_table, run_corpus
+from tests.support.net import free_port
 from tests.support.stack import make_key, run_db
 
 pytestmark = pytest.mark.integration
@@ -86,3 +92,32 @@ def test_schemathesis_finds_no_server_error(stack: Any, org: uuid.UUID) -> None:
     assert result.operations >= 20 and result.cases >= result.operations
     assert [f"{f.operation} {f.status}: {f.curl}" for f in result.server_errors] == []
     assert [f"{f.operation} {f.status}: {f.detail}" for f in result.schema_mismatches] == []
+
+
+@pytest.fixture()
+def buggy_endpoint() -> Iterator[str]:
+    """A tiny API on 127.0.0.1 with a planted server error, to show the fuzz run can fail."""
+    app = FastAPI()
+
+    @app.get("/items/{n}")
+    def item(n: int) -> dict[str, int]:
+        return {"half": 100 // (n % 7)}  # ZeroDivisionError, a 500, for every multiple of 7
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive()
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_schemathesis_run_reports_a_planted_server_error(buggy_endpoint: str) -> None:
+    result = run_schemathesis(buggy_endpoint, "no-key-needed", max_examples=30, deadline_s=30, check_schema=False)
+    assert result.operations == 1 and result.server_errors, result
+    assert result.server_errors[0].status == 500 and "/items/" in result.server_errors[0].curl
