@@ -85,7 +85,7 @@ class Ingress:
 
     @api.post(
         "/v1/sessions", status_code=201, response_model=SessionCreated, tags=["sessions"],
-        openapi_extra=body_of(SessionCreate), responses=errors_of(400, 401, 403, 409, 413, 415, 422, 503),
+        openapi_extra=body_of(SessionCreate), responses=errors_of(400, 401, 403, 408, 409, 413, 415, 422, 503),
         summary="Create a session (idempotent by session_id)",
     )
     async def create_session(self, request: Request) -> JSONResponse:
@@ -101,7 +101,7 @@ class Ingress:
     @api.post(
         _SESSION + "/finish", status_code=202, response_model=FinishAccepted, tags=["sessions"],
         openapi_extra=body_of(FinishRequest, required=False),
-        responses=errors_of(400, 401, 403, 404, 413, 422, 503), summary="Finish a session (harmless twice)",
+        responses=errors_of(400, 401, 403, 404, 408, 413, 422, 503), summary="Finish a session (harmless twice)",
     )
     async def finish_session(self, session_id: str, request: Request) -> JSONResponse:
         return await sessions_api.finish_session(self.services, request, session_id)
@@ -109,7 +109,7 @@ class Ingress:
     @api.post(
         _SESSION + "/events", response_model=AckResult, tags=["events"],
         openapi_extra=body_of(EventsBatch),
-        responses=errors_of(400, 401, 403, 404, 409, 413, 415, 422, 429, 503),
+        responses=errors_of(400, 401, 403, 404, 408, 409, 413, 415, 422, 429, 503),
         summary="Store a batch of events; answered after commit",
     )
     async def post_events(self, session_id: str, request: Request) -> dict[str, Any]:
@@ -121,7 +121,7 @@ class Ingress:
 
     @api.put(
         _SESSION + "/screenshots/{screenshot_id}", status_code=201, response_model=ScreenshotStored,
-        tags=["screenshots"], responses=errors_of(401, 403, 404, 409, 413, 415, 422, 503),
+        tags=["screenshots"], responses=errors_of(401, 403, 404, 408, 409, 413, 415, 422, 503),
         openapi_extra={"requestBody": {"required": True, "content": {
             m: {"schema": {"type": "string", "format": "binary"}} for m in screenshots_api.MEDIA_TYPES
         }}},
@@ -160,7 +160,7 @@ class Ingress:
 
     @api.post(
         "/v1/datasets", status_code=202, tags=["training"], openapi_extra=body_of(DatasetBuildConfig),
-        responses=errors_of(400, 401, 403, 413, 415, 422, 503),
+        responses=errors_of(400, 401, 403, 408, 413, 415, 422, 503),
         summary="Queue a dataset build (a Ray Job running jobs.build_dataset); needs the admin scope",
     )
     async def create_dataset(self, request: Request) -> JSONResponse:
@@ -187,7 +187,7 @@ class Ingress:
 
     @api.post(
         "/v1/finetunes", status_code=202, tags=["training"], openapi_extra=body_of(FineTuneCreate),
-        responses=errors_of(400, 401, 403, 404, 409, 413, 415, 422, 503),
+        responses=errors_of(400, 401, 403, 404, 408, 409, 413, 415, 422, 503),
         summary="Queue a fine-tune of a built dataset (a Ray Job running jobs.finetune); admin scope",
     )
     async def create_finetune(self, request: Request) -> JSONResponse:
