@@ -23,6 +23,7 @@ import asyncio
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -171,13 +172,11 @@ SCENARIOS: dict[str, tuple[Injector, dict[str, Any]]] = {
 def _start_stack(state: Path, proxy_url: str, bucket: str, openai_url: str) -> tuple[LocalStack, str]:
     """`tracemill up`'s start-up with S3 behind the proxy and the openai vision provider,
     tuned so a failing provider falls back within seconds (not the production 30 s)."""
-    from tests.support.net import free_port
-
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "RAY_ADDRESS")}
     env |= {"TRACEMILL_S3_BUCKET": bucket, "AWS_ENDPOINT_URL": proxy_url, "AWS_REGION": "us-east-1",
             "TRACEMILL_VISION_PROVIDER": "openai", "OPENAI_BASE_URL": openai_url,
             "OPENAI_API_KEY": "sk-chaos-not-a-real-key"}
-    stack = LocalStack(state_dir=state, port=free_port(), num_cpus=3, env=env)
+    stack = LocalStack(state_dir=state, port=_free_port(), num_cpus=3, env=env)
     try:
         settings = stack.start_storage()
         data = settings.to_args()
@@ -193,7 +192,15 @@ def _start_stack(state: Path, proxy_url: str, bucket: str, openai_url: str) -> t
     return stack, key
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def run_scenarios(names: list[str], smoke: bool) -> list[dict[str, Any]]:
+    if str(REPO) not in sys.path:  # the `tracemill` entry point runs from anywhere; tests/ is beside us
+        sys.path.insert(0, str(REPO))
     from tests.support.moto_server import create_bucket, dummy_aws_env, start_moto_server
     from tests.support.openai_server import OpenAITestServer
 
@@ -229,8 +236,11 @@ def run_node_loss(smoke: bool, timeout_s: float) -> dict[str, Any]:
     """cluster.chaos_spread in a subprocess (it builds a Cluster of its own); its JSON result."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         cmd = [sys.executable, "-m", "cluster.chaos_spread", "--output", out.name, *(["--smoke"] if smoke else [])]
-        subprocess.run(cmd, cwd=REPO, timeout=timeout_s, check=True, start_new_session=True)
-        return dict(json.loads(Path(out.name).read_text()))
+        done = subprocess.run(cmd, cwd=REPO, timeout=timeout_s, start_new_session=True)
+        text = Path(out.name).read_text()
+        if not text:  # it failed before writing a result; a failed check still writes one
+            raise RuntimeError(f"cluster.chaos_spread exited {done.returncode} without a result")
+        return dict(json.loads(text))
 
 
 _HEADER = ("fault", "acked", "lost", "duplicated", "shots 2xx", "shots missing", "finished → status", "time to recover")

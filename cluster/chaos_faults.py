@@ -16,7 +16,6 @@ import asyncio
 import threading
 import time
 from collections import Counter
-from typing import Any
 
 import aiohttp
 import httpx

@@ -28,6 +28,7 @@ import asyncio
 import json
 import logging
 import os
+import socket
 import sys
 import tempfile
 import time
@@ -61,9 +62,9 @@ def _say(text: str) -> None:
 
 
 def _free_port() -> int:
-    from tests.support.net import free_port
-
-    return free_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _start_cluster(smoke: bool) -> tuple[Any, list[Any]]:
@@ -106,6 +107,27 @@ def _task_nodes(names: dict[str, str], since_ids: set[str] | None = None) -> tup
             if since_ids is None or task_id not in since_ids:
                 counts[kind][t.node_id] += 1
     return {k: dict(v) for k, v in counts.items()}, seen
+
+
+def _place_shards_on(node_id: str, settings: Any) -> None:
+    """Create the shard actors (ShardRouter, the same options as in production) from a helper
+    actor on `node_id`. Ray places a new actor on its creator's node when it fits, so the
+    shards start on that worker and removing it always hits them; where they come back is Ray's
+    own choice (restarts are not pinned)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    @ray.remote(num_cpus=0)
+    class Placer:
+        def place(self, settings: Any) -> list[str]:
+            from actors.shard_pool import ShardRouter
+
+            return [ray.get(h.ping.remote(), timeout=120)["pid"] for h in ShardRouter(settings).handles]
+
+    placer = Placer.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)).remote()
+    try:
+        ray.get(placer.place.remote(settings), timeout=180)
+    finally:
+        ray.kill(placer)
 
 
 def _covers(counts: dict[str, Any], nodes: list[str]) -> bool:
@@ -212,6 +234,7 @@ def run(smoke: bool) -> dict[str, Any]:
             key = stack.issue_keys(None)
             cluster, workers = _start_cluster(smoke)
             result["nodes"] = {"head": cluster.head_node.node_id, "workers": [w.node_id for w in workers]}
+            _place_shards_on(workers[0].node_id, stack.settings)
             stack.deploy()
             _say('cluster up; Serve deployed')
             wait_ready(stack.endpoint, 60)

@@ -8,7 +8,8 @@ CI proves they still work and that no fault loses an acked event.
   private stack in a subprocess, and the test asserts on its JSON.
 - A worker node removed from a `ray.cluster_utils.Cluster` (head + 2 workers), and tasks on
   every node: one process joins one Ray cluster, and this one is on the shared stack's, so
-  `python -m cluster.chaos_spread --smoke` runs in a subprocess too.
+  `python -m cluster.chaos_spread --smoke` runs in a subprocess too, started when the module
+  starts so that it overlaps the other tests.
 
 (A killed shard and a PostgreSQL restart are tests/integration/test_faults.py's.)
 """
@@ -22,6 +23,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,25 +39,46 @@ REPO = Path(__file__).resolve().parents[2]
 _PARENT_ONLY = ("RAY_ADDRESS", "DATABASE_URL", "TRACEMILL_S3_BUCKET")
 
 
-def run_module(args: list[str], out: Path, timeout_s: float) -> dict[str, Any]:
-    """Run `python -m <args> --output out` in its own process group; end the group at the bound."""
-    env = {k: v for k, v in os.environ.items() if k not in _PARENT_ONLY and not k.startswith("RAY_SERVE_")}
-    proc = subprocess.Popen([sys.executable, "-m", *args, "--output", str(out)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        output, _ = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGTERM)  # the group we created: its Ray, PostgreSQL, servers
+class ModuleRun:
+    """`python -m <args> --output FILE` in a process group of its own, started now and
+    collected later: the node-loss run goes in the background while the other tests run, so
+    the file stays within its time budget. The group is ended at the bound or at teardown."""
+
+    def __init__(self, args: list[str], out: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in _PARENT_ONLY and not k.startswith("RAY_SERVE_")}
+        self.args, self.out, self.started = args, out, time.monotonic()
+        self.proc = subprocess.Popen([sys.executable, "-m", *args, "--output", str(out)], cwd=REPO, env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     start_new_session=True)
+
+    def result(self, timeout_s: float) -> dict[str, Any]:
+        """Wait until `timeout_s` after the start; the JSON it wrote, with its exit and output."""
         try:
-            output, _ = proc.communicate(timeout=30)
+            output, _ = self.proc.communicate(timeout=max(1.0, self.started + timeout_s - time.monotonic()))
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            output, _ = proc.communicate()
-        pytest.fail(f"{' '.join(args)} did not finish within {timeout_s:.0f} s:\n{output[-4000:]}")
-    assert out.exists(), f"{' '.join(args)} exited {proc.returncode} without a result:\n{output[-4000:]}"
-    result = dict(json.loads(out.read_text()))
-    result["_exit"], result["_output"] = proc.returncode, output[-4000:]
-    return result
+            output = self.stop()
+            pytest.fail(f"{' '.join(self.args)} did not finish within {timeout_s:.0f} s:\n{output[-4000:]}")
+        assert self.out.exists(), f"{' '.join(self.args)} exited {self.proc.returncode} without a result:\n{output[-4000:]}"
+        result = dict(json.loads(self.out.read_text()))
+        result["_exit"], result["_output"] = self.proc.returncode, output[-4000:]
+        return result
+
+    def stop(self) -> str:
+        if self.proc.poll() is not None:
+            return ""
+        os.killpg(self.proc.pid, signal.SIGTERM)  # the group we created: its Ray, PostgreSQL, servers
+        try:
+            return self.proc.communicate(timeout=30)[0]
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            return self.proc.communicate()[0]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def node_loss_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleRun]:
+    run = ModuleRun(["cluster.chaos_spread", "--smoke"], tmp_path_factory.mktemp("spread") / "spread.json")
+    yield run
+    run.stop()
 
 
 def assert_clean(row: dict[str, Any]) -> None:
@@ -100,8 +123,12 @@ def test_ingress_replica_killed_mid_stream_loses_nothing(api: Api, stack: Any) -
 
 
 def test_objectstore_and_openai_faults_on_a_private_stack(tmp_path: Path) -> None:
-    result = run_module(["cluster.chaos", "run", "--smoke", "--only", "objectstore-errors,openai-errors"],
-                        tmp_path / "faults.json", timeout_s=240)
+    run = ModuleRun(["cluster.chaos", "run", "--smoke", "--only", "objectstore-errors,openai-errors"],
+                    tmp_path / "faults.json")
+    try:
+        result = run.result(timeout_s=240)
+    finally:
+        run.stop()
     rows = {r["fault"]: r for r in result["rows"]}
     assert set(rows) == {"objectstore-errors", "openai-errors"}, result["_output"]
     for row in rows.values():
@@ -116,8 +143,8 @@ def test_objectstore_and_openai_faults_on_a_private_stack(tmp_path: Path) -> Non
     assert result["_exit"] == 0, result["_output"]
 
 
-def test_node_loss_and_spread_on_a_three_node_cluster(tmp_path: Path) -> None:
-    result = run_module(["cluster.chaos_spread", "--smoke"], tmp_path / "spread.json", timeout_s=300)
+def test_node_loss_and_spread_on_a_three_node_cluster(node_loss_run: ModuleRun) -> None:
+    result = node_loss_run.result(timeout_s=330)
     nodes = [result["nodes"]["head"], *result["nodes"]["workers"]]
     assert len(set(nodes)) == 3
     per_node = result["spread"]["tasks_per_node"]
