@@ -24,7 +24,7 @@ CHECKOUT = {
     "name": "Jane Q. Tester",
     "email": "jane.tester.e2e@example.org",
     "phone": "+1 415 555 0199",
-    "card": "4111 1111 1111 1111",
+    "card": "4539 1488 0343 6467",  # Luhn-valid, and no other test plants it
     "expiry": "12/29",
     "cvc": "737",
     "password": "Hunter2-Secret-Pw!",
