@@ -43,7 +43,8 @@ async def verify(track: LoadTrack, settings: TracemillSettings, terminal_timeout
             row = await conn.fetchrow("SELECT event_count FROM sessions WHERE session_id = $1", sid)
             counted = int(row["event_count"]) if row else 0
             lost = sum(1 for q in range(s.acked_through + 1) if q not in stored)
-            duplicated = (len(seqs) - len(stored)) + max(0, counted - len(stored))
+            # A vanished row also leaves the counter above the rows: that one is counted as lost.
+            duplicated = (len(seqs) - len(stored)) + max(0, counted - len(stored) - lost)
             counts.update(acked=s.acked_through + 1, stored=len(stored), lost=lost, duplicated=duplicated,
                           shots_acked=len(s.shots_ok))
             if lost or duplicated:

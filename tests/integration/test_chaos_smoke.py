@@ -8,8 +8,8 @@ CI proves they still work and that no fault loses an acked event.
   private stack in a subprocess, and the test asserts on its JSON.
 - A worker node removed from a `ray.cluster_utils.Cluster` (head + 2 workers), and tasks on
   every node: one process joins one Ray cluster, and this one is on the shared stack's, so
-  `python -m cluster.chaos_spread --smoke` runs in a subprocess too, started when the module
-  starts so that it overlaps the other tests.
+  `python -m cluster.chaos_spread --smoke` runs in a subprocess too. (Run beside the other
+  tests it only slows both down: two cores.)
 
 (A killed shard and a PostgreSQL restart are tests/integration/test_faults.py's.)
 """
@@ -23,7 +23,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +40,8 @@ _PARENT_ONLY = ("RAY_ADDRESS", "DATABASE_URL", "TRACEMILL_S3_BUCKET")
 
 
 class ModuleRun:
-    """`python -m <args> --output FILE` in a process group of its own, started now and
-    collected later: the node-loss run goes in the background while the other tests run, so
-    the file stays within its time budget. The group is ended at the bound or at teardown."""
+    """`python -m <args> --output FILE` in a process group of its own; the group is ended at
+    the bound, or by `stop()` whatever happened."""
 
     def __init__(self, args: list[str], out: Path) -> None:
         env = {k: v for k, v in os.environ.items() if k not in _PARENT_ONLY and not k.startswith("RAY_SERVE_")}
@@ -72,13 +71,6 @@ class ModuleRun:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             return self.proc.communicate()[0]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def node_loss_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleRun]:
-    run = ModuleRun(["cluster.chaos_spread", "--smoke"], tmp_path_factory.mktemp("spread") / "spread.json")
-    yield run
-    run.stop()
 
 
 def assert_clean(row: dict[str, Any]) -> None:
@@ -143,8 +135,12 @@ def test_objectstore_and_openai_faults_on_a_private_stack(tmp_path: Path) -> Non
     assert result["_exit"] == 0, result["_output"]
 
 
-def test_node_loss_and_spread_on_a_three_node_cluster(node_loss_run: ModuleRun) -> None:
-    result = node_loss_run.result(timeout_s=330)
+def test_node_loss_and_spread_on_a_three_node_cluster(tmp_path: Path) -> None:
+    run = ModuleRun(["cluster.chaos_spread", "--smoke"], tmp_path / "spread.json")
+    try:
+        result = run.result(timeout_s=300)
+    finally:
+        run.stop()
     nodes = [result["nodes"]["head"], *result["nodes"]["workers"]]
     assert len(set(nodes)) == 3
     per_node = result["spread"]["tasks_per_node"]
@@ -158,3 +154,38 @@ def test_node_loss_and_spread_on_a_three_node_cluster(node_loss_run: ModuleRun) 
     assert len(after) == len(loss["shard_nodes_before"]) and loss["removed_node"] not in after.values(), after
     assert loss["recover_s"] is not None
     assert result["_exit"] == 0, result["_output"]
+
+
+def test_the_check_sees_a_lost_event_a_double_count_and_a_missing_object(api: Api, stack: Any) -> None:
+    """The verifier must be able to fail: take an acked row, count one event twice, and delete
+    a 2xx screenshot's object behind the service's back; each shows up."""
+    from actors.storage.objectstore import make_object_store
+    from tests.support.net import wait_for
+    from tests.support.stack import run_db
+
+    cfg = ChaosLoadConfig(url=stack.endpoint, api_key=api.key, sessions=1, events=40, shots=1, deadline_s=60,
+                          finish=False)
+    track = asyncio.run(run_chaos_load(cfg))
+    sid = track.sessions[0].sid
+    assert track.sessions[0].acked_through == 39 and len(track.sessions[0].shots_ok) == 1
+    clean = asyncio.run(verify(track, stack.settings, terminal_timeout_s=1))
+    assert (clean["lost"], clean["duplicated"], clean["screenshots_missing"]) == (0, 0, 0), clean
+
+    run_db(stack, "DELETE FROM interactions WHERE session_id = $1 AND seq = 7", uuid.UUID(sid))
+    run_db(stack, "UPDATE sessions SET event_count = event_count + 1 WHERE session_id = $1", uuid.UUID(sid))
+    # The compress task swaps the raw upload for the WebP: wait for it, then take the object.
+    shot = wait_for(lambda: next(iter(run_db(stack, "SELECT raw_key, webp_key, status FROM screenshots WHERE"
+                                                    " session_id = $1 AND status = 'compressed'", uuid.UUID(sid))), None),
+                    timeout_s=60, what="the screenshot to be compressed")
+
+    async def drop(keys: list[str]) -> None:
+        store = make_object_store(stack.settings.object_store)
+        try:
+            for key in keys:
+                await store.delete(key)
+        finally:
+            await store.close()
+
+    asyncio.run(drop([k for k in (shot["raw_key"], shot["webp_key"]) if k]))
+    broken = asyncio.run(verify(track, stack.settings, terminal_timeout_s=1))
+    assert (broken["lost"], broken["duplicated"], broken["screenshots_missing"]) == (1, 1, 1), broken
