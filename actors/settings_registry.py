@@ -11,6 +11,7 @@ cluster's GCS can read both. An explicit DATABASE_URL in the driver's environmen
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 
 from ray.experimental import internal_kv
@@ -18,7 +19,18 @@ from ray.experimental import internal_kv
 from actors.errors import ConfigError
 from configs.settings import SettingsError, TracemillSettings
 
-__all__ = ["dashboard_url", "publish_settings", "published_settings"]
+__all__ = ["CLUSTER_ADDRESS_ENV", "dashboard_url", "job_cluster_address", "publish_settings",
+           "published_settings"]
+
+# Ray's job supervisor gives each driver RAY_ADDRESS from /tmp/ray/ray_current_cluster: the
+# cluster most recently started on the machine, which need not be the one running the job (two
+# clusters on one machine: seen with the test suite). Submitters that know better set this.
+CLUSTER_ADDRESS_ENV = "TRACEMILL_RAY_ADDRESS"
+
+
+def job_cluster_address() -> str:
+    return os.environ.get(CLUSTER_ADDRESS_ENV) or os.environ.get("RAY_ADDRESS") or "auto"
+
 
 _KEY = b"tracemill/settings"
 _NAMESPACE = "tracemill"

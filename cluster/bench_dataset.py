@@ -24,7 +24,7 @@ import ray
 
 from actors.auth import DEFAULT_ORG_ID
 from actors.processing.runtime import as_event
-from actors.settings_registry import dashboard_url, publish_settings
+from actors.settings_registry import CLUSTER_ADDRESS_ENV, dashboard_url, publish_settings
 from actors.storage.postgres import apply_migrations, connect_pool, json_dumps
 from actors.storage.processing_repo import event_rows
 from actors.storage.training_repo import select_sessions
@@ -134,7 +134,9 @@ def _job_submit_build(settings: TracemillSettings, config: DatasetBuildConfig, f
         job = None
         while job is None:  # the node's job agent registers a few seconds after start
             try:
-                job = client.submit_job(entrypoint=f"{sys.executable} -m jobs.build_dataset --config {path}")
+                job = client.submit_job(
+                    entrypoint=f"{sys.executable} -m jobs.build_dataset --config {path}",
+                    runtime_env={"env_vars": {CLUSTER_ADDRESS_ENV: ray.get_runtime_context().gcs_address}})
             except RuntimeError as exc:
                 if "No available agent" not in str(exc) or time.monotonic() - started > 60:
                     raise

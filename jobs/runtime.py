@@ -11,7 +11,7 @@ from collections.abc import Callable
 import ray
 
 from actors.errors import ConfigError, InvalidInput, MalformedInput, NotFound, TracemillError
-from actors.settings_registry import published_settings
+from actors.settings_registry import job_cluster_address, published_settings
 from configs.settings import SettingsError, TracemillSettings
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "join_cluster", "run_entrypoint"]
@@ -25,7 +25,7 @@ def join_cluster() -> TracemillSettings:
     """Connect to the cluster this driver runs on (a Ray Job's driver finds it by itself;
     elsewhere RAY_ADDRESS or a local cluster) and return the deployment's settings."""
     if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS") or "auto", namespace="tracemill",
+        ray.init(address=job_cluster_address(), namespace="tracemill",
                  logging_level=logging.WARNING, log_to_driver=True)
     return published_settings(os.environ)
 

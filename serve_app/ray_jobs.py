@@ -10,8 +10,10 @@ import sys
 import time
 from typing import Any
 
+import ray
+
 from actors.errors import DependencyUnavailable
-from actors.settings_registry import dashboard_url
+from actors.settings_registry import CLUSTER_ADDRESS_ENV, dashboard_url
 
 __all__ = ["job_outcome", "submit"]
 
@@ -30,9 +32,11 @@ def _submit(submission_id: str, module: str, args: list[str]) -> str:
     entrypoint = " ".join([sys.executable, "-m", module, *args])
     client = _client()
     deadline = time.monotonic() + _AGENT_WAIT_S
+    env = {CLUSTER_ADDRESS_ENV: ray.get_runtime_context().gcs_address}  # see CLUSTER_ADDRESS_ENV
     while True:
         try:
-            return str(client.submit_job(entrypoint=entrypoint, submission_id=submission_id))
+            return str(client.submit_job(entrypoint=entrypoint, submission_id=submission_id,
+                                         runtime_env={"env_vars": env}))
         except RuntimeError as exc:
             if "already exists" in str(exc):
                 return submission_id

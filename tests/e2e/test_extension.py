@@ -357,7 +357,7 @@ def test_the_extension_resumes_after_the_endpoint_and_the_browser_went_away(
     expected.insert(expected.index("click:checkout-link"), "navigation:/cart.html:typed")
     assert milestones(events) == expected, "\n".join(milestones(events))  # each act once: none lost, none twice
     shots = [e for e in events if e["type"] == "screenshot"]
-    wait_until(lambda: api.session(sid)["screenshot_count"] == len(shots), 20, "every screenshot uploaded")
+    wait_until(lambda: api.session(sid)["screenshot_count"] == len(shots), 60, "every screenshot uploaded")
 
 
 # ------------------------------------------------------------------ options, fallback, masking

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import ray
 import yaml
 
 from jobs import build_dataset
@@ -105,11 +106,13 @@ def test_empty_selection_and_rule_breaking_examples_fail_with_the_reason(
 def test_build_through_ray_job_submit(stack: Any, ready_sessions: list[str], tmp_path: Path) -> None:
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    from actors.settings_registry import dashboard_url
+    from actors.settings_registry import CLUSTER_ADDRESS_ENV, dashboard_url
 
     client = JobSubmissionClient(dashboard_url())
     # sys.executable: the tests may run from a virtualenv that is not on the job's PATH.
-    job = client.submit_job(entrypoint=f"{sys.executable} -m jobs.build_dataset --config {write_config(tmp_path)}")
+    # TRACEMILL_RAY_ADDRESS: other clusters this suite starts may be "the latest" on the machine.
+    job = client.submit_job(entrypoint=f"{sys.executable} -m jobs.build_dataset --config {write_config(tmp_path)}",
+                            runtime_env={"env_vars": {CLUSTER_ADDRESS_ENV: ray.get_runtime_context().gcs_address}})
     deadline = time.monotonic() + 120
     while (status := client.get_job_status(job)) not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
         assert time.monotonic() < deadline, client.get_job_logs(job)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import ray
 
 from actors import auth
 from actors.storage.objectstore import make_object_store
@@ -40,7 +41,7 @@ def _examples() -> list[dict[str, Any]]:
     """The shop session's steps (click, input, submit) and a typed-URL session with a
     screenshot (navigate, keypress; user content as text + image parts); one per user text,
     so the oracle's lookup is unambiguous."""
-    events, _ = shop_session(100, 0)
+    events, _ = shop_session(100, 0, email="[EMAIL]", card="[CARD]")  # as stored: redacted on write
     typed = [{"seq": 0, "ts": 1, "type": "navigation", "url": "https://shop.example/", "title": "Shop",
               "transition": "typed"},
              {"seq": 1, "ts": 2, "type": "input", "value": "kettle", "target": _SEARCH},
@@ -247,19 +248,15 @@ def test_eval_run_as_a_command_finds_the_cluster_by_its_state_dir(stack: Any, mo
 
 def _submit(client: Any, **job: Any) -> str:
     """Submit, waiting (bounded) for the head's job agent: Ray starts it after the dashboard
-    and answers "No available agent" until then. It never comes when another Ray cluster on
-    this machine holds the agent's fixed HTTP port (52365; `ray.init` cannot move it): then
-    the Jobs API of this test cluster does not exist, and the test is skipped, saying so."""
-    deadline = time.monotonic() + 40
+    and answers "No available agent" until then (each local stack's agent has a port of its
+    own: cluster.local.use_free_agent_port)."""
+    deadline = time.monotonic() + 60
     while True:
         try:
             return client.submit_job(**job)
         except RuntimeError as exc:
-            if "No available agent" not in str(exc):
+            if "No available agent" not in str(exc) or time.monotonic() > deadline:
                 raise
-            if time.monotonic() > deadline:
-                pytest.skip("the test cluster's job agent has no HTTP server (port 52365 taken by "
-                            "another Ray cluster on this machine?): see dashboard_agent.log")
         time.sleep(2)
 
 
@@ -267,7 +264,7 @@ def _submit(client: Any, **job: Any) -> str:
 def test_the_job_runs_under_ray_job_submit(stack: Any, models: OpenAITestServer, dataset: str) -> None:
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    from actors.settings_registry import dashboard_url
+    from actors.settings_registry import CLUSTER_ADDRESS_ENV, dashboard_url
 
     model = f"{ORACLE}-rayjob"
     models.respond_as(model, models.responders[ORACLE])
@@ -275,7 +272,9 @@ def test_the_job_runs_under_ray_job_submit(stack: Any, models: OpenAITestServer,
     job = _submit(client, entrypoint=f"{sys.executable} -m jobs.evaluate --dataset {dataset} --model {model}"
                                      " --limit 8 --concurrency 2",
                   runtime_env={"working_dir": str(REPO), "excludes": [".venv", "extension"],
-                               "env_vars": {"OPENAI_BASE_URL": models.base_url, "OPENAI_API_KEY": "sk-job"}})
+                               "env_vars": {"OPENAI_BASE_URL": models.base_url, "OPENAI_API_KEY": "sk-job",
+                                            # this cluster, not the machine's latest (settings_registry)
+                                            CLUSTER_ADDRESS_ENV: ray.get_runtime_context().gcs_address}})
     deadline = time.monotonic() + 180
     while (status := client.get_job_status(job)) not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
         assert time.monotonic() < deadline, f"job {job} still {status}"
