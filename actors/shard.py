@@ -66,6 +66,15 @@ class SessionShard:
         self._finalizer = Finalizer(
             settings, self._db, lambda sid: shard_index(sid, settings.shards.count) == index
         )
+        # A restarted shard resumes the finalisations its predecessor left at once: after a
+        # node loss nothing else may call this shard for a long time, and until something did,
+        # such a session stayed `finalizing` (seen in cluster.chaos_spread's node loss).
+        try:
+            asyncio.get_running_loop()  # Ray builds an async actor inside its event loop
+        except RuntimeError:  # built outside Ray: the first call starts the sweep
+            pass
+        else:
+            self._finalizer.ensure_sweeping()
 
     # -- public methods (called through the actor handle) ---------------------------------
 

@@ -189,3 +189,26 @@ def test_the_check_sees_a_lost_event_a_double_count_and_a_missing_object(api: Ap
     asyncio.run(drop([k for k in (shot["raw_key"], shot["webp_key"]) if k]))
     broken = asyncio.run(verify(track, stack.settings, terminal_timeout_s=1))
     assert (broken["lost"], broken["duplicated"], broken["screenshots_missing"]) == (1, 1, 1), broken
+
+
+def test_a_restarted_shard_resumes_finalisation_without_being_called(api: Api, stack: Any) -> None:
+    """Reproducer of what the node-loss run found: a session left `finalizing` by a shard that
+    died stayed so until some request reached the restarted shard. Here the session is put in
+    `finalizing` behind the shard's back, the shard is killed, and nothing calls it again."""
+    import ray
+
+    from actors.shard_pool import shard_index, shard_name
+    from tests.support.net import wait_for
+    from tests.support.stack import run_db
+
+    cfg = ChaosLoadConfig(url=stack.endpoint, api_key=api.key, sessions=1, events=40, shots=1, deadline_s=60,
+                          finish=False)
+    sid = uuid.UUID(asyncio.run(run_chaos_load(cfg)).sessions[0].sid)
+    run_db(stack, "UPDATE sessions SET status = 'finalizing' WHERE session_id = $1", sid)
+    shards = stack.settings.shards
+    shard = ray.get_actor(shard_name(shard_index(sid, shards.count)), namespace=shards.namespace)
+    ray.kill(shard, no_restart=False)
+    status = wait_for(lambda: (run_db(stack, "SELECT status FROM sessions WHERE session_id = $1", sid)[0]["status"]
+                               in ("ready", "rejected", "failed")), timeout_s=90, interval_s=0.5,
+                      what="the restarted shard to finalise the session on its own")
+    assert status
