@@ -48,7 +48,10 @@ def role_of(proc: psutil.Process) -> str | None:
                          ("SessionShard", "shard actor"), ("ServeController", "serve controller"),
                          ("ProxyActor", "serve proxy"), ("VisionService", "vision service"),
                          ("haproxy", "haproxy"), ("gcs_server", "ray gcs"), ("raylet", "raylet"),
-                         ("compress_task", "processing task"), ("ray::IDLE", "idle worker")):
+                         # a task worker's title changes with the task it runs: one role for all
+                         ("ray::compress_task", "task workers"), ("ray::vision_task", "task workers"),
+                         ("ray::analysis_task", "task workers"), ("ray::archive_task", "task workers"),
+                         ("ray::IDLE", "task workers")):
         if needle in cmd:
             return role
     if name.startswith("postgres"):
@@ -126,8 +129,10 @@ class ProcessSampler:
 
 def run_n(endpoint: str, key: str, n: int, *, duration_s: float, warmup_s: float, mixed: bool,
           prefix: str = "", pg_data_dir: Any = None) -> tuple[LoadResult, dict[str, dict[str, float]]]:
+    # A long drain: at N=1000 an ack can take seconds, and a loop cut off while waiting for
+    # one would count as a dropped connection though nothing was lost.
     cfg = LoadConfig(url=endpoint, api_key=key, prefix=prefix, sessions=n, batch=50, duration_s=duration_s,
-                     warmup_s=warmup_s, progress_interval_s=5.0, connect_timeout_s=60,
+                     warmup_s=warmup_s, progress_interval_s=5.0, connect_timeout_s=60, drain_s=30.0,
                      screenshot_every=10 if mixed else 0, read_every=5 if mixed else 0, finish=mixed)
     with ProcessSampler(pg_data_dir=pg_data_dir) as sampler:
         result = asyncio.run(run_load(cfg))
@@ -238,6 +243,10 @@ def bench_load(stack: Any, key: str, ns: list[int], duration_s: float, warmup_s:
     _progress("baseline: Pillow WebP in a multiprocessing.Pool")
     webp = pool_webp_frames_per_s()
     pg_dir = stack.postgres.data_dir if stack.postgres is not None else None
+    # First, on the fresh stack: after the load runs, finalisations and freed buffers move
+    # the resident memory by more than a thousand idle sessions take.
+    _progress(f"idle sessions: {max(ns)} open, authenticated, silent")
+    idle = idle_session_bytes(stack.endpoint, key, max(ns), pg_dir)
     runs = []
     for n in ns:
         _progress(f"N={n}: no-op Serve WebSocket (stream only)")
@@ -255,8 +264,6 @@ def bench_load(stack: Any, key: str, ns: list[int], duration_s: float, warmup_s:
                      "ratio_events_per_s_to_noop": round(real.events_per_s / noop.events_per_s, 3)
                      if noop.events_per_s else None,
                      "ratio_events_per_s_to_raw_upserts": round(real.events_per_s / upserts, 3)})
-    _progress(f"idle sessions: {max(ns)} open, authenticated, silent")
-    idle = idle_session_bytes(stack.endpoint, key, max(ns), pg_dir)
     return {"baselines": {"raw_upserts_rows_per_s": round(upserts), "pool_webp_frames_per_s": round(webp, 2)},
             "runs": runs, "idle": idle,
             "workload": {"batch": 50, "screenshot_every_frames": 10, "read_every_frames": 5,
