@@ -224,6 +224,24 @@ def pool_webp_frames_per_s(frames: int = 24) -> float:
         return frames / (time.perf_counter() - started)
 
 
+async def _finalizing(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM sessions WHERE status = 'finalizing'"))
+    finally:
+        await conn.close()
+
+
+def settle(dsn: str, timeout_s: float = 240.0) -> float:
+    """Wait until the previous run's finished sessions are finalised, so that their screenshot
+    compression does not run during the next measurement; returns the seconds waited."""
+    started = time.monotonic()
+    while (left := asyncio.run(_finalizing(dsn))) and time.monotonic() - started < timeout_s:
+        _progress(f"waiting for {left} session(s) to finish finalising")
+        time.sleep(5.0)
+    return round(time.monotonic() - started, 1)
+
+
 def _row(result: LoadResult) -> dict[str, Any]:
     side = result.side or {}
     return {"sessions_connected": result.sessions_connected, "events_per_s": round(result.events_per_s, 1),
@@ -249,6 +267,7 @@ def bench_load(stack: Any, key: str, ns: list[int], duration_s: float, warmup_s:
     idle = idle_session_bytes(stack.endpoint, key, max(ns), pg_dir)
     runs = []
     for n in ns:
+        settled_s = settle(dsn)
         _progress(f"N={n}: no-op Serve WebSocket (stream only)")
         noop, noop_roles = run_n(stack.endpoint, key, n, duration_s=duration_s, warmup_s=warmup_s,
                                  mixed=False, prefix="/noop", pg_data_dir=pg_dir)
@@ -258,7 +277,7 @@ def bench_load(stack: Any, key: str, ns: list[int], duration_s: float, warmup_s:
         _progress(f"N={n}: tracemill, mixed workload")
         real, roles = run_n(stack.endpoint, key, n, duration_s=duration_s, warmup_s=warmup_s, mixed=True,
                             pg_data_dir=pg_dir)
-        runs.append({"sessions": n, "tracemill": _row(real) | {"processes": roles},
+        runs.append({"sessions": n, "settled_before_s": settled_s, "tracemill": _row(real) | {"processes": roles},
                      "noop_baseline": _row(noop) | {"processes": noop_roles},
                      "tracemill_stream_only": _row(stream),
                      "ratio_events_per_s_to_noop": round(real.events_per_s / noop.events_per_s, 3)
