@@ -143,6 +143,9 @@ class _Run:
         return await self.conclude(job_id, attempt, final)
 
     async def conclude(self, job_id: str, attempt: int, final: JobStatus) -> bool:
+        if final.status == "succeeded" and not final.fine_tuned_model:
+            await self.update(status="failed", error=f"provider job {job_id} succeeded without naming its model")
+            return True
         if final.status == "succeeded":
             await self.register(job_id, final)
             return True
@@ -167,7 +170,7 @@ class _Run:
                    "provider_job_id": job_id}
         row = await self.row()
         async with self.pool.acquire() as conn:
-            model = await repo.register_model(conn, row, final.fine_tuned_model or "", self.ft.suffix or "",
+            model = await repo.register_model(conn, row, str(final.fine_tuned_model), self.ft.suffix or "",
                                               metrics)
         await self.update(status="succeeded", fine_tuned_model=final.fine_tuned_model,
                           trained_tokens=final.trained_tokens, error=None)
