@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-__all__ = ["CONFIG_DIR", "SettingsError", "describe_validation_error", "load_yaml"]
+__all__ = ["CONFIG_DIR", "SettingsError", "describe_validation_error", "load_yaml", "validated"]
 
 CONFIG_DIR = Path(__file__).resolve().parent
 
@@ -30,10 +30,25 @@ def load_yaml(path: Path) -> dict[str, Any]:
     return loaded
 
 
-def describe_validation_error(exc: ValidationError, heading: str = "invalid settings") -> str:
-    """One line per problem, each naming the field: what every settings loader reports."""
-    lines = [f"{heading} ({exc.error_count()} problem(s)):"]
+def describe_validation_error(exc: ValidationError, heading: str = "invalid settings", *,
+                              one_line: bool = False) -> str:
+    """Every problem, each naming its field: one line per problem under the heading, or all of
+    them on one line after it (what a job prints before it exits 2)."""
+    problems = []
     for err in exc.errors(include_url=False, include_input=False):
         where = ".".join(str(p) for p in err["loc"]) or "(root)"
-        lines.append(f"  {where}: {err['msg']}")
-    return "\n".join(lines)
+        problems.append(f"{where}: {err['msg']}")
+    if one_line:
+        return f"{heading}: " + "; ".join(problems)
+    return "\n".join([f"{heading} ({exc.error_count()} problem(s)):", *(f"  {p}" for p in problems)])
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validated(model: type[M], data: Any, heading: str = "invalid settings", *, one_line: bool = False) -> M:
+    """`model` validated from `data`, or a SettingsError describing every problem."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc, heading, one_line=one_line)) from None

@@ -18,9 +18,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from configs.base import SettingsError, describe_validation_error, load_yaml
+from configs.base import load_yaml, validated
 from configs.pipeline import SelectorRanks
 
 __all__ = [
@@ -110,10 +110,7 @@ class DatasetBuildConfig(_Strict):
 
     @classmethod
     def build(cls, data: Any, source: str = "dataset config") -> DatasetBuildConfig:
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise SettingsError(describe_validation_error(exc, f"invalid {source}")) from None
+        return validated(cls, data, f"invalid {source}")
 
     @classmethod
     def from_file(cls, path: Path) -> DatasetBuildConfig:

@@ -15,11 +15,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from configs.base import SettingsError, load_yaml
+from configs.base import SettingsError, load_yaml, validated
 
-__all__ = ["EvaluationSettings", "load_evaluation_settings", "one_line_error"]
+__all__ = ["EvaluationSettings", "load_evaluation_settings"]
 
 
 class EvaluationSettings(BaseModel):
@@ -49,15 +49,6 @@ class EvaluationSettings(BaseModel):
     progress_every: int = Field(20, ge=1, description="log progress every N examples")
 
 
-def one_line_error(exc: ValidationError, heading: str = "invalid evaluation settings") -> str:
-    """Every problem on one line, each naming its field: what the job prints before exit 2."""
-    problems = []
-    for err in exc.errors(include_url=False, include_input=False):
-        where = ".".join(str(p) for p in err["loc"]) or "(root)"
-        problems.append(f"{where}: {err['msg']}")
-    return f"{heading}: " + "; ".join(problems)
-
-
 def load_evaluation_settings(path: Path | None = None,
                              overrides: Mapping[str, Any] | None = None) -> EvaluationSettings:
     """Settings from an optional YAML file (its `evaluation:` section, or the whole mapping),
@@ -70,7 +61,4 @@ def load_evaluation_settings(path: Path | None = None,
             raise SettingsError(f"{path}: `evaluation` must be a mapping")
         data.update(section)
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    try:
-        return EvaluationSettings.model_validate(data)
-    except ValidationError as exc:
-        raise SettingsError(one_line_error(exc)) from None
+    return validated(EvaluationSettings, data, "invalid evaluation settings", one_line=True)

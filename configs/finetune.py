@@ -13,9 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from configs.base import SettingsError, describe_validation_error, load_yaml
+from configs.base import load_yaml, validated
 
 __all__ = ["FineTuneSettings"]
 
@@ -132,10 +132,7 @@ class FineTuneSettings(BaseModel):
         """A YAML config (a `finetune:` mapping, or the fields at the top level)."""
         data = load_yaml(path)
         data = data.get("finetune", data) if isinstance(data.get("finetune"), dict) else data
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise SettingsError(describe_validation_error(exc, f"invalid {path}")) from None
+        return validated(cls, data, f"invalid {path}")
 
     def hyperparameters(self) -> dict[str, int | float | str]:
         """The hyperparameters to send: only those that are set."""

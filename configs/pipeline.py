@@ -12,9 +12,9 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from configs.base import CONFIG_DIR, SettingsError, describe_validation_error, load_yaml
+from configs.base import CONFIG_DIR, load_yaml, validated
 
 __all__ = [
     "DEFAULT_PIPELINE_FILE",
@@ -139,10 +139,7 @@ class PipelineSettings(_Strict):
 
     @classmethod
     def build(cls, data: Any, source: str = "pipeline settings") -> PipelineSettings:
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise SettingsError(describe_validation_error(exc, f"{source}: invalid pipeline settings")) from None
+        return validated(cls, data, f"{source}: invalid pipeline settings")
 
     @classmethod
     def from_file(cls, path: Path | str = DEFAULT_PIPELINE_FILE) -> PipelineSettings:

@@ -17,11 +17,10 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     model_validator,
 )
 
-from configs.base import CONFIG_DIR, SettingsError, describe_validation_error, load_yaml
+from configs.base import CONFIG_DIR, SettingsError, describe_validation_error, load_yaml, validated
 from configs.finetune import FineTuneSettings
 from configs.pipeline import DEFAULT_PIPELINE_FILE, PipelineSettings
 from configs.processing import ProcessingSettings
@@ -115,10 +114,7 @@ class TracemillSettings(_Strict):
 
     @classmethod
     def build(cls, data: Mapping[str, Any]) -> TracemillSettings:
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise SettingsError(describe_validation_error(exc)) from None
+        return validated(cls, data)
 
     @classmethod
     def from_env(
