@@ -9,7 +9,7 @@ import time
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-__all__ = ["error_response", "stalled"]
+__all__ = ["error_response", "forced_reply", "stalled"]
 
 ERROR_CODES = {
     429: "rate_limit_exceeded",
@@ -38,3 +38,15 @@ async def stalled(request: Request, seconds: float) -> bool:
             return True
         await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
     return False
+
+
+async def forced_reply(request: Request, behaviour: str) -> JSONResponse | None:
+    """What a scripted behaviour makes the server answer instead of its normal reply: an HTTP
+    error ("429", "429:<retry-after>", "500"), or 499 after a stall the client gave up on
+    ("timeout:<seconds>"). None: answer normally (a stall the client sat out included)."""
+    kind, _, arg = behaviour.partition(":")
+    if kind.isdigit():
+        return error_response(int(kind), retry_after=arg or None)
+    if kind == "timeout" and await stalled(request, float(arg or 5)):
+        return JSONResponse({}, status_code=499)  # the client has gone
+    return None

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from tests.support.openai_common import error_response, stalled
+from tests.support.openai_common import error_response, forced_reply
 
 __all__ = ["FineTuneRequest", "FineTuneState", "finetune_router"]
 
@@ -81,12 +81,7 @@ def finetune_router(server: Any) -> APIRouter:
                 behaviour=behaviour,
             )
         )
-        kind, _, arg = behaviour.partition(":")
-        if kind.isdigit():
-            return error_response(int(kind), retry_after=arg or None)
-        if kind == "timeout" and await stalled(request, float(arg or 5)):
-            return JSONResponse({}, status_code=499)
-        return None
+        return await forced_reply(request, behaviour)
 
     def lost(behaviour: str, reply: JSONResponse) -> JSONResponse:
         """ "lost:NNN": the request was carried out, but the client gets status NNN."""

@@ -46,7 +46,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from tests.support.net import wait_for
-from tests.support.openai_common import error_response, stalled
+from tests.support.openai_common import forced_reply
 from tests.support.openai_finetune import FineTuneRequest, FineTuneState, finetune_router
 
 __all__ = [
@@ -202,11 +202,9 @@ def _chat_router(server: OpenAITestServer) -> APIRouter:
                 behaviour=behaviour,
             )
         )
-        kind, _, arg = behaviour.partition(":")
-        if kind.isdigit():
-            return error_response(int(kind), retry_after=arg or None)
-        if kind == "timeout" and await stalled(request, float(arg or 5)):
-            return JSONResponse({}, status_code=499)  # the client has gone
+        if (reply := await forced_reply(request, behaviour)) is not None:
+            return reply
+        kind = behaviour.partition(":")[0]
         content = {
             "badjson": "this is { not json",
             "badschema": '{"page_type": "cart"}',
