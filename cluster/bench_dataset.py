@@ -24,7 +24,7 @@ import ray
 
 from actors.auth import DEFAULT_ORG_ID
 from actors.processing.runtime import as_event
-from actors.settings_registry import CLUSTER_ADDRESS_ENV, dashboard_url, publish_settings
+from actors.settings_registry import dashboard_url, publish_settings
 from actors.storage.postgres import apply_migrations, connect_pool, json_dumps
 from actors.storage.processing_repo import event_rows
 from actors.storage.training_repo import select_sessions
@@ -34,6 +34,7 @@ from configs.dataset import DatasetBuildConfig
 from configs.settings import TracemillSettings
 from jobs.dataset_build import run_build
 from jobs.dataset_format import build_examples
+from serve_app import ray_jobs
 
 __all__ = ["bench_dataset"]
 
@@ -130,17 +131,9 @@ def _job_submit_build(settings: TracemillSettings, config: DatasetBuildConfig, f
     try:
         publish_settings(settings)
         client = JobSubmissionClient(dashboard_url())
-        started = time.monotonic()
-        job = None
-        while job is None:  # the node's job agent registers a few seconds after start
-            try:
-                job = client.submit_job(
-                    entrypoint=f"{sys.executable} -m jobs.build_dataset --config {path}",
-                    runtime_env={"env_vars": {CLUSTER_ADDRESS_ENV: ray.get_runtime_context().gcs_address}})
-            except RuntimeError as exc:
-                if "No available agent" not in str(exc) or time.monotonic() - started > 60:
-                    raise
-                time.sleep(0.5)
+        # The API's own submission: it waits for the node's job agent and names this cluster.
+        job = asyncio.run(ray_jobs.submit(f"bench-dataset-{uuid.uuid4()}", "jobs.build_dataset",
+                                          ["--config", str(path)]))
         submitted = time.monotonic()
         while (status := client.get_job_status(job)) not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
             time.sleep(0.2)
