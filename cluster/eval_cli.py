@@ -5,27 +5,21 @@
 
 `run` is the evaluation job's code (jobs/evaluate.py) in this process. Both find the
 deployment's settings as a job driver does: DATABASE_URL when set, else the settings the
-running cluster published, the cluster being RAY_ADDRESS, the `ray_address` in the state
-dir's cluster.json (a `tracemill up`), or "auto".
+running cluster published (cluster.remote.cluster_settings), the cluster being RAY_ADDRESS,
+the `ray_address` in the state dir's cluster.json (a `tracemill up`), or "auto".
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-from pathlib import Path
 from typing import Any
 
 from actors.errors import NotFound
-from actors.settings_registry import published_settings
 from actors.storage.postgres import connect_pool
 from actors.training.eval_repo import latest_evaluation
-from configs.settings import DatabaseSettings, TracemillSettings
 
-__all__ = ["add_eval_parser", "cluster_address", "cluster_settings", "database_settings", "format_comparison",
-           "run_eval_command"]
+__all__ = ["add_eval_parser", "format_comparison", "run_eval_command"]
 
 _ROWS = (("step accuracy", "step_accuracy"), ("element accuracy", "element_accuracy"),
          ("action-type accuracy", "action_type_accuracy"))
@@ -52,38 +46,16 @@ def run_eval_command(args: argparse.Namespace) -> int:
     if args.eval_command == "run":
         from jobs.evaluate import run, settings_from_args
 
+        from cluster.remote import cluster_settings
+
         ev = settings_from_args(args)  # validated before the cluster is joined
         return run(cluster_settings(args.state_dir), ev, args.dataset)
     return asyncio.run(_compare(args))
 
 
-def cluster_address(state_dir: str | None) -> str:
-    if os.environ.get("RAY_ADDRESS"):
-        return os.environ["RAY_ADDRESS"]
-    info = Path(state_dir or os.environ.get("TRACEMILL_STATE_DIR") or ".tracemill") / "cluster.json"
-    if info.exists():
-        return json.loads(info.read_text()).get("ray_address") or "auto"
-    return "auto"
-
-
-def cluster_settings(state_dir: str | None) -> TracemillSettings:
-    import ray
-
-    from cluster import remote
-
-    if not ray.is_initialized():
-        remote.connect(cluster_address(state_dir))
-    return published_settings(os.environ)
-
-
-def database_settings(state_dir: str | None) -> DatabaseSettings:
-    # Reading results needs only the database: no cluster when DATABASE_URL says where it is.
-    if os.environ.get("DATABASE_URL"):
-        return DatabaseSettings(url=os.environ["DATABASE_URL"])
-    return cluster_settings(state_dir).database
-
-
 async def _compare(args: argparse.Namespace) -> int:
+    from cluster.remote import database_settings  # Ray only when DATABASE_URL is unset
+
     pool = await connect_pool(database_settings(args.state_dir))
     try:
         a = await latest_evaluation(pool, args.model_a, args.dataset)

@@ -9,6 +9,7 @@ passes them into every shard and task), never through the nodes' environment.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 from collections.abc import Mapping
@@ -19,11 +20,12 @@ import ray
 from ray import serve
 
 from actors.storage.postgres import apply_migrations
-from actors.settings_registry import publish_settings
+from actors.settings_registry import publish_settings, published_settings
 from cluster.serve_deploy import APP_NAME, DEFAULT_SERVE_CONFIG, deploy_config, render_serve_config
-from configs.settings import SettingsError, TracemillSettings
+from configs.settings import DatabaseSettings, SettingsError, TracemillSettings
 
-__all__ = ["connect", "deploy", "down", "remove_tracemill_actors", "settings_for_cluster"]
+__all__ = ["cluster_address", "cluster_settings", "connect", "database_settings", "deploy", "down",
+           "remove_tracemill_actors", "settings_for_cluster"]
 
 log = logging.getLogger(__name__)
 
@@ -105,3 +107,27 @@ def down(address: str, namespace: str = "tracemill") -> list[str]:
     except Exception as exc:  # noqa: BLE001 - not deployed is fine; say what happened
         log.info("no Serve application %s to delete (%s)", APP_NAME, type(exc).__name__)
     return remove_tracemill_actors(namespace)
+
+
+def cluster_address(state_dir: str | None) -> str:
+    """RAY_ADDRESS, else the `ray_address` in a `tracemill up` state dir's cluster.json, else auto."""
+    if os.environ.get("RAY_ADDRESS"):
+        return os.environ["RAY_ADDRESS"]
+    info = Path(state_dir or os.environ.get("TRACEMILL_STATE_DIR") or ".tracemill") / "cluster.json"
+    if info.exists():
+        return json.loads(info.read_text()).get("ray_address") or "auto"
+    return "auto"
+
+
+def cluster_settings(state_dir: str | None) -> TracemillSettings:
+    """The settings of the running deployment, for CLI commands that run jobs' code here."""
+    if not ray.is_initialized():
+        connect(cluster_address(state_dir))
+    return published_settings(os.environ)
+
+
+def database_settings(state_dir: str | None) -> DatabaseSettings:
+    # Reading results needs only the database: no cluster when DATABASE_URL says where it is.
+    if os.environ.get("DATABASE_URL"):
+        return DatabaseSettings(url=os.environ["DATABASE_URL"])
+    return cluster_settings(state_dir).database

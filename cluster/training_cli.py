@@ -22,7 +22,6 @@ from typing import Any
 from actors.errors import NotFound
 from actors.storage import finetune_repo, training_repo
 from actors.storage.postgres import connect_pool
-from cluster.eval_cli import cluster_settings, database_settings
 from configs.dataset import DatasetBuildConfig
 from configs.finetune import FineTuneSettings
 
@@ -52,6 +51,8 @@ def add_training_parsers(sub: Any) -> None:
 
 
 def run_training_command(args: argparse.Namespace) -> int:
+    from cluster.remote import cluster_settings  # Ray and Serve only once a command runs
+
     if args.command == "dataset" and args.dataset_command == "build":
         from jobs.build_dataset import build
 
@@ -70,6 +71,8 @@ def run_training_command(args: argparse.Namespace) -> int:
 
 
 async def _read(args: argparse.Namespace) -> int:
+    from cluster.remote import database_settings
+
     pool = await connect_pool(database_settings(args.state_dir), max_size=1)
     try:
         if args.command == "dataset":
