@@ -16,7 +16,7 @@
     ├── ConfigError             settings or config files that do not validate
     └── MigrationFailed         a schema migration failed and was rolled back
 
-HTTP status codes belong to the ingress (serve_app.errors); here an error only carries a
+HTTP status codes belong to the ingress (serve_app.error_responses); here an error only carries a
 stable snake_case `code`. Every subclass passes all of its constructor arguments to
 `super().__init__` so that it pickles across Ray process boundaries intact.
 """

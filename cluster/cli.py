@@ -90,15 +90,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     for chatty in ("pgserver", "httpx"):  # they narrate every pg_ctl call and HTTP request
         logging.getLogger(chatty).setLevel(logging.WARNING)
     if argv[:1] == ["loadgen"]:
-        from cluster.loadgen import main as loadgen_main
+        from cluster.bench.loadgen import main as loadgen_main
 
         return loadgen_main(argv[1:])
     if argv[:1] == ["bench"]:
-        from cluster.bench import main as bench_main
+        from cluster.bench.ingest import main as bench_main
 
         return bench_main(argv[1:])
     if argv[:1] == ["demo"]:
-        from cluster.demo import main as demo_main
+        from cluster.demo.replay import main as demo_main
 
         return demo_main(argv[1:])
     args = build_parser().parse_args(argv)

@@ -17,7 +17,7 @@ from typing import Any
 
 from actors.errors import NotFound
 from actors.storage.postgres import connect_pool
-from actors.training.eval_repo import latest_evaluation
+from actors.storage.evaluation_repo import latest_evaluation
 
 __all__ = ["add_eval_parser", "format_comparison", "run_eval_command"]
 

@@ -43,7 +43,7 @@ class _Strict(BaseModel):
 
 
 class DatasetFormatSettings(_Strict):
-    """What one `openai-chat` example holds (see jobs/dataset_format.py)."""
+    """What one `openai-chat` example holds (see actors/training/dataset/formats.py)."""
 
     kind: Literal["openai-chat"] = "openai-chat"
     system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, min_length=1)

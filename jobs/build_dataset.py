@@ -24,8 +24,8 @@ from actors.storage.training_repo import dataset_row
 from actors.version import code_version
 from configs.dataset import DatasetBuildConfig
 from configs.settings import TracemillSettings
-from jobs.dataset_build import BuildResult, run_build
-from jobs.runtime import join_cluster, run_entrypoint
+from actors.training.dataset.build import BuildResult, run_build
+from jobs.entrypoint import join_cluster, run_entrypoint
 
 __all__ = ["main", "parse_args"]
 

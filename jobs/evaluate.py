@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from actors.training.evaluator import EvalReport, evaluate_dataset
+from actors.training.evaluation.evaluator import EvalReport, evaluate_dataset
 from configs.evaluation import EvaluationSettings, load_evaluation_settings
 from configs.settings import TracemillSettings
 
@@ -85,7 +85,7 @@ def run(settings: TracemillSettings, ev: EvaluationSettings, dataset_id: str) ->
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from jobs.runtime import join_cluster, run_entrypoint
+    from jobs.entrypoint import join_cluster, run_entrypoint
 
     parser = argparse.ArgumentParser(prog="python -m jobs.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

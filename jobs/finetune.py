@@ -22,8 +22,8 @@ from actors.storage.finetune_repo import finetune_row
 from actors.storage.postgres import connect_pool
 from configs.finetune import FineTuneSettings
 from configs.settings import TracemillSettings
-from jobs.finetune_run import run_finetune, stored_settings
-from jobs.runtime import EXIT_FAILED, join_cluster, run_entrypoint
+from actors.training.finetune.run import run_finetune, stored_settings
+from jobs.entrypoint import EXIT_FAILED, join_cluster, run_entrypoint
 
 __all__ = ["execute", "main", "parse_args", "with_deployment_credentials"]
 

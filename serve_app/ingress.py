@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from ray import serve
 
 from actors.errors import DependencyUnavailable, TracemillError
-from actors.models import (
+from serve_app.bodies import (
     AckResult,
     ErrorResponse,
     EventsBatch,
@@ -33,7 +33,7 @@ from serve_app import dashboard_api, results_api, screenshots_api, sessions_api,
 from serve_app.training_api import FineTuneCreate
 from serve_app.dashboard_api import StatsResponse
 from serve_app.results_api import EventsPage
-from serve_app.errors import call_actor, error_response, install_error_handlers, request_id_of
+from serve_app.error_responses import call_actor, error_response, install_error_handlers, request_id_of
 from actors.logs import bound_request, setup_logging
 from serve_app.metrics import CONTENT_TYPE_LATEST
 from serve_app.openapi import body_of, errors_of, install_openapi

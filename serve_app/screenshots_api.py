@@ -29,11 +29,11 @@ from actors.errors import (
     UnsupportedMedia,
     details_from_validation_error,
 )
-from actors.events import Timestamp
+from actors.ingest.events import Timestamp
 from actors.logs import current_request_id
 from actors.storage import sessions_repo
 from actors.storage.postgres import with_retries
-from serve_app.errors import call_actor
+from serve_app.error_responses import call_actor
 from serve_app.http_io import bearer_key, read_body, session_uuid
 from serve_app.services import Services
 from serve_app.sessions_api import readable_session

@@ -12,8 +12,8 @@ import asyncpg
 from ray.actor import ActorHandle
 
 from actors.auth import KeyCache, Principal, Scope
-from actors.events import StoredEvent, encode_events
-from actors.shard_pool import ShardRouter, shard_index
+from actors.ingest.events import StoredEvent, encode_events
+from actors.ingest.shard_pool import ShardRouter, shard_index
 from actors.storage.objectstore import ObjectStore, make_object_store
 from actors.storage.postgres import connect_pool, with_retries
 from configs.settings import TracemillSettings

@@ -13,12 +13,12 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from actors.errors import InvalidInput, NotFound, Overloaded, TracemillError
-from actors.events import parse_events
+from actors.ingest.events import parse_events
 from actors.logs import current_request_id
-from actors.models import parse_finish, parse_session_create
+from serve_app.bodies import parse_finish, parse_session_create
 from actors.storage import sessions_repo
 from actors.storage.postgres import with_retries
-from serve_app.errors import call_actor
+from serve_app.error_responses import call_actor
 from serve_app.http_io import bearer_key, read_json, session_uuid
 from serve_app.services import Services
 

@@ -17,9 +17,9 @@ from typing import Any, Sequence
 
 from ray.actor import ActorHandle
 
-from actors.events import EncodedEvent
+from actors.ingest.events import EncodedEvent
 from actors.logs import current_request_id
-from serve_app.errors import unwrap
+from serve_app.error_responses import unwrap
 
 __all__ = ["ShardClient"]
 

@@ -28,9 +28,9 @@ from actors.errors import (
     TracemillError,
     Unauthenticated,
 )
-from actors.events import parse_events
+from actors.ingest.events import parse_events
 from actors.logs import bound_request
-from serve_app.errors import call_actor, error_body
+from serve_app.error_responses import call_actor, error_body
 from serve_app.http_io import decode_json, session_uuid
 from serve_app.services import Services
 

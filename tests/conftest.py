@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.support.client import Api
-from tests.support.net import free_port
+from cluster.doubles.net import free_port
 from tests.support.stack import make_key, run_db
 
 # Ray and pgserver look here for runtime files; keep them off the user's XDG dirs.

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from actors.context.events import (
+from actors.context.vocabulary import (
     BACK_GAP_MS,
     BACK_RUN,
     DEAD_CLICK_MS,
@@ -46,7 +46,7 @@ from actors.context.events import (
 from actors.context.frustration import Signal, frustration_signals
 from actors.context.intents import step_intents
 from actors.context.pages import PageSummary, page_structure
-from actors.context.patterns import (
+from actors.context.navigation import (
     _navigation_pattern,
     _shopping_style,
     navigation_pattern,
@@ -54,7 +54,7 @@ from actors.context.patterns import (
 )
 
 # The former module's `__all__`, plus the public names it had outside that list: the `Event` and
-# `Element` aliases (actors.scoring imports `Event`) and the thresholds.
+# `Element` aliases (actors.context.scoring imports `Event`) and the thresholds.
 __all__ = [
     "BACK_GAP_MS", "BACK_RUN", "DEAD_CLICK_MS", "DEAL_HITS", "DECISIVE_ACTIONS",
     "DECISIVE_PRODUCTS", "GRID_MIN_ITEMS", "GRID_MIN_PRICES", "INTERACTIONS", "PASSIVE",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from actors.context.events import (
+from actors.context.vocabulary import (
     _RESPONSES,
     BACK_GAP_MS,
     BACK_RUN,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from actors.context.events import (
+from actors.context.vocabulary import (
     _ADD_TO_CART,
     _CHECKOUT,
     _CLICKS,

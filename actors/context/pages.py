@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from actors.context.events import (
+from actors.context.vocabulary import (
     _LANDMARKS,
     _PRICE,
     GRID_MIN_ITEMS,

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic_core import from_json, to_json
 
-from actors.events import EncodedEvent
+from actors.ingest.events import EncodedEvent
 from actors.privacy.redact import Redactor
 
 __all__ = ["RedactedBatch", "redact_batch"]

@@ -19,9 +19,9 @@ import ray
 from actors import telemetry
 from actors.errors import DependencyUnavailable
 from actors.logs import bound_request, setup_logging
-from actors.processing.analysis import analyze_session
+from actors.processing.analysis_step import analyze_session
 from actors.processing.archive import archive_session
-from actors.processing.runtime import TaskResources, task_resources
+from actors.processing.task_resources import TaskResources, task_resources
 from actors.processing.screenshots import compress_stored_screenshot
 from actors.processing.vision_step import analyze_frames
 from configs.settings import TracemillSettings

@@ -19,7 +19,7 @@ from typing import Any
 import ray
 
 from actors import telemetry
-from actors.processing.runtime import TaskResources
+from actors.processing.task_resources import TaskResources
 from actors.storage import processing_repo as repo
 from actors.vision.openai_vision import PROMPT_VERSION
 from actors.vision.service import VisionOutcome, VisionService

@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 
-from actors.finetune.provider import Checkpoint, JobEvent
+from actors.training.finetune.provider import Checkpoint, JobEvent
 from actors.storage.postgres import json_dumps
 
 __all__ = [

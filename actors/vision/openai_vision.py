@@ -35,7 +35,7 @@ import openai
 from pydantic import ValidationError
 
 from actors.errors import ConfigError, DependencyUnavailable, InvalidInput
-from actors.vision.analysis import (
+from actors.vision.page_analysis import (
     PAGE_ANALYSIS_SCHEMA,
     PROMPT_TOKENS,
     PROMPT_VERSION,
@@ -48,7 +48,7 @@ from actors.vision.analysis import (
 )
 from configs.vision import VisionSettings
 
-# PageAnalysis, VisionCall and the estimates live in actors.vision.analysis (provider-
+# PageAnalysis, VisionCall and the estimates live in actors.vision.page_analysis (provider-
 # neutral); they are re-exported here because callers meet them through this provider.
 __all__ = [
     "ACCEPTED_MEDIA_TYPES",

@@ -2,7 +2,7 @@
 Chromium against a fresh test stack, exports its finalised session as the recording that
 `tracemill demo` replays.
 
-    python -m tests.e2e.record_demo [PATH]     # default: cluster/demo_data/shop_checkout.json
+    python -m tests.e2e.record_demo [PATH]     # default: cluster/demo/data/shop_checkout.json
 
 It runs the one test through pytest so that the stack is the tests' own (tests/conftest.py),
 started and stopped in this process.
@@ -18,7 +18,7 @@ import pytest
 
 from tests.e2e.test_extension import RECORD_DEMO_ENV
 
-DEFAULT = Path(__file__).resolve().parents[2] / "cluster" / "demo_data" / "shop_checkout.json"
+DEFAULT = Path(__file__).resolve().parents[2] / "cluster" / "demo" / "data" / "shop_checkout.json"
 
 
 def main(argv: list[str]) -> int:

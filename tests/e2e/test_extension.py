@@ -33,7 +33,7 @@ from tests.support.scripted_endpoint import scripted_endpoint
 from tests.support.recorder import CHECKOUT, Recorder, Step, shop_task
 from tests.support.sessions import wait_terminal
 from tests.support.shop_site import serve_shop
-from tests.support.net import free_port
+from cluster.doubles.net import free_port
 from tests.support.stack import make_key, run_db
 from tests.support.tcp_proxy import TcpProxy
 
@@ -44,8 +44,8 @@ RECORD_DEMO_ENV = "TRACEMILL_RECORD_DEMO"
 
 
 def export_demo(api: Api, sid: str, path: Path) -> None:
-    """Write the finalised session as the demo's recording (cluster/demo_data/shop_checkout.json)."""
-    from cluster.demo import export_recording
+    """Write the finalised session as the demo's recording (cluster/demo/data/shop_checkout.json)."""
+    from cluster.demo.replay import export_recording
 
     chromium_version = subprocess.run(["chromium", "--version"], capture_output=True, text=True).stdout.split()[1]
     manifest = json.loads((EXTENSION_DIR / "manifest.json").read_text())

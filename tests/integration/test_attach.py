@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.integration.test_cli import tracemill
-from tests.support.net import free_port, wait_for
+from cluster.doubles.net import free_port, wait_for
 
 BOOTSTRAP = "tm_bootstrap_key_for_the_attach_test"
 

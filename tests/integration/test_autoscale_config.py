@@ -1,6 +1,6 @@
-"""The autoscaling demo's generated configs (cluster/autoscale_demo.py), checked without starting
+"""The autoscaling demo's generated configs (cluster/autoscale/demo.py), checked without starting
 anything: the demo itself takes minutes and owns port 6379, so it is run by hand
-(`python -m cluster.autoscale_demo`), not here."""
+(`python -m cluster.autoscale`), not here."""
 
 import copy
 from pathlib import Path
@@ -10,7 +10,7 @@ import yaml
 from ray.autoscaler._private.util import validate_config
 from ray.serve.schema import ServeDeploySchema
 
-from cluster import autoscale_demo as demo
+from cluster.autoscale import demo
 from configs.settings import load_yaml
 
 

@@ -12,7 +12,7 @@ import pytest
 import ray
 from ray import serve
 
-from actors.shard_pool import shard_name
+from actors.ingest.shard_pool import shard_name
 from serve_app.ingress import Ingress
 from tests.support.stack import run_db
 from tests.support.client import Api, click_event

@@ -1,4 +1,4 @@
-"""The whole bad-input corpus (cluster.bad_input) and a small schemathesis run, on the shared
+"""The whole bad-input corpus (cluster.badinput.corpus) and a small schemathesis run, on the shared
 stack: every answer a 4xx in the one error shape, no 5xx, nothing stored, ready afterwards.
 `tracemill bench badinput` runs the same with a larger schemathesis budget and prints the table.
 The hand-written cases of test_bad_input.py stay there; these are generated."""
@@ -17,10 +17,10 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from cluster.bad_input import BadCase, corpus
-from cluster.bad_input_fuzz import run_schemathesis
-from cluster.bad_input_run import format_table, run_corpus
-from tests.support.net import free_port
+from cluster.badinput.corpus import BadCase, corpus
+from cluster.badinput.fuzz import run_schemathesis
+from cluster.badinput.run import format_table, run_corpus
+from cluster.doubles.net import free_port
 from tests.support.stack import make_key, run_db
 
 pytestmark = pytest.mark.integration

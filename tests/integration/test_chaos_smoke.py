@@ -8,7 +8,7 @@ CI proves they still work and that no fault loses an acked event.
   private stack in a subprocess, and the test asserts on its JSON.
 - A worker node removed from a `ray.cluster_utils.Cluster` (head + 2 workers), and tasks on
   every node: one process joins one Ray cluster, and this one is on the shared stack's, so
-  `python -m cluster.chaos_spread --smoke` runs in a subprocess too. (Run beside the other
+  `python -m cluster.chaos.spread --smoke` runs in a subprocess too. (Run beside the other
   tests it only slows both down: two cores.)
 
 (A killed shard and a PostgreSQL restart are tests/integration/test_faults.py's.)
@@ -29,9 +29,9 @@ from typing import Any
 
 import pytest
 
-from cluster.chaos_faults import ingress_replicas, kill_ingress_replica, wait_ready
-from cluster.chaos_load import ChaosLoadConfig, LoadTrack, run_chaos_load
-from cluster.chaos_verify import verify
+from cluster.chaos.faults import ingress_replicas, kill_ingress_replica, wait_ready
+from cluster.chaos.load import ChaosLoadConfig, LoadTrack, run_chaos_load
+from cluster.chaos.verify import verify
 from tests.support.client import Api
 
 REPO = Path(__file__).resolve().parents[2]
@@ -136,7 +136,7 @@ def test_objectstore_and_openai_faults_on_a_private_stack(tmp_path: Path) -> Non
 
 
 def test_node_loss_and_spread_on_a_three_node_cluster(tmp_path: Path) -> None:
-    run = ModuleRun(["cluster.chaos_spread", "--smoke"], tmp_path / "spread.json")
+    run = ModuleRun(["cluster.chaos.spread", "--smoke"], tmp_path / "spread.json")
     try:
         result = run.result(timeout_s=300)
     finally:
@@ -160,7 +160,7 @@ def test_the_check_sees_a_lost_event_a_double_count_and_a_missing_object(api: Ap
     """The verifier must be able to fail: take an acked row, count one event twice, and delete
     a 2xx screenshot's object behind the service's back; each shows up."""
     from actors.storage.objectstore import make_object_store
-    from tests.support.net import wait_for
+    from cluster.doubles.net import wait_for
     from tests.support.stack import run_db
 
     cfg = ChaosLoadConfig(url=stack.endpoint, api_key=api.key, sessions=1, events=40, shots=1, deadline_s=60,
@@ -197,8 +197,8 @@ def test_a_restarted_shard_resumes_finalisation_without_being_called(api: Api, s
     `finalizing` behind the shard's back, the shard is killed, and nothing calls it again."""
     import ray
 
-    from actors.shard_pool import shard_index, shard_name
-    from tests.support.net import wait_for
+    from actors.ingest.shard_pool import shard_index, shard_name
+    from cluster.doubles.net import wait_for
     from tests.support.stack import run_db
 
     cfg = ChaosLoadConfig(url=stack.endpoint, api_key=api.key, sessions=1, events=40, shots=1, deadline_s=60,

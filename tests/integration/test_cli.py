@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from tests.support.client import click_event
-from tests.support.net import free_port, wait_for
+from cluster.doubles.net import free_port, wait_for
 
 BOOTSTRAP = "tm_bootstrap_key_for_the_cli_test"
 

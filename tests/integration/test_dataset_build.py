@@ -16,7 +16,7 @@ import ray
 import yaml
 
 from jobs import build_dataset
-from jobs.dataset_format import example_key, validate_examples
+from actors.training.dataset.formats import example_key, validate_examples
 from tests.support.client import Api
 from tests.support.sessions import record_ready
 from tests.support.stack import read_object, run_db

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from cluster.demo import DemoError, DemoResult, export_recording, run_demo
-from cluster.recording import load_recording
-from tests.support.net import free_port
+from cluster.demo.replay import DemoError, DemoResult, export_recording, run_demo
+from cluster.demo.recording import load_recording
+from cluster.doubles.net import free_port
 from tests.support.recordings import COMMITTED_RECORDING, write_generated_recording
 from tests.support.stack import make_key, run_db
 

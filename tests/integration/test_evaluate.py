@@ -23,10 +23,10 @@ import ray
 
 from actors import auth
 from actors.storage.objectstore import make_object_store
-from actors.training.eval_compare import aggregate, compare_step
-from jobs.dataset_format import DatasetFormatSettings, build_examples
+from actors.training.evaluation.compare import aggregate, compare_step
+from actors.training.dataset.formats import DatasetFormatSettings, build_examples
 from tests.support.agent_models import Oracle, user_text, weak, weak_action
-from tests.support.openai_server import OpenAITestServer
+from cluster.doubles.openai_server import OpenAITestServer
 from tests.support.sessions import shop_session
 from tests.support.stack import run_db
 

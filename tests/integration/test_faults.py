@@ -13,10 +13,10 @@ import httpx
 import ray
 from websockets.exceptions import ConnectionClosed
 
-from actors.shard_pool import shard_index, shard_name
+from actors.ingest.shard_pool import shard_index, shard_name
 from tests.support.stack import run_db
 from tests.support.client import Api, click_event
-from tests.support.net import wait_for
+from cluster.doubles.net import wait_for
 
 
 class ResendingClient:

@@ -22,10 +22,10 @@ import yaml
 
 from actors.auth import DEFAULT_ORG_ID
 from jobs import finetune
-from jobs.dataset_build import run_build
+from actors.training.dataset.build import run_build
 from configs.dataset import DatasetBuildConfig
 from tests.support.client import Api
-from tests.support.openai_server import OpenAITestServer
+from cluster.doubles.openai_server import OpenAITestServer
 from tests.support.sessions import record_ready
 from tests.support.stack import read_object, run_db
 

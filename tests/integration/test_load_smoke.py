@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from cluster.loadgen import LoadConfig, run_load
+from cluster.bench.loadgen import LoadConfig, run_load
 from tests.support.client import Api
 
 

@@ -18,7 +18,7 @@ import ray
 from ray import serve
 from websockets.asyncio.client import connect
 
-from cluster.loadgen import EventFactory, LoadConfig, LoadResult, run_load
+from cluster.bench.loadgen import EventFactory, LoadConfig, LoadResult, run_load
 from serve_app.noop import build_noop_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

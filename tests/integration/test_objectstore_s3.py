@@ -22,7 +22,7 @@ from actors.errors import DependencyUnavailable, NotFound, TracemillError
 from actors.storage.objectstore import make_object_store
 from actors.storage.s3store import S3ObjectStore
 from configs.settings import ObjectStoreSettings
-from tests.support.moto_server import (
+from cluster.doubles.moto_server import (
     DUMMY_ACCESS_KEY_ID,
     DUMMY_REGION,
     DUMMY_SECRET_ACCESS_KEY,

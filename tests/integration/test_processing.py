@@ -101,7 +101,7 @@ def test_finalisation_resumes_after_its_shard_is_killed(api: Api, stack: Any) ->
 
     import ray
 
-    from actors.shard_pool import shard_index, shard_name
+    from actors.ingest.shard_pool import shard_index, shard_name
 
     events, shots = shop_session(200, 40)
     sid = record(api, events, shots, type="human", task="buy the blue kettle")

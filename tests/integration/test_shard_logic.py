@@ -10,8 +10,8 @@ import pytest
 
 from actors.auth import DEFAULT_ORG_ID
 from actors.errors import NotFound, Overloaded, SessionClosed
-from actors.events import encode_events, parse_events
-from actors.shard import SessionShard
+from actors.ingest.events import encode_events, parse_events
+from actors.ingest.shard import SessionShard
 from configs.settings import TracemillSettings
 from tests.support.stack import run_db
 from tests.support.client import click_event

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from actors.settings_registry import publish_settings
 from tests.support.client import Api
-from tests.support.openai_server import OpenAITestServer
+from cluster.doubles.openai_server import OpenAITestServer
 from tests.support.sessions import record_ready
 from tests.support.stack import make_key, run_db
 

@@ -16,7 +16,7 @@ from configs.settings import TracemillSettings
 from tests.support.stack import run_db
 from tests.integration.test_processing import record, wait_terminal
 from tests.support.client import Api
-from tests.support.openai_server import OpenAITestServer
+from cluster.doubles.openai_server import OpenAITestServer
 from tests.support.sessions import shop_session
 
 

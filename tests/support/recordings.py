@@ -1,4 +1,4 @@
-"""Recording files (cluster.recording) made from the crafted shop session, for testing the
+"""Recording files (cluster.demo.recording) made from the crafted shop session, for testing the
 replay while no recording captured by the extension in a real browser is committed."""
 
 from __future__ import annotations
@@ -8,13 +8,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cluster.recording import RECORDING_FORMAT
-from cluster.recording_export import flush_frames
+from cluster.demo.recording import RECORDING_FORMAT
+from cluster.demo.export import flush_frames
 from tests.support.sessions import T0, VIEWPORT, shop_session
 
 __all__ = ["COMMITTED_RECORDING", "generated_recording", "write_generated_recording"]
 
-COMMITTED_RECORDING = Path(__file__).resolve().parents[2] / "cluster" / "demo_data" / "shop_checkout.json"
+COMMITTED_RECORDING = Path(__file__).resolve().parents[2] / "cluster" / "demo" / "data" / "shop_checkout.json"
 
 
 def generated_recording(n_events: int = 120, n_screens: int = 12) -> dict[str, Any]:

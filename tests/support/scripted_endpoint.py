@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from tests.support.net import free_port
+from cluster.doubles.net import free_port
 
 __all__ = ["Frame", "ScriptedEndpoint", "scripted_endpoint"]
 

@@ -25,7 +25,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tests.support.net import free_port
+from cluster.doubles.net import free_port
 
 __all__ = ["PAGES", "PRODUCT_IDS", "SHOP_DIR", "serve_shop", "main"]
 

@@ -10,10 +10,10 @@ import json
 import pytest
 
 from actors.errors import InvalidInput, PayloadTooLarge, UnsupportedMedia
-from actors.events import parse_events
-from actors.models import EventsBatch, FinishRequest, SessionCreate
-from cluster.bad_input import corpus
-from cluster.bad_input_data import hostile_images, valid_instance
+from actors.ingest.events import parse_events
+from serve_app.bodies import EventsBatch, FinishRequest, SessionCreate
+from cluster.badinput.corpus import corpus
+from cluster.badinput.data import hostile_images, valid_instance
 from configs.dataset import DatasetBuildConfig
 from configs.settings import IngestLimits
 from serve_app.screenshots_api import MEDIA_TYPES, inspect_image

@@ -8,7 +8,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from jobs.dataset_format import (
+from actors.training.dataset.formats import (
     DatasetFormatSettings,
     best_selector,
     build_examples,

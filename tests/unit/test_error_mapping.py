@@ -5,7 +5,7 @@ import json
 import pytest
 
 from actors import errors as E
-from serve_app.errors import error_response, status_for
+from serve_app.error_responses import error_response, status_for
 
 
 @pytest.mark.parametrize(

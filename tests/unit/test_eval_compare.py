@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from actors.errors import ConfigError
-from actors.training.eval_compare import (
+from actors.training.evaluation.compare import (
     StepResult, aggregate, compare_step, normalise_text, normalise_url, parse_action,
 )
-from actors.training.eval_predictor import Reply, estimate_request_tokens
-from actors.training.evaluator import run_predictions
+from actors.training.evaluation.predictor import Reply, estimate_request_tokens
+from actors.training.evaluation.evaluator import run_predictions
 from actors.vision.limits import RateLimiter
 from cluster.eval_cli import format_comparison
 from configs.base import SettingsError

@@ -1,4 +1,4 @@
-"""Unit tests of the event contract: actors.events.parse_events and its types.
+"""Unit tests of the event contract: actors.ingest.events.parse_events and its types.
 
 Run as a script for the parse cost per event:
     cd /work/main && PYTHONPATH=. python tests/unit/test_events.py
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from actors.errors import InvalidInput, PayloadTooLarge
-from actors.events import EVENT_TYPES, StoredEvent, parse_events, parse_timestamp
+from actors.ingest.events import EVENT_TYPES, StoredEvent, parse_events, parse_timestamp
 from configs.settings import IngestLimits
 
 LIMITS = IngestLimits()

@@ -1,6 +1,6 @@
 """The openai fine-tune provider against a real OpenAI-compatible HTTP server.
 
-The real `openai` client talks to tests/support/openai_server.py over 127.0.0.1: files,
+The real `openai` client talks to cluster/doubles/openai_server.py over 127.0.0.1: files,
 uploads in parts, fine-tuning jobs with events, checkpoints and cancel, and scripted 429s,
 500s and 401s. No Ray, no database; waits are tiny so the whole file runs in seconds.
 """
@@ -17,7 +17,7 @@ import pytest
 from pydantic import ValidationError
 
 from actors.errors import ConfigError, DependencyUnavailable, InvalidInput, NotFound
-from actors.finetune import (
+from actors.training.finetune import (
     FineTuneProvider,
     JobEvent,
     JobStatus,
@@ -25,7 +25,7 @@ from actors.finetune import (
     wait_for_job,
 )
 from configs.finetune import FineTuneSettings
-from tests.support.openai_server import OpenAITestServer
+from cluster.doubles.openai_server import OpenAITestServer
 
 pytestmark = pytest.mark.anyio
 

@@ -1,4 +1,4 @@
-"""Unit tests of the session, finish and response bodies in actors.models."""
+"""Unit tests of the session, finish and response bodies in serve_app.bodies."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from uuid import UUID
 import pytest
 
 from actors.errors import InvalidInput
-from actors.events import EVENT_TYPES
-from actors.models import (
+from actors.ingest.events import EVENT_TYPES
+from serve_app.bodies import (
     AckResult, ErrorBody, ErrorResponse, EventsBatch, FinishAccepted, FinishRequest,
     ScreenshotStored, SessionCreated, SessionView, parse_finish,
     parse_session_create,

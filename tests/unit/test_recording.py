@@ -11,9 +11,9 @@ from typing import Any, Callable
 
 import pytest
 
-from cluster.demo import DemoResult, format_summary
-from cluster.recording import RecordingError, load_recording
-from cluster.recording_export import flush_frames
+from cluster.demo.replay import DemoResult, format_summary
+from cluster.demo.recording import RecordingError, load_recording
+from cluster.demo.export import flush_frames
 from tests.support.recordings import generated_recording
 
 

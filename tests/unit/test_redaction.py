@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from actors.errors import ConfigError
-from actors.events import parse_events
+from actors.ingest.events import parse_events
 from actors.privacy.patterns import PLACEHOLDERS, iban_ok, luhn_ok
 from actors.privacy.redact import (
     RedactionReport,

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from actors.errors import ConfigError, InvalidInput
-from actors.scoring import (
+from actors.context.scoring import (
     QualityScores,
     SessionFacts,
     load_pipeline_settings,
@@ -250,6 +250,6 @@ def test_settings_change_the_verdict() -> None:
 
 
 def test_scoring_does_not_import_ray() -> None:
-    code = "import sys, actors.scoring, actors.context; sys.exit('ray' in sys.modules)"
+    code = "import sys, actors.context.scoring, actors.context; sys.exit('ray' in sys.modules)"
     root = Path(__file__).parents[2]
     assert subprocess.run([sys.executable, "-c", code], cwd=root, check=False).returncode == 0

@@ -2,7 +2,7 @@
 
 import uuid
 
-from actors.session_state import MAX_GAPS_REPORTED, SessionState
+from actors.ingest.session_state import MAX_GAPS_REPORTED, SessionState
 
 
 def state() -> SessionState:

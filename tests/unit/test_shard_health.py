@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-import actors.shard as shard_module
+import actors.ingest.shard as shard_module
 from actors.errors import DependencyUnavailable
 from configs.settings import TracemillSettings
 

@@ -1,6 +1,6 @@
 """The OpenAI vision provider, its limits and the service, against a real HTTP server.
 
-The real `openai` client talks to tests/support/openai_server.py over 127.0.0.1, so retries,
+The real `openai` client talks to cluster/doubles/openai_server.py over 127.0.0.1, so retries,
 timeouts, status errors and headers take the client's whole HTTP path. The rate limiter and
 the circuit breaker are also tested alone with a fake clock: no sleeping for their maths.
 """
@@ -36,7 +36,7 @@ from actors.vision.openai_vision import (
     image_token_rates,
 )
 from configs.vision import VisionSettings
-from tests.support.openai_server import PAGE_TYPES, OpenAITestServer
+from cluster.doubles.openai_server import PAGE_TYPES, OpenAITestServer
 
 pytestmark = pytest.mark.anyio
 

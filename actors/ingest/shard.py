@@ -1,0 +1,310 @@
+"""A session shard: one async actor hosting many sessions (DESIGN.md decision 1).
+
+The shard is the single writer for the sessions that hash to it, which is what lets it ack
+from memory: it knows what it has committed. After a restart it knows nothing, and rebuilds
+each session from PostgreSQL on first touch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+import zlib
+from collections import OrderedDict
+from typing import Any, Awaitable, Callable, Sequence, TypeVar
+
+import asyncpg
+
+from actors import telemetry
+from actors.errors import Conflict, DependencyUnavailable, NotFound, Overloaded, SessionClosed, TracemillError
+from actors.ingest.events import EncodedEvent
+from actors.ingest.group_commit import GroupCommitter, prepare_staging
+from actors.logs import bound_request, setup_logging
+from actors.privacy.redact import Redactor
+from actors.privacy.write_path import redact_batch
+from actors.processing.finalizer import Finalizer
+from actors.ingest.session_state import SessionState
+from actors.storage import sessions_repo
+from actors.storage.postgres import connect_pool, with_retries
+from configs.settings import TracemillSettings
+
+__all__ = ["SessionShard", "shard_index"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Finished sessions are forgotten first; this bounds a long-lived shard's memory.
+_MAX_CACHED_SESSIONS = 50_000
+# Queued events with no commit finishing for this long mean the shard is stuck, not busy: a
+# commit of the largest batch takes well under a second here.
+_STALLED_S = 30.0
+
+
+def shard_index(session_id: uuid.UUID, count: int) -> int:
+    # crc32 rather than hash(): Python's str/bytes hash is salted per process.
+    return zlib.crc32(session_id.bytes) % count
+
+
+class SessionShard:
+    def __init__(self, index: int, settings: TracemillSettings):
+        setup_logging(f"shard-{index}")
+        self._index = index
+        self._settings = settings
+        self._pool: asyncpg.Pool | None = None
+        self._committer: GroupCommitter | None = None
+        self._states: OrderedDict[uuid.UUID, SessionState] = OrderedDict()
+        self._loading: dict[uuid.UUID, asyncio.Future[SessionState | None]] = {}
+        self._pool_lock = asyncio.Lock()
+        self._committed_events = 0
+        self._commits = 0
+        self._commit_seconds = 0.0
+        self._last_commit_at = time.monotonic()
+        self._redactor = Redactor(settings.processing.privacy)
+        self._finalizer = Finalizer(
+            settings, self._db, lambda sid: shard_index(sid, settings.shards.count) == index
+        )
+        # A restarted shard resumes the finalisations its predecessor left at once: after a
+        # node loss nothing else may call this shard for a long time, and until something did,
+        # such a session stayed `finalizing` (seen in cluster.chaos.spread's node loss).
+        try:
+            asyncio.get_running_loop()  # Ray builds an async actor inside its event loop
+        except RuntimeError:  # built outside Ray: the first call starts the sweep
+            pass
+        else:
+            self._finalizer.ensure_sweeping()
+
+    # -- public methods (called through the actor handle) ---------------------------------
+
+    async def ping(self) -> dict[str, Any]:
+        self._finalizer.ensure_sweeping()
+        committer = await self._commit_queue()
+        return {
+            "shard": self._index,
+            "pid": os.getpid(),
+            "sessions_cached": len(self._states),
+            "queued_events": committer.queued_events,
+            "committed_events": self._committed_events,
+            "commits": self._commits,
+            "commit_seconds": round(self._commit_seconds, 3),
+            "finalizations_running": self._finalizer.running(),
+        }
+
+    async def check_health(self) -> None:
+        """Raise when this shard cannot do its job: events queued and no commit finishing for
+        `_STALLED_S` (a wedged commit loop, or a database that takes writes no more). The
+        ingress's /readyz asks every shard, and names the ones that fail."""
+        self._finalizer.ensure_sweeping()
+        committer = await self._commit_queue()
+        stalled = time.monotonic() - self._last_commit_at
+        if committer.queued_events and stalled > _STALLED_S:
+            raise DependencyUnavailable(
+                f"shard {self._index}: {committer.queued_events} events queued, no commit for {stalled:.0f} s",
+                retry_after_s=2.0,
+            )
+
+    async def sweep(self) -> int:
+        """Resume the finalisations a restart interrupted; returns how many were started."""
+        self._finalizer.ensure_sweeping()
+        return await self._finalizer.sweep()
+
+    async def create_session(
+        self, org_id: uuid.UUID, session_id: uuid.UUID, fields: dict[str, Any], request_hash: bytes,
+        request_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Idempotent create: the same body again answers the same; another body is a conflict."""
+        with bound_request(request_id):
+            return await self._create_session(org_id, session_id, fields, request_hash)
+
+    async def _create_session(
+        self, org_id: uuid.UUID, session_id: uuid.UUID, fields: dict[str, Any], request_hash: bytes
+    ) -> dict[str, Any]:
+        pool = await self._db()
+        row = await self._retry(
+            lambda: sessions_repo.insert_session(
+                pool, session_id=session_id, org_id=org_id, fields=fields, request_hash=request_hash
+            ),
+            "session create",
+        )
+        if row is not None:
+            self._remember(SessionState(session_id, org_id, "recording"))
+            log.info("session %s created", session_id)
+            return {"created": True, "session_id": str(session_id), "status": "recording"}
+        existing = await self._retry(lambda: sessions_repo.fetch_session(pool, session_id), "session read")
+        if existing is None:  # deleted between the two statements: let the client try again
+            raise Conflict("the session changed while it was being created; retry")
+        if existing["org_id"] != org_id:
+            raise Conflict("this session_id is already used", code="session_id_taken")
+        if bytes(existing["request_hash"]) != request_hash:
+            raise Conflict(
+                "a session with this session_id exists with a different body", code="session_conflict"
+            )
+        return {"created": False, "session_id": str(session_id), "status": existing["status"]}
+
+    async def ingest(
+        self, org_id: uuid.UUID, session_id: uuid.UUID, events: Sequence[EncodedEvent]
+    ) -> dict[str, Any]:
+        """Store a batch, redacted; the answer (an ack) comes only after the commit."""
+        self._finalizer.ensure_sweeping()
+        state = await self._recording_state(org_id, session_id)
+        committer = await self._commit_queue()
+        fresh = [ev for ev in events if not state.is_stored(ev.seq)]
+        duplicates = len(events) - len(fresh)
+        if not fresh:
+            return state.ack(0, duplicates)
+        if committer.queued_events + len(fresh) > self._settings.shards.max_inflight_events:
+            telemetry.record_slow_down(self._index)
+            raise Overloaded(
+                "the session shard is saturated; resend later",
+                retry_after_s=self._settings.shards.slow_down_ms / 1000,
+            )
+        with telemetry.time_task("redact"):
+            redacted = redact_batch(self._redactor, fresh)
+        telemetry.set_shard_inflight(self._index, committer.queued_events + len(fresh))
+        ack = await committer.submit(state, redacted.events, duplicates, redacted.counts)
+        telemetry.set_shard_inflight(self._index, committer.queued_events)
+        self._finalizer.events_acked(session_id, state.acked_through)
+        return ack
+
+    async def ingest_many(
+        self, batches: Sequence[tuple[uuid.UUID, uuid.UUID, Sequence[EncodedEvent], str | None]]
+    ) -> list[dict[str, Any] | TracemillError]:
+        """Many clients' batches in one actor call; each gets its own ack or error back.
+
+        An ingress replica coalesces the frames bound for this shard into one call because
+        a Ray actor call costs about a millisecond of CPU here, far more than storing a frame.
+        """
+        results = await asyncio.gather(
+            *(self._ingest_for(request_id, org_id, session_id, events)
+              for org_id, session_id, events, request_id in batches),
+            return_exceptions=True,
+        )
+        return [r if isinstance(r, (dict, TracemillError)) else _unexpected(r) for r in results]
+
+    async def _ingest_for(
+        self, request_id: str | None, org_id: uuid.UUID, session_id: uuid.UUID, events: Sequence[EncodedEvent]
+    ) -> dict[str, Any]:
+        with bound_request(request_id):  # gather runs each in its own task: the binding stays local
+            return await self.ingest(org_id, session_id, events)
+
+    async def finish(
+        self, org_id: uuid.UUID, session_id: uuid.UUID, finish: dict[str, Any], request_id: str | None = None
+    ) -> str:
+        """recording → finalizing after every batch accepted before it is committed."""
+        with bound_request(request_id):
+            return await self._finish(org_id, session_id, finish)
+
+    async def _finish(self, org_id: uuid.UUID, session_id: uuid.UUID, finish: dict[str, Any]) -> str:
+        state = await self._state(org_id, session_id)
+        committer = await self._commit_queue()
+        state.closing = True
+        try:
+            await asyncio.gather(*committer.pending_for(session_id), return_exceptions=True)
+            pool = await self._db()
+            status = await self._retry(lambda: sessions_repo.mark_finalizing(pool, session_id, finish), "finish")
+        finally:
+            # A finish that failed changed nothing: the session keeps recording.
+            state.closing = False
+        state.status = status
+        if status == "finalizing":
+            log.info("session %s finishing: finalisation starts", session_id)
+            self._finalizer.start(session_id)
+        return status
+
+    async def check_recording(self, org_id: uuid.UUID, session_id: uuid.UUID) -> None:
+        await self._recording_state(org_id, session_id)
+
+    async def register_screenshot(
+        self, org_id: uuid.UUID, session_id: uuid.UUID, row: dict[str, Any], request_id: str | None = None
+    ) -> bool:
+        """Record a screenshot whose bytes are already durable in the object store."""
+        with bound_request(request_id):
+            return await self._register_screenshot(org_id, session_id, row)
+
+    async def _register_screenshot(self, org_id: uuid.UUID, session_id: uuid.UUID, row: dict[str, Any]) -> bool:
+        state = await self._recording_state(org_id, session_id)
+        pool = await self._db()
+        created = await self._retry(lambda: sessions_repo.insert_screenshot(pool, row), "screenshot record")
+        self._finalizer.screenshot_arrived(session_id, row["screenshot_id"], row.get("seq"), state.acked_through)
+        return created
+
+    # -- state ---------------------------------------------------------------------------
+
+    async def _recording_state(self, org_id: uuid.UUID, session_id: uuid.UUID) -> SessionState:
+        state = await self._state(org_id, session_id)
+        if state.status != "recording" or state.closing:
+            raise SessionClosed(f"session {session_id} is {state.status}; it accepts no more data")
+        return state
+
+    async def _state(self, org_id: uuid.UUID, session_id: uuid.UUID) -> SessionState:
+        state = self._states.get(session_id)
+        if state is None:
+            state = await self._load(session_id)
+        # Another organisation's session looks exactly like a missing one.
+        if state is None or state.org_id != org_id:
+            raise NotFound(f"no session {session_id}")
+        self._states.move_to_end(session_id)
+        return state
+
+    async def _load(self, session_id: uuid.UUID) -> SessionState | None:
+        """Rebuild from PostgreSQL; concurrent first touches share one load."""
+        pending = self._loading.get(session_id)
+        if pending is not None:
+            return await pending
+        future: asyncio.Future[SessionState | None] = asyncio.get_running_loop().create_future()
+        self._loading[session_id] = future
+        try:
+            pool = await self._db()
+            found = await self._retry(lambda: sessions_repo.fetch_session_state(pool, session_id), "session load")
+            state = None
+            if found is not None:
+                row, above = found
+                state = SessionState(session_id, row["org_id"], row["status"], row["acked_through"], set(above))
+                self._remember(state)
+            future.set_result(state)
+            return state
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: concurrent waiters re-raise it themselves
+            raise
+        finally:
+            del self._loading[session_id]
+
+    def _remember(self, state: SessionState) -> None:
+        self._states[state.session_id] = state
+        self._states.move_to_end(state.session_id)
+        while len(self._states) > _MAX_CACHED_SESSIONS:
+            self._states.popitem(last=False)
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    async def _db(self) -> asyncpg.Pool:
+        if self._pool is None:
+            async with self._pool_lock:
+                if self._pool is None:
+                    self._pool = await connect_pool(
+                        self._settings.database, max_size=self._settings.shards.pool_max, init=prepare_staging
+                    )
+        return self._pool
+
+    async def _commit_queue(self) -> GroupCommitter:
+        if self._committer is None:
+            self._committer = GroupCommitter(await self._db(), self._settings.shards, self._count_commit)
+        return self._committer
+
+    def _count_commit(self, inserted: int, seconds: float) -> None:
+        self._last_commit_at = time.monotonic()
+        self._committed_events += inserted
+        self._commits += 1
+        self._commit_seconds += seconds
+
+    async def _retry(self, op: Callable[[], Awaitable[T]], what: str) -> T:
+        return await with_retries(op, attempts=self._settings.shards.commit_attempts, what=what)
+
+
+def _unexpected(exc: BaseException) -> TracemillError:
+    """A bug must not pass for a client error, nor leak internals: log it, answer 500."""
+    log.error("ingest failed unexpectedly", exc_info=exc)
+    return TracemillError("internal error while storing the batch")

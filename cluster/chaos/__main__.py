@@ -1,0 +1,7 @@
+"""`python -m cluster.chaos run|node-loss …`: the fault scenarios."""
+
+import sys
+
+from cluster.chaos.run import main
+
+sys.exit(main())
