@@ -105,11 +105,6 @@ class SessionShard:
                 retry_after_s=2.0,
             )
 
-    async def sweep(self) -> int:
-        """Resume the finalisations a restart interrupted; returns how many were started."""
-        self._finalizer.ensure_sweeping()
-        return await self._finalizer.sweep()
-
     async def create_session(
         self, org_id: uuid.UUID, session_id: uuid.UUID, fields: dict[str, Any], request_hash: bytes,
         request_id: str | None = None,

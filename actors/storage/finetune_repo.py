@@ -14,7 +14,7 @@ from actors.training.finetune.provider import Checkpoint, JobEvent
 from actors.storage.postgres import json_dumps
 
 __all__ = [
-    "cancel_requested", "finetune_row", "insert_finetune", "list_finetunes", "model_for",
+    "cancel_requested", "finetune_row", "insert_finetune", "model_for",
     "record_checkpoints", "record_events", "register_model", "request_cancel", "update_finetune",
 ]
 
@@ -34,11 +34,6 @@ async def insert_finetune(conn: Conn, finetune_id: uuid.UUID, org_id: uuid.UUID,
 
 async def finetune_row(conn: Conn, finetune_id: uuid.UUID) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM finetunes WHERE finetune_id = $1", finetune_id)
-
-
-async def list_finetunes(conn: Conn, org_id: uuid.UUID, limit: int = 50) -> list[asyncpg.Record]:
-    return await conn.fetch("SELECT * FROM finetunes WHERE org_id = $1 ORDER BY created_at DESC LIMIT $2",
-                            org_id, limit)
 
 
 async def update_finetune(conn: Conn, finetune_id: uuid.UUID, **values: Any) -> None:
