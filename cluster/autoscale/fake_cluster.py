@@ -45,7 +45,7 @@ WORKER_OBJECT_STORE_BYTES = 200 * 1024 * 1024
 HEAD_OBJECT_STORE_BYTES = 300 * 1024 * 1024
 
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def autoscaling_config(*, idle_timeout_s: float = 30.0, max_workers: int = 3, worker_cpus: int = 2,

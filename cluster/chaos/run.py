@@ -43,7 +43,7 @@ from configs.settings import TracemillSettings
 
 __all__ = ["SCENARIOS", "format_table", "main", "run_scenarios"]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # The share of all events acked when the fault is injected: mid-stream, never at the edges.
 _INJECT_AT = 0.3
 # What the OpenAI-compatible server answers while the vision fault lasts (one per request).
