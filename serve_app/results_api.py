@@ -9,7 +9,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from actors.errors import InvalidInput, NotFound, details_from_validation_error
-from actors.processing.task_resources import as_event
+from actors.ingest.rows import as_event
 from actors.storage import processing_repo
 from actors.storage.postgres import with_retries
 from serve_app.sessions_api import readable_session

@@ -12,7 +12,7 @@ import asyncpg
 from ray.actor import ActorHandle
 
 from actors.auth import KeyCache, Principal, Scope
-from actors.ingest.events import StoredEvent, encode_events
+from actors.ingest.rows import StoredEvent, encode_events
 from actors.ingest.shard_pool import ShardRouter, shard_index
 from actors.storage.objectstore import ObjectStore, make_object_store
 from actors.storage.postgres import connect_pool, with_retries

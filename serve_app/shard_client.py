@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 from ray.actor import ActorHandle
 
-from actors.ingest.events import EncodedEvent
+from actors.ingest.rows import EncodedEvent
 from actors.logs import current_request_id
 from serve_app.error_responses import unwrap
 

@@ -30,7 +30,7 @@ import copy
 import functools
 import re
 from datetime import datetime, timedelta, timezone
-from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_type_hints
+from typing import Annotated, Any, Literal, Union, get_args, get_type_hints
 
 from pydantic import BeforeValidator, ConfigDict, Discriminator, Field, GetPydanticSchema
 from pydantic import TypeAdapter, ValidationError, with_config
@@ -39,13 +39,14 @@ from pydantic_core import SchemaValidator, core_schema, to_json
 from typing_extensions import NotRequired, TypedDict
 
 from actors.errors import InvalidInput, PayloadTooLarge
+from actors.ingest.rows import StoredEvent, stored_event
 from configs.settings import IngestLimits
 
 __all__ = [
     "Text", "Html", "JsonValue", "Timestamp", "parse_timestamp", "MAX_SEQ", "Selector", "BBox",
     "Element", "NavigationEvent", "ClickEvent", "InputEvent", "SubmitEvent", "KeypressEvent",
     "ScrollEvent", "ModalEvent", "DomSnapshotEvent", "ScreenshotEvent", "CustomEvent", "Event",
-    "EVENT_TYPES", "StoredEvent", "parse_events",
+    "EVENT_TYPES", "parse_events",
 ]
 
 _DEFAULTS = IngestLimits()
@@ -295,48 +296,6 @@ EVENT_TYPES: tuple[str, ...] = tuple(  # derived, so that it cannot drift from t
     tag for kind in get_args(get_args(Event)[0]) for tag in get_args(get_type_hints(kind)["type"])
 )
 
-# --------------------------------------------------------------------------- stored rows
-
-
-class StoredEvent(NamedTuple):
-    """One row of the `interactions` table; plain data so it pickles small between Ray processes.
-
-    `target` is the Element and `payload` every other validated field of the event, both
-    JSON-able with null fields dropped. A NamedTuple rather than a slotted dataclass: it
-    unpickles about twice as fast, and every batch crosses a process boundary.
-    """
-
-    seq: int
-    type: str
-    ts: datetime
-    url: str | None
-    target: dict[str, Any] | None
-    payload: dict[str, Any]
-
-
-class EncodedEvent(NamedTuple):
-    """A StoredEvent with `target` and `payload` already JSON text: what an ingress replica
-    sends a shard. Strings pickle at memcpy speed, while nested dicts cost ~35 µs an event
-    to pickle and unpickle (measured), and the shard needs the text for COPY anyway."""
-
-    seq: int
-    type: str
-    ts: datetime
-    url: str | None
-    target: str | None
-    payload: str
-
-
-def encode_events(events: list[StoredEvent]) -> list[EncodedEvent]:
-    return [
-        EncodedEvent(
-            e.seq, e.type, e.ts, e.url,
-            None if e.target is None else to_json(e.target).decode(),
-            to_json(e.payload).decode(),
-        )
-        for e in events
-    ]
-
 
 def parse_events(raw: object, limits: IngestLimits) -> list[StoredEvent]:
     """Validate the decoded `events` array; all or nothing.
@@ -376,34 +335,7 @@ def parse_events(raw: object, limits: IngestLimits) -> list[StoredEvent]:
             f"{bad} of {len(raw)} events are invalid; the batch was not stored{shown}",
             details=problems[:MAX_DETAILS],
         )
-    return [_stored(event) for event in events]
-
-
-def _stored(event: dict[str, Any]) -> StoredEvent:
-    seq, kind, ts = event.pop("seq"), event.pop("type"), event.pop("ts")
-    url, target = event.pop("url", None), event.pop("target", None)
-    if None in event.values():
-        event = _drop_nulls(event)
-    if target is not None:
-        target = _element_row(target)
-    elif kind == "dom_snapshot":
-        event["elements"] = [_element_row(e) for e in event["elements"]]
-    return StoredEvent(seq, kind, ts, url, target, event)
-
-
-def _element_row(element: dict[str, Any]) -> dict[str, Any]:
-    if None in element.values():
-        element = _drop_nulls(element)
-    selectors = element.get("selectors")
-    if selectors:
-        element["selectors"] = [
-            _drop_nulls(s) if s.get("unique", False) is None else s for s in selectors
-        ]
-    return element
-
-
-def _drop_nulls(mapping: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in mapping.items() if value is not None}
+    return [stored_event(event) for event in events]
 
 
 # --------------------------------------------------------------------------- validation passes

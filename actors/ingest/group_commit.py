@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 import asyncpg
 
-from actors.ingest.events import EncodedEvent
+from actors.ingest.rows import EncodedEvent
 from actors.ingest.session_state import SessionState
 from actors.storage.postgres import with_retries
 from configs.settings import ShardSettings

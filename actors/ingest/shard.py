@@ -20,7 +20,7 @@ import asyncpg
 
 from actors import telemetry
 from actors.errors import Conflict, DependencyUnavailable, NotFound, Overloaded, SessionClosed, TracemillError
-from actors.ingest.events import EncodedEvent
+from actors.ingest.rows import EncodedEvent
 from actors.ingest.group_commit import GroupCommitter, prepare_staging
 from actors.logs import bound_request, setup_logging
 from actors.privacy.redact import Redactor

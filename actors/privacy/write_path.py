@@ -10,11 +10,8 @@ audit counts exactly the events that were stored, not duplicates dropped at the 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from pydantic_core import from_json, to_json
-
-from actors.ingest.events import EncodedEvent
+from actors.ingest.rows import EncodedEvent, redactable, redacted_row
 from actors.privacy.redact import Redactor
 
 __all__ = ["RedactedBatch", "redact_batch"]
@@ -35,33 +32,12 @@ class RedactedBatch(tuple[list[EncodedEvent], RedactionCounts]):
         return self[1]
 
 
-def _as_event(row: EncodedEvent) -> dict[str, Any]:
-    event: dict[str, Any] = {"type": row.type}
-    if row.url is not None:
-        event["url"] = row.url
-    if row.target is not None:
-        event["target"] = from_json(row.target)
-    event.update(from_json(row.payload))
-    return event
-
-
-def _as_row(row: EncodedEvent, event: dict[str, Any]) -> EncodedEvent:
-    url = event.pop("url", None)
-    target = event.pop("target", None)
-    event.pop("type", None)
-    return EncodedEvent(
-        row.seq, row.type, row.ts, url,
-        None if target is None else to_json(target).decode(),
-        to_json(event).decode(),
-    )
-
-
 def redact_batch(redactor: Redactor, rows: Sequence[EncodedEvent]) -> RedactedBatch:
     out: list[EncodedEvent] = []
     counts: RedactionCounts = {}
     for row in rows:
-        redacted, report = redactor.event(_as_event(row))
+        redacted, report = redactor.event(redactable(row))
         if report.counts:
             counts[row.seq] = dict(report.counts)
-        out.append(_as_row(row, redacted))
+        out.append(redacted_row(row, redacted))
     return RedactedBatch((out, counts))

@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from actors.context import analyze_context
-from actors.processing.task_resources import TaskResources, as_event, jsonb
+from actors.ingest.rows import as_event, jsonb
+from actors.processing.task_resources import TaskResources
 from actors.context.scoring import SessionFacts, score_session
 from actors.storage import processing_repo as repo
 

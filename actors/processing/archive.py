@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from actors.errors import DependencyUnavailable
-from actors.processing.task_resources import TaskResources, as_event
+from actors.ingest.rows import as_event
+from actors.processing.task_resources import TaskResources
 from actors.storage import processing_repo as repo
 
 __all__ = ["ARCHIVE_FORMAT", "archive_key", "archive_session", "build_archive", "verify_archive"]

@@ -18,7 +18,8 @@ from actors.errors import InvalidInput, NotFound, PayloadTooLarge, UnsupportedMe
 from actors.media.compress import compress_screenshot, hamming
 from actors.media.vision_local import analyze_image
 from actors.privacy.redact import Redactor
-from actors.processing.task_resources import TaskResources, as_event, jsonb
+from actors.ingest.rows import as_event, jsonb
+from actors.processing.task_resources import TaskResources
 from actors.storage import processing_repo as repo
 from actors.storage import sessions_repo
 

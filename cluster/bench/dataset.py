@@ -23,7 +23,7 @@ from typing import Any
 import ray
 
 from actors.auth import DEFAULT_ORG_ID
-from actors.processing.task_resources import as_event
+from actors.ingest.rows import as_event
 from actors.settings_registry import dashboard_url, publish_settings
 from actors.storage.postgres import apply_migrations, connect_pool, json_dumps
 from actors.storage.processing_repo import event_rows

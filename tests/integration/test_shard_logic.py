@@ -10,7 +10,8 @@ import pytest
 
 from actors.auth import DEFAULT_ORG_ID
 from actors.errors import NotFound, Overloaded, SessionClosed
-from actors.ingest.events import encode_events, parse_events
+from actors.ingest.events import parse_events
+from actors.ingest.rows import encode_events
 from actors.ingest.shard import SessionShard
 from configs.settings import TracemillSettings
 from tests.support.stack import run_db

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from actors.errors import InvalidInput, PayloadTooLarge
-from actors.ingest.events import EVENT_TYPES, StoredEvent, parse_events, parse_timestamp
+from actors.ingest.events import EVENT_TYPES, parse_events, parse_timestamp
+from actors.ingest.rows import StoredEvent
 from configs.settings import IngestLimits
 
 LIMITS = IngestLimits()

@@ -21,7 +21,8 @@ from typing import Any
 import ray
 
 from actors.errors import InvalidInput
-from actors.processing.task_resources import as_event, task_resources
+from actors.ingest.rows import as_event
+from actors.processing.task_resources import task_resources
 from actors.storage.objectstore import ObjectStore, make_object_store
 from actors.storage.postgres import connect_pool
 from actors.storage.processing_repo import event_rows, screenshot_rows

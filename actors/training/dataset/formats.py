@@ -167,7 +167,7 @@ def build_examples(session: Mapping[str, Any], events: Sequence[dict],
                    images: Mapping[int, str] | None,
                    settings: DatasetFormatSettings | None = None) -> list[dict]:
     """One `{"messages": [system, user, assistant]}` per action step of the session, in seq
-    order. `events` are PROTOCOL event dicts (as `actors.processing.task_resources.as_event` returns
+    order. `events` are PROTOCOL event dicts (as `actors.ingest.rows.as_event` returns
     them); `images` maps a screenshot event's seq to a prepared URL (ignored when image_mode is
     "none")."""
     s = settings or DatasetFormatSettings()
