@@ -3,7 +3,8 @@
 Only "openai" exists: it speaks the chat-completions API through `base_url`, so OpenAI, Azure
 OpenAI and self-hosted compatible servers (vLLM, Ollama, LiteLLM) all work. With `base_url` and
 `api_key` left None the openai client reads OPENAI_BASE_URL and OPENAI_API_KEY itself; this
-module reads no environment.
+module reads no environment. The connection and retry fields are those of every OpenAI caller
+(configs.openai).
 
 Settings are validated before any work starts (no database row, no request): a bad value is
 reported as one line naming every field at fault (`load_evaluation_settings`).
@@ -13,22 +14,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import Field
 
 from configs.base import SettingsError, load_yaml, validated
+from configs.openai import OpenAISettings
 
 __all__ = ["EvaluationSettings", "load_evaluation_settings"]
 
 
-class EvaluationSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class EvaluationSettings(OpenAISettings):
+    """base_url, api_key, timeout_s (60), max_attempts (4) and the backoff bounds come from
+    OpenAISettings: an evaluation only needs each example answered eventually."""
+
+    section: ClassVar[str] = "evaluation"
 
     provider: Literal["openai"] = Field("openai", description="the only provider so far")
     model: str = Field(min_length=1, description="the model id the host serves, e.g. ft:gpt-4o-mini:…")
-    base_url: str | None = Field(None, description="None: OPENAI_BASE_URL or api.openai.com")
-    api_key: SecretStr | None = Field(None, description="None: OPENAI_API_KEY; SecretStr hides it")
     concurrency: int = Field(4, ge=1, le=256, description="requests in flight at once")
     requests_per_minute: int = Field(
         500, ge=1, description="stay under the account's RPM so we pace instead of collecting 429s")
@@ -36,9 +39,6 @@ class EvaluationSettings(BaseModel):
         2_000_000, ge=1, description="stay under the account's TPM (prompt + output budget)")
     max_examples: int | None = Field(
         None, ge=1, description="evaluate only the first N validation examples (None: all)")
-    timeout_s: float = Field(60.0, gt=0, le=600, description="deadline of one HTTP attempt")
-    max_attempts: int = Field(
-        4, ge=1, le=10, description="attempts per example on 429/5xx/timeouts, counting the first")
     temperature: float = Field(
         0.0, ge=0, le=2, description="0: the most likely action, so two runs compare")
     max_output_tokens: int = Field(

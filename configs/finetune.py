@@ -4,37 +4,35 @@ Only "openai" exists today; it speaks the OpenAI fine-tuning API through `base_u
 Azure OpenAI and compatible hosts work (DESIGN.md decision 7). A "local" provider is planned.
 Hyperparameters left as None are not sent, so the provider picks them ("auto" is sent as is).
 
-The settings owner maps the environment onto these fields (OPENAI_BASE_URL, OPENAI_API_KEY);
-with both None the openai client reads them itself. This module reads no environment.
+The connection and retry fields are those of every OpenAI caller (configs.openai). The settings
+owner maps the environment onto them (OPENAI_BASE_URL, OPENAI_API_KEY); with both None the
+openai client reads them itself. This module reads no environment.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import Field, model_validator
 
 from configs.base import load_yaml, validated
+from configs.openai import OpenAISettings
 
 __all__ = ["FineTuneSettings"]
 
 MiB = 1024 * 1024
 
 
-class FineTuneSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class FineTuneSettings(OpenAISettings):
+    section: ClassVar[str] = "finetune"
 
     provider: Literal["openai"] = Field(
         "openai",
         description="the only provider so far; a Ray Train 'local' one is planned",
     )
-    base_url: str | None = Field(
-        None, description="None lets the client use OPENAI_BASE_URL or api.openai.com"
-    )
-    api_key: SecretStr | None = Field(
-        None, description="None lets the client read OPENAI_API_KEY; SecretStr hides it"
-    )
+    # base_url and api_key come from OpenAISettings, as do the retry fields redeclared
+    # below with the budget of uploads and of a job that runs for hours.
     model: str = Field(
         "gpt-4o-mini-2024-07-18",
         min_length=1,
@@ -60,17 +58,6 @@ class FineTuneSettings(BaseModel):
         le=3600,
         description="deadline of one HTTP attempt (uploads are big)",
     )
-    poll_interval_s: float = Field(
-        30.0,
-        gt=0,
-        description="first wait between two status polls, and after any change",
-    )
-    poll_max_s: float = Field(
-        300.0,
-        gt=0,
-        description="cap on the wait between polls: the interval doubles while nothing "
-        "changes, up to this",
-    )
     max_attempts: int = Field(
         5, ge=1, le=20, description="attempts per API call, counting the first"
     )
@@ -82,6 +69,17 @@ class FineTuneSettings(BaseModel):
         gt=0,
         le=3600,
         description="cap on any wait between attempts; a longer Retry-After gives up at once",
+    )
+    poll_interval_s: float = Field(
+        30.0,
+        gt=0,
+        description="first wait between two status polls, and after any change",
+    )
+    poll_max_s: float = Field(
+        300.0,
+        gt=0,
+        description="cap on the wait between polls: the interval doubles while nothing "
+        "changes, up to this",
     )
     idempotent_create: bool = Field(
         True,
@@ -115,11 +113,6 @@ class FineTuneSettings(BaseModel):
                 raise ValueError(
                     f"finetune.{name} must be positive or 'auto', not {value}"
                 )
-        if self.backoff_base_s > self.backoff_max_s:
-            raise ValueError(
-                f"finetune.backoff_base_s ({self.backoff_base_s}) must not exceed "
-                f"finetune.backoff_max_s ({self.backoff_max_s})"
-            )
         if self.poll_interval_s > self.poll_max_s:
             raise ValueError(
                 f"finetune.poll_interval_s ({self.poll_interval_s}) must not exceed "

@@ -22,6 +22,7 @@ from pydantic import (
 
 from configs.base import CONFIG_DIR, SettingsError, describe_validation_error, load_yaml, validated
 from configs.finetune import FineTuneSettings
+from configs.openai import openai_from_env
 from configs.pipeline import DEFAULT_PIPELINE_FILE, PipelineSettings
 from configs.processing import ProcessingSettings
 
@@ -163,14 +164,13 @@ class TracemillSettings(_Strict):
 
 def _vision_from_env(env: Mapping[str, str]) -> dict[str, Any]:
     """The vision provider's settings from the standard OpenAI variables and ours."""
-    names = {"TRACEMILL_VISION_PROVIDER": "provider", "TRACEMILL_VISION_MODEL": "model",
-             "OPENAI_BASE_URL": "base_url", "OPENAI_API_KEY": "api_key"}
-    return {field: env[name] for name, field in names.items() if env.get(name)}
+    names = {"TRACEMILL_VISION_PROVIDER": "provider", "TRACEMILL_VISION_MODEL": "model"}
+    return openai_from_env(env) | {field: env[name] for name, field in names.items() if env.get(name)}
 
 
 def _finetune_from_env(env: Mapping[str, str]) -> dict[str, Any]:
-    names = {"TRACEMILL_FINETUNE_MODEL": "model", "OPENAI_BASE_URL": "base_url", "OPENAI_API_KEY": "api_key"}
-    return {field: env[name] for name, field in names.items() if env.get(name)}
+    model = env.get("TRACEMILL_FINETUNE_MODEL")
+    return openai_from_env(env) | ({"model": model} if model else {})
 
 
 def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:

@@ -5,21 +5,24 @@ speaks the OpenAI chat-completions API through `base_url`, so OpenAI itself, Azu
 self-hosted compatible servers (vLLM, Ollama, LiteLLM) all work. The limits below exist so a
 slow or failing provider degrades the pipeline to local analysis instead of stalling it.
 
-The settings owner maps the environment onto these fields (OPENAI_BASE_URL, OPENAI_API_KEY,
+The connection and retry fields are those of every OpenAI caller (configs.openai). The settings
+owner maps the environment onto these fields (OPENAI_BASE_URL, OPENAI_API_KEY,
 TRACEMILL_VISION_PROVIDER, TRACEMILL_VISION_MODEL); this module reads no environment itself.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import Field, model_validator
+
+from configs.openai import OpenAISettings
 
 __all__ = ["VisionSettings"]
 
 
-class VisionSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class VisionSettings(OpenAISettings):
+    section: ClassVar[str] = "vision"
 
     provider: Literal["local", "openai"] = Field(
         "local",
@@ -29,31 +32,13 @@ class VisionSettings(BaseModel):
         "gpt-4o-mini",
         description="cheapest OpenAI model that reads screenshots well enough for labels",
     )
-    base_url: str | None = Field(
-        None,
-        description="None lets the openai client use OPENAI_BASE_URL or api.openai.com; "
-        "set it for Azure or a self-hosted compatible server",
-    )
-    api_key: SecretStr | None = Field(
-        None,
-        description="None lets the openai client read OPENAI_API_KEY; SecretStr keeps it "
-        "out of reprs and logs",
-    )
+    # base_url, api_key, max_attempts (4: beyond a few, local analysis is the better answer)
+    # and backoff_base_s come from OpenAISettings.
     timeout_s: float = Field(
         30.0,
         gt=0,
         le=600,
         description="deadline of one attempt: a stuck call must not hold a concurrency slot",
-    )
-    max_attempts: int = Field(
-        4,
-        ge=1,
-        le=10,
-        description="attempts per screenshot, counting the first; beyond a few, local "
-        "analysis is the better answer",
-    )
-    backoff_base_s: float = Field(
-        0.5, ge=0, le=60, description="first retry waits up to this (full jitter)"
     )
     backoff_max_s: float = Field(
         20.0,
@@ -110,12 +95,7 @@ class VisionSettings(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _check(self) -> VisionSettings:
+    def _check_model(self) -> VisionSettings:
         if self.provider == "openai" and not self.model.strip():
             raise ValueError("vision.model is required when provider is 'openai'")
-        if self.backoff_base_s > self.backoff_max_s:
-            raise ValueError(
-                f"vision.backoff_base_s ({self.backoff_base_s}) must not exceed "
-                f"vision.backoff_max_s ({self.backoff_max_s})"
-            )
         return self

@@ -1,10 +1,8 @@
 """The model under evaluation, asked through an OpenAI-compatible chat-completions API.
 
-Retries of 408/409/429/5xx, timeouts and dropped connections are the openai client's own
-(`max_retries = max_attempts - 1`, exponential backoff, Retry-After honoured): an evaluation
-only needs each example answered eventually, not the fine-grained fallback policy of
-screenshot analysis (actors/vision/openai_vision.py). What is left after the retries is
-classified the same way as there:
+Client setup, retries of 408/409/429/5xx, timeouts and dropped connections (Retry-After,
+jittered backoff, up to `max_attempts`) and the status → error mapping are the one OpenAI
+layer's (actors.openai_client). What is left after the retries:
 
 - 401 / 403 / 404, and 429 `insufficient_quota` → raised (ConfigError, DependencyUnavailable):
   every other example would fail the same way, so the evaluation stops.
@@ -19,14 +17,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import openai
-
-from actors.errors import ConfigError, DependencyUnavailable
+from actors.errors import DependencyUnavailable
+from actors.openai_client import OpenAIApi, provider_detail
 from configs.evaluation import EvaluationSettings
 
 __all__ = ["ChatPredictor", "OpenAIChatPredictor", "Reply", "estimate_request_tokens"]
 
-_FATAL_STATUSES = frozenset({401, 403, 404})
+_QUOTA_RETRY_AFTER_S = 3600.0  # an account out of quota waits for a person, not a backoff
 _IMAGE_TOKENS = {"low": 85}
 _HIGH_DETAIL_TOKENS = 1105  # a 1280x800 screenshot by OpenAI's tile rule
 
@@ -68,57 +65,26 @@ class OpenAIChatPredictor:
 
     def __init__(self, settings: EvaluationSettings, http_client: Any = None):
         self._settings = settings
-        self._secret = settings.api_key.get_secret_value() if settings.api_key else None
-        self._client = self._build_client(http_client)
-        host = self._client.base_url.host
-        # As in the vision provider: OpenAI wants the new field name, compatible hosts the old.
-        official = host == "api.openai.com" or host.endswith(".openai.azure.com")
-        self._max_tokens_field = "max_completion_tokens" if official else "max_tokens"
-
-    def _build_client(self, http_client: Any) -> openai.AsyncOpenAI:
-        s = self._settings
-        kwargs: dict[str, Any] = {"timeout": s.timeout_s, "max_retries": s.max_attempts - 1,
-                                  "http_client": http_client}
-        try:
-            # None lets the client read OPENAI_API_KEY / OPENAI_BASE_URL itself.
-            return openai.AsyncOpenAI(api_key=self._secret, base_url=s.base_url, **kwargs)
-        except openai.OpenAIError:
-            if s.base_url:
-                # A compatible server (vLLM, Ollama) usually wants no key; the client insists.
-                return openai.AsyncOpenAI(api_key="unset", base_url=s.base_url, **kwargs)
-        raise ConfigError("no API key for the openai evaluation provider: set evaluation.api_key "
-                          "or OPENAI_API_KEY (or base_url for a server that needs no key)")
+        self._api = OpenAIApi(settings, http_client, name="evaluation provider",
+                              gave_up_retry_after_s=_QUOTA_RETRY_AFTER_S)
 
     async def aclose(self) -> None:
-        await self._client.close()
+        await self._api.aclose()
 
     async def complete(self, messages: Sequence[Mapping[str, Any]]) -> Reply:
-        s = self._settings
+        s, client = self._settings, self._api.client
+        request: dict[str, Any] = {
+            "model": s.model, "messages": list(messages), "temperature": s.temperature,
+            self._api.max_tokens_field: s.max_output_tokens}
         try:
-            reply = await self._client.chat.completions.create(
-                model=s.model, messages=list(messages), temperature=s.temperature,  # type: ignore[arg-type]
-                **{self._max_tokens_field: s.max_output_tokens})
-        except openai.APITimeoutError:
-            return Reply(None, error="timeout")
-        except openai.APIConnectionError:
-            return Reply(None, error="connection_error")
-        except openai.APIStatusError as exc:
-            self._raise_if_fatal(exc)
-            return Reply(None, error=f"http_{exc.status_code}")
+            reply = await self._api.call("chat completion",
+                                         lambda: client.chat.completions.create(**request))
+        except DependencyUnavailable as exc:
+            if provider_detail(exc, "code") == "insufficient_quota":
+                raise
+            return Reply(None, error=provider_detail(exc, "reason") or exc.code)
         choice = reply.choices[0] if reply.choices else None
         text = choice.message.content if choice is not None else None
         tokens = reply.usage.total_tokens if reply.usage is not None else None
         return Reply(text, tokens=tokens, error=None if choice is not None else "no_choice")
 
-    def _raise_if_fatal(self, exc: openai.APIStatusError) -> None:
-        status = exc.status_code
-        if status in _FATAL_STATUSES:
-            what = {401: "the API key was refused", 403: "the key may not use this model",
-                    404: f"the host does not know model {self._settings.model!r}"}[status]
-            # Our own words only: OpenAI echoes part of a wrong key in its message.
-            raise ConfigError(f"evaluation provider answered {status}: {what}") from None
-        body = exc.body if isinstance(exc.body, dict) else {}
-        inner = body.get("error") if isinstance(body.get("error"), dict) else body
-        if status == 429 and (exc.code or inner.get("code")) == "insufficient_quota":
-            raise DependencyUnavailable("evaluation provider: the account is out of quota",
-                                        retry_after_s=3600.0) from None

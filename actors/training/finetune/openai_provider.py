@@ -1,18 +1,15 @@
 """The `openai` fine-tune provider: the OpenAI fine-tuning API through the `openai` client.
 
-As in actors.vision.openai_vision, the client is built with `max_retries=0` and the retry
-loop lives here, bounded by FineTuneSettings. Errors map onto actors.errors:
+Client setup, retries (Retry-After, jittered backoff, bounded by FineTuneSettings), the
+status → error mapping and the scrubbing of secrets are the one OpenAI layer's
+(actors.openai_client). What fine-tuning maps its own way:
 
 - 401 / 403 → ConfigError (a wrong key or a key without fine-tuning access);
   404 → ConfigError when creating a job (unknown base model or file), NotFound otherwise.
 - 400 / 422 → InvalidInput (the provider rejected a file or a hyperparameter), not retried.
-- 408 / 409 / 429 / 5xx, timeouts, connection errors → retried with exponential backoff and
-  full jitter, honouring Retry-After, up to `max_attempts`, then DependencyUnavailable. A
-  Retry-After longer than `backoff_max_s` gives up at once. 429 `insufficient_quota` is final.
 
-Messages carry our own words, the status and the provider's short error `code`, never the
-provider's free text (it may echo part of the key) nor the key itself. Job error messages
-from the provider (why a fine-tune failed) are data, returned in JobStatus.error.
+Job error messages from the provider (why a fine-tune failed) are data, returned in
+JobStatus.error.
 
 Creating a job is made idempotent (settings.idempotent_create): the job carries a request
 key in its metadata, and a retried create first lists jobs by that key, so a reply lost to a
@@ -31,23 +28,25 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
-import openai
-
-from actors.errors import ConfigError, DependencyUnavailable, InvalidInput, NotFound
+from actors.errors import (
+    ConfigError,
+    DependencyUnavailable,
+    InvalidInput,
+    NotFound,
+    TracemillError,
+)
+from actors.openai_client import OpenAIApi
 from actors.training.finetune.provider import (
     Checkpoint,
     FineTuneProvider,
     JobEvent,
     JobStatus,
 )
-
-# One parser of Retry-After and of the provider's error code for every openai caller.
-from actors.vision.openai_vision import _short_code, parse_retry_after
 from configs.finetune import FineTuneSettings
 
 __all__ = ["OpenAIFineTuneProvider", "wait_for_job"]
@@ -55,9 +54,16 @@ __all__ = ["OpenAIFineTuneProvider", "wait_for_job"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-RETRYABLE_STATUSES = frozenset({408, 409, 429})
-CONFIG_STATUSES = frozenset({401, 403})
-INVALID_STATUSES = frozenset({400, 422})
+# Statuses that no retry heals, and what they say about the settings or the request.
+ERRORS: Mapping[int, type[TracemillError]] = {
+    401: ConfigError,
+    403: ConfigError,
+    404: NotFound,
+    400: InvalidInput,
+    422: InvalidInput,
+}
+# Creating a job names the base model and the files: one unknown is a settings problem.
+CREATE_ERRORS: Mapping[int, type[TracemillError]] = {**ERRORS, 404: ConfigError}
 JSONL_MIME = "application/jsonl"
 REQUEST_KEY = "tracemill_request"  # job metadata key making create idempotent
 _STATUS_ALIASES = {"canceled": "cancelled", "pending": "queued"}
@@ -75,30 +81,20 @@ class OpenAIFineTuneProvider(FineTuneProvider):
         rng: Callable[[], float] = random.random,
     ):
         self._settings = settings
-        self._sleep = sleep
-        self._rng = rng
-        self._secret = settings.api_key.get_secret_value() if settings.api_key else None
-        self._client = self._build_client(http_client)
-
-    def _build_client(self, http_client: Any) -> openai.AsyncOpenAI:
-        s = self._settings
-        kwargs: dict[str, Any] = {
-            "timeout": s.timeout_s,
-            "max_retries": 0,
-            "http_client": http_client,
-        }
-        try:
-            return openai.AsyncOpenAI(
-                api_key=self._secret, base_url=s.base_url, **kwargs
-            )
-        except openai.OpenAIError as exc:
-            raise ConfigError(
-                "no API key for the openai fine-tune provider: set finetune.api_key or "
-                f"OPENAI_API_KEY ({type(exc).__name__})"
-            ) from None
+        self._api = OpenAIApi(
+            settings,
+            http_client,
+            name="fine-tune provider",
+            # Fine-tuning hosts always want a key: refuse before anything is uploaded.
+            require_key=True,
+            gave_up_retry_after_s=settings.poll_interval_s,
+            sleep=sleep,
+            rng=rng,
+        )
+        self._client = self._api.client
 
     async def aclose(self) -> None:
-        await self._client.close()
+        await self._api.aclose()
 
     # -- files ---------------------------------------------------------------------------
 
@@ -153,7 +149,7 @@ class OpenAIFineTuneProvider(FineTuneProvider):
         )
         file = getattr(done, "file", None)
         if file is None or not getattr(file, "id", None):
-            self._fail(
+            self._api.fail(
                 "fine-tune provider completed the upload without a file",
                 "no_file",
                 retry=False,
@@ -287,8 +283,6 @@ class OpenAIFineTuneProvider(FineTuneProvider):
         )
         return _job_status(job)
 
-    # -- retries and errors ---------------------------------------------------------------
-
     async def _call(
         self,
         what: str,
@@ -296,114 +290,8 @@ class OpenAIFineTuneProvider(FineTuneProvider):
         *,
         not_found_is_config: bool = False,
     ) -> T:
-        s = self._settings
-        reason, hint = "unknown", s.backoff_base_s
-        for attempt in range(1, s.max_attempts + 1):
-            server_wait: float | None = None
-            try:
-                async with asyncio.timeout(s.timeout_s):
-                    return await make()
-            except (TimeoutError, openai.APITimeoutError):
-                reason = "timeout"
-            except openai.APIConnectionError:
-                reason = "connection_error"
-            except openai.APIStatusError as exc:
-                reason = f"http_{exc.status_code}"
-                server_wait = self._check_status(what, exc, reason, not_found_is_config)
-            except openai.OpenAIError as exc:
-                self._fail(
-                    f"{what} failed ({type(exc).__name__})",
-                    type(exc).__name__,
-                    retry=False,
-                )
-            cap = min(s.backoff_max_s, s.backoff_base_s * 2 ** (attempt - 1))
-            hint = server_wait if server_wait is not None else cap
-            if attempt == s.max_attempts:
-                break
-            delay = server_wait if server_wait is not None else self._rng() * cap
-            log.warning(
-                "fine-tune %s: attempt %d/%d failed (%s); retrying in %.2fs",
-                what,
-                attempt,
-                s.max_attempts,
-                reason,
-                delay,
-            )
-            await self._sleep(delay)
-        self._fail(
-            f"fine-tune provider unavailable: {what} failed after {s.max_attempts} "
-            f"attempt(s) ({reason})",
-            reason,
-            retry_after_s=hint,
-        )
-
-    def _check_status(
-        self,
-        what: str,
-        exc: openai.APIStatusError,
-        reason: str,
-        not_found_is_config: bool,
-    ) -> float | None:
-        status, code = exc.status_code, _short_code(exc)
-        label = f"HTTP {status}" + (f" {code}" if code else "")
-        details = [{"provider": "openai", "reason": reason}]
-        if status in CONFIG_STATUSES or (status == 404 and not_found_is_config):
-            what_failed = "not found" if status == 404 else "credentials refused"
-            raise ConfigError(
-                self._scrub(
-                    f"fine-tune provider: {what} — {what_failed} ({label}); check "
-                    "finetune.model, finetune.api_key and finetune.base_url"
-                ),
-                details=details,
-            ) from None
-        if status == 404:
-            raise NotFound(
-                self._scrub(f"fine-tune provider: {what} — not found ({label})"),
-                details=details,
-            ) from None
-        if status in INVALID_STATUSES:
-            raise InvalidInput(
-                self._scrub(f"fine-tune provider rejected {what} ({label})"),
-                details=details,
-            ) from None
-        if code == "insufficient_quota" or not (
-            status in RETRYABLE_STATUSES or status >= 500
-        ):
-            self._fail(
-                f"fine-tune provider rejected {what} ({label})", reason, retry=False
-            )
-        wait = parse_retry_after(exc.response.headers)
-        if wait is not None and wait > self._settings.backoff_max_s:
-            self._fail(
-                f"fine-tune provider asked us to wait {wait:.0f}s on {what} ({label}), "
-                "longer than backoff_max_s",
-                reason,
-                retry_after_s=wait,
-            )
-        return wait
-
-    def _fail(
-        self,
-        message: str,
-        reason: str,
-        *,
-        retry: bool = True,
-        retry_after_s: float | None = None,
-    ) -> NoReturn:
-        if retry_after_s is None:
-            retry_after_s = (
-                self._settings.backoff_base_s
-                if retry
-                else self._settings.poll_interval_s
-            )
-        raise DependencyUnavailable(
-            self._scrub(message),
-            retry_after_s=retry_after_s,
-            details=[{"provider": "openai", "reason": reason}],
-        ) from None
-
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._secret, "***") if self._secret else text
+        errors = CREATE_ERRORS if not_found_is_config else ERRORS
+        return await self._api.call(what, make, errors=errors)
 
 
 async def wait_for_job(
