@@ -49,7 +49,10 @@ _LOGIN = re.compile(r"\b(sign|log)[\s_-]*in\b|\blogin\b")
 _COMPARE = re.compile(r"\bcompar(e|ison)\b")
 _DEAL = re.compile(r"\b(sale|deals?|discount|coupon|promo|clearance|offers?|bargain)\b|%\s*off"
                    r"|price[\s_:-]*(low|asc)|lowest[\s_-]*price")
-_PRICE = re.compile(r"[$€£¥]\s?\d[\d.,]*|\d[\d.,]*\s?(€|£|\$|usd|eur|gbp)\b", re.IGNORECASE)
+# An amount is tried from the start of its run of digits and separators only, and taken whole:
+# trying "\d[\d.,]*" from every digit of a long number was quadratic in its length.
+_PRICE = re.compile(r"[$€£¥]\s?\d|(?<![\d.,])[.,]*+\d[\d.,]*+\s?(?:€|£|\$|usd|eur|gbp)\b",
+                    re.IGNORECASE)
 _URLS = {name: re.compile(rx) for name, rx in {
     "checkout": r"/(checkout|payment|billing|shipping)(/|$)",
     "login": r"/(login|log-in|signin|sign-in|auth)(/|$)",

@@ -156,7 +156,8 @@ class SessionShard:
                 retry_after_s=self._settings.shards.slow_down_ms / 1000,
             )
         with telemetry.time_task("redact"):
-            redacted = redact_batch(self._redactor, fresh)
+            # In a worker thread: the loop keeps answering the shard's other sessions meanwhile.
+            redacted = await asyncio.to_thread(redact_batch, self._redactor, fresh)
         telemetry.set_shard_inflight(self._index, committer.queued_events + len(fresh))
         ack = await committer.submit(state, redacted.events, duplicates, redacted.counts)
         telemetry.set_shard_inflight(self._index, committer.queued_events)

@@ -152,9 +152,63 @@ _URL_ATTRS = frozenset({"href", "src", "action", "formaction", "cite", "poster",
 _URL_KEYS = frozenset({"url", "href", "src", "referrer", "action", "link"})
 _VERBATIM_EVENT = frozenset({"seq", "type", "ts", "x", "y", "button", "state", "transition",
                              "trigger", "screenshot_id", "masked", "modifiers"})
-_CSS_VALUE = re.compile(r"""(\[value\s*[~|^$*]?=\s*)(["']?)(.*?)\2(?=\s*\])""")
+_CSS_VALUE_AT = re.compile(r"\[value\s*+[~|^$*]?=\s*+")
+_CSS_CLOSERS = {'"': re.compile(r'"\s*+\]'), "'": re.compile(r"'\s*+\]"), "": re.compile(r"\]")}
 _SAFE = "[]@:!$'()*,;="  # kept literal when re-encoding: placeholders stay readable
 _PLACEHOLDER = re.compile(r"\[[A-Z][A-Z0-9_]*\]")
+
+
+class _FirstAfter:
+    """The first match of a regex at or after a position, for positions that only grow: each
+    search starts where the last one's answer no longer holds, so all of them scan the text
+    about once (a search per position from each of many starts was quadratic)."""
+
+    def __init__(self, regex: re.Pattern[str], text: str) -> None:
+        self._regex, self._text = regex, text
+        self._from: int | None = None
+        self._hit = -1
+
+    def __call__(self, pos: int) -> int:
+        """The match's start, or -1 when nothing matches at or after `pos`."""
+        if self._from is None or pos < self._from or -1 < self._hit < pos:
+            m = self._regex.search(self._text, pos)
+            self._from, self._hit = pos, (m.start() if m else -1)
+        return self._hit
+
+
+def _css_values(sel: str) -> list[tuple[int, int, int, str]]:
+    """(start, value start, value end, quote) of each `[value="..."]` in a CSS selector.
+
+    The same spans as re.finditer with `(\\[value\\s*[~|^$*]?=\\s*)(["']?)(.*?)\\2(?=\\s*\\])`
+    (the match ends after the closing quote, or at the value's end unquoted), found in linear
+    time: that regex was cubic in a run of spaces and quadratic in repeated "[value=".
+    A quoted value ends at the first quote followed by `\\s*]` on its line; otherwise the value,
+    opening quote included, runs to the spaces before the first "]" and may not cross a line.
+    """
+    closer = {q: _FirstAfter(rx, sel) for q, rx in _CSS_CLOSERS.items()}
+    newline = _FirstAfter(re.compile("\n"), sel)
+    out: list[tuple[int, int, int, str]] = []
+    pos, space_start = 0, {}  # "]" position -> start of the spaces before it
+    while (m := _CSS_VALUE_AT.search(sel, pos)) is not None:
+        v, quote = m.end(), sel[m.end():m.end() + 1]
+        nl = newline(v)
+        if quote in ('"', "'") and (c := closer[quote](v + 1)) != -1 and (nl == -1 or nl > c):
+            out.append((m.start(), v + 1, c, quote))
+            pos = c + 1
+            continue
+        if (b := closer[""](v)) != -1:
+            if b not in space_start:
+                end = b
+                while end > 0 and sel[end - 1].isspace():
+                    end -= 1
+                space_start[b] = end
+            end = max(space_start[b], v)
+            if nl == -1 or nl >= end:
+                out.append((m.start(), v, end, ""))
+                pos = end
+                continue
+        pos = m.start() + 1
+    return out
 
 
 def _attr_raw(m: re.Match[str]) -> str | None:
@@ -343,9 +397,12 @@ class Redactor:
             return self._json(sel, r)
         value = sel["value"]
         if kind is not None:  # input[value="..."] of a password or card field
-            def field(m: re.Match[str]) -> str:
-                return f"{m[1]}{m[2]}{self._field_value(kind, m[3], r) or ''}{m[2]}"
-            value = _CSS_VALUE.sub(field, value)
+            parts, pos = [], 0
+            for _, v_start, v_end, quote in _css_values(value):
+                red = self._field_value(kind, value[v_start:v_end], r) or ""
+                parts += (value[pos:v_start], red, quote)
+                pos = v_end + len(quote)
+            value = "".join(parts) + value[pos:]
         return {**_copy_json(dict(sel)), "value": self._text(value, r)}
 
     def _event(self, ev: Mapping[str, Any], r: RedactionReport) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from actors.errors import InvalidInput
 from actors.ingest.rows import EncodedEvent, redactable, redacted_row
 from actors.privacy.redact import Redactor
 
@@ -33,10 +34,19 @@ class RedactedBatch(tuple[list[EncodedEvent], RedactionCounts]):
 
 
 def redact_batch(redactor: Redactor, rows: Sequence[EncodedEvent]) -> RedactedBatch:
+    """The rows redacted, or InvalidInput for the whole batch when one cannot be: nothing of
+    a batch is stored unless all of it was redacted. Pure CPU work, so the shard runs it in a
+    worker thread (every pattern is linear: cluster/bench/redaction.py)."""
     out: list[EncodedEvent] = []
     counts: RedactionCounts = {}
     for row in rows:
-        redacted, report = redactor.event(redactable(row))
+        try:
+            redacted, report = redactor.event(redactable(row))
+        except (RecursionError, ValueError, TypeError) as exc:
+            raise InvalidInput(
+                f"event seq {row.seq} could not be redacted ({type(exc).__name__}); the batch was not stored",
+                [{"field": f"seq {row.seq}", "error": "could not be redacted"}],
+            ) from None
         if report.counts:
             counts[row.seq] = dict(report.counts)
         out.append(redacted_row(row, redacted))
