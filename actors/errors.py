@@ -10,7 +10,8 @@
     ├── Forbidden               a key without the scope a route needs
     ├── NotFound                no such session / screenshot (in this organisation)
     ├── Conflict                the request contradicts stored state
-    │   └── SessionClosed       events for a session that is no longer recording
+    │   ├── SessionClosed       events for a session that is no longer recording
+    │   └── NotReady            exists, but not processed yet; retry after `retry_after_s`
     ├── Overloaded              shed load; retry after `retry_after_s`
     ├── DependencyUnavailable   database or object store down; retry after `retry_after_s`
     ├── ConfigError             settings or config files that do not validate
@@ -39,6 +40,7 @@ __all__ = [
     "NotFound",
     "Conflict",
     "SessionClosed",
+    "NotReady",
     "Overloaded",
     "DependencyUnavailable",
     "ConfigError",
@@ -101,6 +103,21 @@ class Conflict(TracemillError):
 
 class SessionClosed(Conflict):
     code = "session_closed"
+
+
+class NotReady(Conflict):
+    code = "not_ready"
+
+    def __init__(
+        self,
+        message: str,
+        retry_after_s: float = 1.0,
+        details: list[Detail] | None = None,
+        code: str | None = None,
+    ):
+        super().__init__(message, details, code)
+        self.args = (message, retry_after_s, details, code)
+        self.retry_after_s = retry_after_s
 
 
 class _RetryableError(TracemillError):

@@ -67,7 +67,7 @@ ALLOWED: dict[str, frozenset[str]] = {
         "unsupported_media_type", "unauthenticated", "forbidden", "not_found", "conflict",
         "session_closed", "session_conflict", "session_id_taken", "screenshot_conflict",
         "bad_request", "method_not_allowed", "http_error", "config_error", "migration_failed",
-        "request_timeout",
+        "request_timeout", "not_ready", "screenshot_not_ready", "screenshot_failed", "cors_denied",
     }),
     "kind": frozenset({"compress", "redact", "vision", "score", "archive"}),
     "outcome": frozenset({"ok", "cached", "fallback"}),

@@ -132,8 +132,8 @@ class Ingress:
 
     @api.get(
         _SESSION + "/screenshots/{screenshot_id}", tags=["screenshots"],
-        responses={200: {"content": {"image/webp": {}, "image/png": {}, "image/jpeg": {}}}, **errors_of(401, 403, 404, 503)},
-        response_class=Response, summary="Download a stored screenshot",
+        responses={200: {"content": {"image/webp": {}}}, **errors_of(401, 403, 404, 409, 503)},
+        response_class=Response, summary="Download a painted screenshot (409 screenshot_not_ready before)",
     )
     async def get_screenshot(self, session_id: str, screenshot_id: str, request: Request) -> Response:
         return await screenshots_api.get_screenshot(self.services, request, session_id, screenshot_id)

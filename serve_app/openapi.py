@@ -22,7 +22,7 @@ _ERROR_TEXT = {
     403: "The key lacks the scope this route needs",
     404: "No such session or screenshot",
     408: "The body stopped arriving before its end",
-    409: "Conflict, or the session is closed",
+    409: "Conflict, the session is closed, or not ready yet (see Retry-After)",
     413: "Body, batch or image over the configured limits",
     415: "Unsupported media type, or an image that does not decode",
     422: "Valid JSON, invalid content: one `details` entry per problem",

@@ -1,4 +1,4 @@
-"""Screenshot upload (PUT, idempotent) and download.
+"""Screenshot upload (PUT, idempotent) and download (the painted WebP only).
 
 An image is checked before anything is written: its declared type, its size in bytes, its
 pixel count (against decompression bombs), and a full decode (against truncated or hostile
@@ -25,6 +25,7 @@ from actors.errors import (
     Conflict,
     InvalidInput,
     NotFound,
+    NotReady,
     PayloadTooLarge,
     UnsupportedMedia,
     details_from_validation_error,
@@ -43,6 +44,9 @@ __all__ = ["put_screenshot", "get_screenshot", "inspect_image", "MEDIA_TYPES"]
 # Content-Type → (Pillow format, file extension)
 MEDIA_TYPES = {"image/png": ("PNG", "png"), "image/jpeg": ("JPEG", "jpg"), "image/webp": ("WEBP", "webp")}
 _SCREENSHOT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# A screenshot is painted once the events it belongs to are committed, or at finalisation:
+# usually within a second or two.
+NOT_READY_RETRY_S = 2.0
 
 
 class ScreenshotQuery(BaseModel):
@@ -158,7 +162,12 @@ async def get_screenshot(services: Services, request: Request, raw_id: str, raw_
     )
     if row is None:
         raise NotFound(f"no screenshot {raw_shot[:128]!r} in session {session_id}")
-    key = row["webp_key"] or row["raw_key"]
-    media = "image/webp" if row["webp_key"] else row["content_type"]
-    data = await services.store.get(key)
-    return Response(content=data, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
+    # Only the painted WebP ever leaves: the raw upload is unredacted staging.
+    if row["status"] == "failed":
+        raise NotFound(f"screenshot {raw_shot!r} could not be processed; it is never served",
+                       code="screenshot_failed")
+    if row["status"] != "compressed" or not row["webp_key"]:
+        raise NotReady(f"screenshot {raw_shot!r} is not painted yet; retry later",
+                       retry_after_s=NOT_READY_RETRY_S, code="screenshot_not_ready")
+    data = await services.store.get(row["webp_key"])
+    return Response(content=data, media_type="image/webp", headers={"Cache-Control": "no-store"})

@@ -3,6 +3,8 @@
 Runs in a Ray task (CPU-bound: `num_cpus` from ProcessingSettings.compress_num_cpus). Every
 step is idempotent: the WebP key is fixed per screenshot, the row moves to `compressed` once,
 and a run that finds the work done only finishes the clean-up (deleting the raw upload).
+A raw upload that cannot be processed is deleted at once, whatever `keep_raw` says: it is
+unredacted, and nothing may ever serve or keep it (PROTOCOL.md: only painted images leave).
 Boxes to paint come from the stored events the screenshot belongs to, so the shard runs this
 only once those events are committed (or at finalisation).
 """
@@ -81,11 +83,19 @@ async def _boxes(res: TaskResources, redactor: Redactor, session_id: uuid.UUID, 
     return paint_boxes(redactor, [as_event(r) for r in rows])
 
 
-async def _drop_raw(res: TaskResources, session_id: uuid.UUID, row: Mapping[str, Any]) -> None:
-    if res.settings.processing.keep_raw or row["raw_key"] is None:
+async def _drop_raw(res: TaskResources, session_id: uuid.UUID, row: Mapping[str, Any], *, failed: bool = False) -> None:
+    """Delete the raw upload once its WebP is durable (unless kept for debugging), or at once
+    when it failed: an unpaintable raw file is never kept."""
+    if row["raw_key"] is None or (res.settings.processing.keep_raw and not failed):
         return
     await res.store.delete(row["raw_key"])
     await repo.drop_raw_key(res.pool, session_id, row["screenshot_id"])
+
+
+async def _fail(res: TaskResources, session_id: uuid.UUID, row: Mapping[str, Any], error: str) -> dict[str, Any]:
+    await repo.mark_screenshot_failed(res.pool, session_id, row["screenshot_id"], error)
+    await _drop_raw(res, session_id, row, failed=True)
+    return {"screenshot_id": row["screenshot_id"], "status": "failed"}
 
 
 async def compress_stored_screenshot(res: TaskResources, session_id: uuid.UUID, screenshot_id: str) -> dict[str, Any]:
@@ -97,6 +107,7 @@ async def compress_stored_screenshot(res: TaskResources, session_id: uuid.UUID, 
         await _drop_raw(res, session_id, row)
         return {"screenshot_id": screenshot_id, "status": "compressed"}
     if row["status"] == "failed" or row["raw_key"] is None:
+        await _drop_raw(res, session_id, row, failed=True)  # a failure an older run left behind
         return {"screenshot_id": screenshot_id, "status": "failed"}
     session = await repo.session_row(res.pool, session_id)
     if session is None:
@@ -106,8 +117,7 @@ async def compress_stored_screenshot(res: TaskResources, session_id: uuid.UUID, 
     try:
         raw = await res.store.get(row["raw_key"])
     except NotFound:
-        await repo.mark_screenshot_failed(res.pool, session_id, screenshot_id, "the raw upload is gone")
-        return {"screenshot_id": screenshot_id, "status": "failed"}
+        return await _fail(res, session_id, row, "the raw upload is gone")
     viewport = session["viewport"]
     dpr = device_pixel_ratio(row["width"], jsonb(viewport))
     try:
@@ -116,8 +126,7 @@ async def compress_stored_screenshot(res: TaskResources, session_id: uuid.UUID, 
     except (InvalidInput, UnsupportedMedia, PayloadTooLarge) as exc:
         # Checked at upload, so this is a decoder disagreement: keep the session, lose the frame.
         log.warning("screenshot %s of session %s cannot be compressed: %s", screenshot_id, session_id, exc)
-        await repo.mark_screenshot_failed(res.pool, session_id, screenshot_id, str(exc))
-        return {"screenshot_id": screenshot_id, "status": "failed"}
+        return await _fail(res, session_id, row, str(exc))
     key = webp_key(session["org_id"], session_id, screenshot_id)
     await res.store.put(key, image.webp, "image/webp")
     result = {
