@@ -33,7 +33,7 @@ from serve_app import dashboard_api, results_api, screenshots_api, sessions_api,
 from serve_app.training_api import FineTuneCreate
 from serve_app.dashboard_api import StatsResponse
 from serve_app.results_api import EventsPage
-from serve_app.error_responses import call_actor, error_response, install_error_handlers, request_id_of
+from serve_app.error_responses import error_response, install_error_handlers, request_id_of
 from actors.logs import bound_request, setup_logging
 from serve_app.metrics import CONTENT_TYPE_LATEST
 from serve_app.openapi import body_of, errors_of, install_openapi
@@ -271,8 +271,7 @@ class Ingress:
             await self.services.store.ping()
         except DependencyUnavailable as exc:
             failing.append({"dependency": "object_store", "error": exc.message})
-        checks = [asyncio.wait_for(call_actor(handle.check_health.remote()), timeout=2.0)
-                  for handle in self.services.router.handles]
+        checks = [asyncio.wait_for(shard.check_health(), timeout=2.0) for shard in self.services.clients]
         for index, result in enumerate(await asyncio.gather(*checks, return_exceptions=True)):
             if isinstance(result, BaseException):  # starting, down, or stalled: not ready
                 reason = result.message if isinstance(result, TracemillError) else f"not answering ({type(result).__name__})"

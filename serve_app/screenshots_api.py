@@ -31,10 +31,8 @@ from actors.errors import (
     details_from_validation_error,
 )
 from actors.ingest.events import Timestamp
-from actors.logs import current_request_id
 from actors.storage import sessions_repo
 from actors.storage.postgres import with_retries
-from serve_app.error_responses import call_actor
 from serve_app.http_io import bearer_key, read_body, session_uuid
 from serve_app.services import Services
 from serve_app.sessions_api import readable_session
@@ -118,7 +116,7 @@ async def put_screenshot(services: Services, request: Request, raw_id: str, raw_
     data = await read_body(request, limits.max_screenshot_bytes)
     width, height = await asyncio.to_thread(inspect_image, data, media, limits.max_screenshot_pixels)
     shard = services.shard(session_id)
-    await call_actor(shard.check_recording.remote(principal.org_id, session_id))
+    await shard.check_recording(principal.org_id, session_id)
     digest = hashlib.sha256(data).hexdigest()
     answer = {"screenshot_id": screenshot_id, "bytes": len(data)}
     if await _already_stored(services, session_id, screenshot_id, digest):
@@ -130,9 +128,7 @@ async def put_screenshot(services: Services, request: Request, raw_id: str, raw_
         "captured_at": query.captured_at, "trigger": query.trigger, "content_type": media,
         "raw_key": raw_key, "bytes": len(data), "width": width, "height": height, "sha256": digest,
     }
-    created = await call_actor(
-        shard.register_screenshot.remote(principal.org_id, session_id, row, request_id=current_request_id())
-    )
+    created = await shard.register_screenshot(principal.org_id, session_id, row)
     services.metrics.screenshots.labels("created" if created else "repeat").inc()
     return JSONResponse(answer, status_code=201 if created else 200)
 

@@ -6,13 +6,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Sequence
 
 import asyncpg
-from ray.actor import ActorHandle
 
 from actors.auth import KeyCache, Principal, Scope
-from actors.ingest.rows import StoredEvent, encode_events
 from actors.ingest.shard_pool import ShardRouter, shard_index
 from actors.storage.objectstore import ObjectStore, make_object_store
 from actors.storage.postgres import connect_pool, with_retries
@@ -29,7 +26,7 @@ class Services:
     router: ShardRouter
     store: ObjectStore
     keys: KeyCache
-    clients: list[ShardClient] = field(default_factory=list)
+    clients: list[ShardClient] = field(default_factory=list)  # one per shard, in index order
     metrics: IngressMetrics = field(default_factory=IngressMetrics)
     _pool: asyncpg.Pool | None = None
     _pool_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -61,12 +58,6 @@ class Services:
         principal.require(scope)
         return principal
 
-    def shard(self, session_id: uuid.UUID) -> ActorHandle:
-        return self.router.for_session(session_id)
-
-    async def ingest(
-        self, org_id: uuid.UUID, session_id: uuid.UUID, events: Sequence[StoredEvent]
-    ) -> dict[str, Any]:
-        """Store a validated batch through this replica's coalescing client for its shard."""
-        client = self.clients[shard_index(session_id, len(self.clients))]
-        return await client.ingest(org_id, session_id, encode_events(events))
+    def shard(self, session_id: uuid.UUID) -> ShardClient:
+        """The client through which every call for this session reaches its shard."""
+        return self.clients[shard_index(session_id, len(self.clients))]

@@ -14,11 +14,9 @@ from fastapi.responses import JSONResponse
 
 from actors.errors import InvalidInput, NotFound, Overloaded, TracemillError
 from actors.ingest.events import parse_events
-from actors.logs import current_request_id
 from serve_app.bodies import parse_finish, parse_session_create
 from actors.storage import sessions_repo
 from actors.storage.postgres import with_retries
-from serve_app.error_responses import call_actor
 from serve_app.http_io import bearer_key, read_json, session_uuid
 from serve_app.services import Services
 
@@ -35,11 +33,7 @@ async def create_session(services: Services, request: Request) -> JSONResponse:
     fields = body.model_dump(exclude={"session_id"}, mode="python")
     canonical = json.dumps(body.model_dump(exclude={"session_id"}, mode="json"), sort_keys=True)
     request_hash = hashlib.sha256(canonical.encode()).digest()
-    result = await call_actor(
-        services.shard(session_id).create_session.remote(
-            principal.org_id, session_id, fields, request_hash, request_id=current_request_id()
-        )
-    )
+    result = await services.shard(session_id).create_session(principal.org_id, session_id, fields, request_hash)
     status = 201 if result["created"] else 200
     return JSONResponse({"session_id": result["session_id"], "status": result["status"]}, status_code=status)
 
@@ -68,9 +62,7 @@ async def finish_session(services: Services, request: Request, raw_id: str) -> J
     raw = await read_json(request, services.settings.ingest.max_body_bytes, required=False)
     finish = parse_finish(raw)
     log.info("finish of session %s requested", session_id)
-    status = await call_actor(services.shard(session_id).finish.remote(
-        principal.org_id, session_id, finish.model_dump(mode="python"), request_id=current_request_id()
-    ))
+    status = await services.shard(session_id).finish(principal.org_id, session_id, finish.model_dump(mode="python"))
     return JSONResponse({"status": status}, status_code=202)
 
 
@@ -87,7 +79,7 @@ async def post_events(services: Services, request: Request, raw_id: str) -> dict
     try:
         events = parse_events(raw["events"], services.settings.ingest)
         services.metrics.record_received("http", len(events))  # as the stream counts them
-        ack = await services.ingest(principal.org_id, session_id, events)
+        ack = await services.shard(session_id).ingest(principal.org_id, session_id, events)
     except Overloaded:
         services.metrics.record_slow_down()
         raise

@@ -1,10 +1,14 @@
-"""Coalescing ingest calls from one replica to each shard.
+"""An ingress replica's client for one session shard: every call to a shard goes through it.
 
-A Ray actor call costs about a millisecond of CPU on a small node (measured: ~700 calls/s
-across two processes on 2 cores, before any work), so a call per frame caps the whole ingest
-far below what Serve and PostgreSQL can do. Instead each replica keeps, per shard, a queue of
-waiting frames and at most `max_calls_in_flight` calls: whatever queued while the previous
-call ran goes in the next one. Under light load a frame still leaves at once.
+Each call carries the request id bound in the caller's context (the shard binds it again
+around the method, so its log lines and the tasks it starts carry the id), and what a shard
+raised comes back as our own error type.
+
+Ingest calls are coalesced. A Ray actor call costs about a millisecond of CPU on a small node
+(measured: ~700 calls/s across two processes on 2 cores, before any work), so a call per
+frame caps the whole ingest far below what Serve and PostgreSQL can do. Instead the client
+keeps a queue of waiting frames and at most `max_calls_in_flight` calls: whatever queued while
+the previous call ran goes in the next one. Under light load a frame still leaves at once.
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ from typing import Any, Sequence
 
 from ray.actor import ActorHandle
 
-from actors.ingest.rows import EncodedEvent
+from actors.ingest.batcher import take_batch
+from actors.ingest.rows import EncodedEvent, StoredEvent, encode_events
+from actors.ingest.shard import ShardCall
 from actors.logs import current_request_id
-from serve_app.error_responses import unwrap
+from serve_app.error_responses import call_actor, unwrap
 
 __all__ = ["ShardClient"]
 
@@ -30,6 +36,10 @@ class _Pending:
     future: asyncio.Future[dict[str, Any]]
 
 
+def _event_count(pending: _Pending) -> int:
+    return len(pending.item[2])
+
+
 @dataclass
 class ShardClient:
     handle: ActorHandle
@@ -38,29 +48,48 @@ class ShardClient:
     _queue: deque[_Pending] = field(default_factory=deque)
     _in_flight: int = 0
 
-    async def ingest(
-        self, org_id: uuid.UUID, session_id: uuid.UUID, events: Sequence[EncodedEvent]
+    async def create_session(
+        self, org_id: uuid.UUID, session_id: uuid.UUID, fields: dict[str, Any], request_hash: bytes
     ) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("create_session", org_id, session_id, fields, request_hash)
+        return result
+
+    async def finish(self, org_id: uuid.UUID, session_id: uuid.UUID, finish: dict[str, Any]) -> str:
+        status: str = await self._call("finish", org_id, session_id, finish)
+        return status
+
+    async def check_recording(self, org_id: uuid.UUID, session_id: uuid.UUID) -> None:
+        await self._call("check_recording", org_id, session_id)
+
+    async def register_screenshot(self, org_id: uuid.UUID, session_id: uuid.UUID, row: dict[str, Any]) -> bool:
+        created: bool = await self._call("register_screenshot", org_id, session_id, row)
+        return created
+
+    async def check_health(self) -> None:
+        await self._call("check_health")
+
+    async def _call(self, method: ShardCall, *args: Any) -> Any:
+        return await call_actor(self.handle.call.remote(method, *args, request_id=current_request_id()))
+
+    # -- ingest, coalesced -----------------------------------------------------------------
+
+    async def ingest(
+        self, org_id: uuid.UUID, session_id: uuid.UUID, events: Sequence[StoredEvent]
+    ) -> dict[str, Any]:
+        """Store a validated batch; the ack comes after the shard committed it."""
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending((org_id, session_id, events, current_request_id()), future))
+        item = (org_id, session_id, encode_events(events), current_request_id())
+        self._queue.append(_Pending(item, future))
         self._send_if_free()
         return await future
 
     def _send_if_free(self) -> None:
         while self._queue and self._in_flight < self.max_calls_in_flight:
-            batch = self._take()
+            batch, _ = take_batch(self._queue, _event_count, self.max_events_per_call)
             self._in_flight += 1
-            asyncio.get_running_loop().create_task(self._call(batch))
+            asyncio.get_running_loop().create_task(self._send(batch))
 
-    def _take(self) -> list[_Pending]:
-        batch, events = [], 0
-        while self._queue and (not batch or events + len(self._queue[0].item[2]) <= self.max_events_per_call):
-            pending = self._queue.popleft()
-            events += len(pending.item[2])
-            batch.append(pending)
-        return batch
-
-    async def _call(self, batch: list[_Pending]) -> None:
+    async def _send(self, batch: list[_Pending]) -> None:
         try:
             results: list[Any] = await self.handle.ingest_many.remote([p.item for p in batch])
         except Exception as exc:  # noqa: BLE001 - the whole call failed: every frame hears why

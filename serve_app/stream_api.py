@@ -30,7 +30,7 @@ from actors.errors import (
 )
 from actors.ingest.events import parse_events
 from actors.logs import bound_request
-from serve_app.error_responses import call_actor, error_body
+from serve_app.error_responses import error_body
 from serve_app.http_io import decode_json, session_uuid
 from serve_app.services import Services
 
@@ -62,7 +62,7 @@ async def _serve_stream(services: Services, ws: WebSocket, raw_id: str, request_
     try:
         principal = await _authenticate(services, ws)
         session_id = session_uuid(raw_id)
-        await call_actor(services.shard(session_id).check_recording.remote(principal.org_id, session_id))
+        await services.shard(session_id).check_recording(principal.org_id, session_id)
         await _pump(services, ws, principal, session_id, request_id)
     except WebSocketDisconnect:
         pass
@@ -143,7 +143,7 @@ def _submit(services: Services, principal: Principal, session_id: uuid.UUID, mes
     except TracemillError as exc:
         return exc
     services.metrics.record_received("ws", len(events))
-    return asyncio.ensure_future(services.ingest(principal.org_id, session_id, events))
+    return asyncio.ensure_future(services.shard(session_id).ingest(principal.org_id, session_id, events))
 
 
 async def _write_answers(services: Services, ws: WebSocket, queue: asyncio.Queue[Any]) -> None:

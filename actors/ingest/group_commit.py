@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 
 import asyncpg
 
+from actors.ingest.batcher import take_batch
 from actors.ingest.rows import EncodedEvent
 from actors.ingest.session_state import SessionState
 from actors.storage.postgres import with_retries
@@ -65,6 +66,10 @@ class _Waiter:
     owned: list[int] = field(default_factory=list)  # seqs this waiter is the first to send
 
 
+def _event_count(waiter: _Waiter) -> int:
+    return len(waiter.events)
+
+
 class GroupCommitter:
     """Owns the queue of waiting batches and the single task that commits them in order."""
 
@@ -108,18 +113,9 @@ class GroupCommitter:
             if self._settings.commit_window_ms > 0:
                 await asyncio.sleep(self._settings.commit_window_ms / 1000)
             while self._queue:
-                batch = self._take_batch()
+                batch, size = take_batch(self._queue, _event_count, self._settings.max_batch_events)
+                self._queued_events -= size
                 await self._commit_and_answer(batch)
-
-    def _take_batch(self) -> list[_Waiter]:
-        batch: list[_Waiter] = []
-        size = 0
-        while self._queue and (not batch or size + len(self._queue[0].events) <= self._settings.max_batch_events):
-            waiter = self._queue.popleft()
-            size += len(waiter.events)
-            batch.append(waiter)
-        self._queued_events -= size
-        return batch
 
     async def _commit_and_answer(self, batch: list[_Waiter]) -> None:
         rows = _claim_rows(batch)

@@ -12,7 +12,7 @@ dataset building) turn rows back into the event dicts clients sent, after redact
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -84,7 +84,7 @@ def _drop_nulls(mapping: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in mapping.items() if value is not None}
 
 
-def encode_events(events: list[StoredEvent]) -> list[EncodedEvent]:
+def encode_events(events: Sequence[StoredEvent]) -> list[EncodedEvent]:
     return [_encoded(e.seq, e.type, e.ts, e.url, e.target, e.payload) for e in events]
 
 

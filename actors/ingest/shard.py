@@ -14,7 +14,7 @@ import time
 import uuid
 import zlib
 from collections import OrderedDict
-from typing import Any, Awaitable, Callable, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Literal, Sequence, TypeVar, get_args
 
 import asyncpg
 
@@ -31,7 +31,7 @@ from actors.storage import sessions_repo
 from actors.storage.postgres import connect_pool, with_retries
 from configs.settings import TracemillSettings
 
-__all__ = ["SessionShard", "shard_index"]
+__all__ = ["SessionShard", "ShardCall", "shard_index"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -41,6 +41,10 @@ _MAX_CACHED_SESSIONS = 50_000
 # Queued events with no commit finishing for this long mean the shard is stuck, not busy: a
 # commit of the largest batch takes well under a second here.
 _STALLED_S = 30.0
+
+# The methods an ingress reaches through `SessionShard.call`, with the caller's request id.
+ShardCall = Literal["create_session", "ingest", "finish", "check_recording", "register_screenshot", "check_health"]
+_CALLS = frozenset(get_args(ShardCall))
 
 
 def shard_index(session_id: uuid.UUID, count: int) -> int:
@@ -66,20 +70,29 @@ class SessionShard:
         self._finalizer = Finalizer(
             settings, self._db, lambda sid: shard_index(sid, settings.shards.count) == index
         )
-        # A restarted shard resumes the finalisations its predecessor left at once: after a
-        # node loss nothing else may call this shard for a long time, and until something did,
-        # such a session stayed `finalizing` (seen in cluster.chaos.spread's node loss).
+        # The sweeper starts here, once, not on a first call: a restarted shard must resume the
+        # finalisations its predecessor left at once, because after a node loss nothing else
+        # may call it for a long time and such a session stayed `finalizing` until something
+        # did (seen in cluster.chaos.spread's node loss). Ray builds an async actor inside its
+        # event loop; a shard built outside one (a unit test's) does not sweep.
         try:
-            asyncio.get_running_loop()  # Ray builds an async actor inside its event loop
-        except RuntimeError:  # built outside Ray: the first call starts the sweep
+            asyncio.get_running_loop()
+        except RuntimeError:
             pass
         else:
             self._finalizer.ensure_sweeping()
 
     # -- public methods (called through the actor handle) ---------------------------------
 
+    async def call(self, method: ShardCall, *args: Any, request_id: str | None = None) -> Any:
+        """The way in for an ingress's calls: `method(*args)` with the caller's request id
+        bound, so this shard's log lines and the tasks it starts carry it."""
+        if method not in _CALLS:
+            raise TracemillError(f"a shard has no call {method!r}")
+        with bound_request(request_id):  # a contextvar: local to this call's task
+            return await getattr(self, method)(*args)
+
     async def ping(self) -> dict[str, Any]:
-        self._finalizer.ensure_sweeping()
         committer = await self._commit_queue()
         return {
             "shard": self._index,
@@ -96,7 +109,6 @@ class SessionShard:
         """Raise when this shard cannot do its job: events queued and no commit finishing for
         `_STALLED_S` (a wedged commit loop, or a database that takes writes no more). The
         ingress's /readyz asks every shard, and names the ones that fail."""
-        self._finalizer.ensure_sweeping()
         committer = await self._commit_queue()
         stalled = time.monotonic() - self._last_commit_at
         if committer.queued_events and stalled > _STALLED_S:
@@ -106,16 +118,9 @@ class SessionShard:
             )
 
     async def create_session(
-        self, org_id: uuid.UUID, session_id: uuid.UUID, fields: dict[str, Any], request_hash: bytes,
-        request_id: str | None = None,
-    ) -> dict[str, Any]:
-        """Idempotent create: the same body again answers the same; another body is a conflict."""
-        with bound_request(request_id):
-            return await self._create_session(org_id, session_id, fields, request_hash)
-
-    async def _create_session(
         self, org_id: uuid.UUID, session_id: uuid.UUID, fields: dict[str, Any], request_hash: bytes
     ) -> dict[str, Any]:
+        """Idempotent create: the same body again answers the same; another body is a conflict."""
         pool = await self._db()
         row = await self._retry(
             lambda: sessions_repo.insert_session(
@@ -142,7 +147,6 @@ class SessionShard:
         self, org_id: uuid.UUID, session_id: uuid.UUID, events: Sequence[EncodedEvent]
     ) -> dict[str, Any]:
         """Store a batch, redacted; the answer (an ack) comes only after the commit."""
-        self._finalizer.ensure_sweeping()
         state = await self._recording_state(org_id, session_id)
         committer = await self._commit_queue()
         fresh = [ev for ev in events if not state.is_stored(ev.seq)]
@@ -173,26 +177,14 @@ class SessionShard:
         a Ray actor call costs about a millisecond of CPU here, far more than storing a frame.
         """
         results = await asyncio.gather(
-            *(self._ingest_for(request_id, org_id, session_id, events)
+            *(self.call("ingest", org_id, session_id, events, request_id=request_id)
               for org_id, session_id, events, request_id in batches),
             return_exceptions=True,
         )
         return [r if isinstance(r, (dict, TracemillError)) else _unexpected(r) for r in results]
 
-    async def _ingest_for(
-        self, request_id: str | None, org_id: uuid.UUID, session_id: uuid.UUID, events: Sequence[EncodedEvent]
-    ) -> dict[str, Any]:
-        with bound_request(request_id):  # gather runs each in its own task: the binding stays local
-            return await self.ingest(org_id, session_id, events)
-
-    async def finish(
-        self, org_id: uuid.UUID, session_id: uuid.UUID, finish: dict[str, Any], request_id: str | None = None
-    ) -> str:
+    async def finish(self, org_id: uuid.UUID, session_id: uuid.UUID, finish: dict[str, Any]) -> str:
         """recording → finalizing after every batch accepted before it is committed."""
-        with bound_request(request_id):
-            return await self._finish(org_id, session_id, finish)
-
-    async def _finish(self, org_id: uuid.UUID, session_id: uuid.UUID, finish: dict[str, Any]) -> str:
         state = await self._state(org_id, session_id)
         committer = await self._commit_queue()
         state.closing = True
@@ -212,14 +204,8 @@ class SessionShard:
     async def check_recording(self, org_id: uuid.UUID, session_id: uuid.UUID) -> None:
         await self._recording_state(org_id, session_id)
 
-    async def register_screenshot(
-        self, org_id: uuid.UUID, session_id: uuid.UUID, row: dict[str, Any], request_id: str | None = None
-    ) -> bool:
+    async def register_screenshot(self, org_id: uuid.UUID, session_id: uuid.UUID, row: dict[str, Any]) -> bool:
         """Record a screenshot whose bytes are already durable in the object store."""
-        with bound_request(request_id):
-            return await self._register_screenshot(org_id, session_id, row)
-
-    async def _register_screenshot(self, org_id: uuid.UUID, session_id: uuid.UUID, row: dict[str, Any]) -> bool:
         state = await self._recording_state(org_id, session_id)
         pool = await self._db()
         created = await self._retry(lambda: sessions_repo.insert_screenshot(pool, row), "screenshot record")
