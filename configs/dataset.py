@@ -58,6 +58,10 @@ class DatasetFormatSettings(_Strict):
     # images when the fine-tune starts, which may be days after the build.
     object_url_expiry_s: int = Field(7 * 24 * 3600, ge=60, le=7 * 24 * 3600)
     selector_ranks: SelectorRanks = SelectorRanks()
+    # Beside the chat JSONL, `train.ranking.jsonl` / `validation.ranking.jsonl`: one row per
+    # step with its candidate elements, the acted-on one marked positive (what the local
+    # element ranker trains on; actors/training/dataset/ranking.py).
+    ranking: bool = True
 
 
 SessionType = Literal["human", "automated", "hybrid"]

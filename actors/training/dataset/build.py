@@ -30,6 +30,7 @@ from actors.storage import training_repo as repo
 from configs.dataset import DatasetBuildConfig, DatasetFormatSettings
 from configs.settings import TracemillSettings
 from actors.training.dataset.formats import build_examples, dedupe, split_by_session, validate_examples
+from actors.training.dataset.ranking import RankingRow, dedupe_rows, ranking_rows, ranking_stats
 from actors.training.dataset.report import build_report, quality_plot_png
 
 __all__ = ["BuildResult", "build_chunk", "dataset_prefix", "run_build"]
@@ -61,16 +62,26 @@ def build_chunk(settings: TracemillSettings, fmt: DatasetFormatSettings,
 
 async def _build_chunk(settings: TracemillSettings, fmt: DatasetFormatSettings,
                        sessions: list[tuple[str, str | None, str]]) -> dict[str, Any]:
-    out: dict[str, Any] = {"train": [], "validation": [], "empty_sessions": 0}
+    out: dict[str, Any] = {"train": [], "validation": [], "empty_sessions": 0,
+                           "ranking": {"train": [], "validation": []}}
     async with task_resources(settings) as res:
         for session_id, task, split in sessions:
             sid = uuid.UUID(session_id)
             events = [as_event(r) for r in await event_rows(res.pool, sid)]
             images = await _images(res.pool, res.store, sid, fmt)
-            examples = build_examples({"session_id": session_id, "task": task}, events, images, fmt)
+            session = {"session_id": session_id, "task": task}
+            examples = build_examples(session, events, images, fmt)
             out[split].extend(examples)
             out["empty_sessions"] += not examples
+            if fmt.ranking:
+                out["ranking"][split].extend(ranking_rows(session, events, await _frames(res.pool, sid), fmt))
     return out
+
+
+async def _frames(pool: Any, session_id: uuid.UUID) -> dict[int, str]:
+    """Object-store keys of the session's stored WebP frames by seq (what ranking rows name)."""
+    return {row["seq"]: row["webp_key"] for row in await screenshot_rows(pool, session_id)
+            if row["status"] == "compressed" and row["seq"] is not None and row["webp_key"]}
 
 
 async def _images(pool: Any, store: ObjectStore, session_id: uuid.UUID,
@@ -135,6 +146,7 @@ async def _build(pool: Any, store: ObjectStore, settings: TracemillSettings,
     seen: set[str] = set()
     train, train_dups = dedupe(train, seen)
     validation, val_dups = dedupe(validation, seen)  # also drops copies of train examples
+    ranking = _ranking(results)
     report = build_report(
         config, qualities=qualities, train_ids=train_ids, validation_ids=val_ids, train=train,
         validation=validation, dropped={"train": train_dups, "validation": val_dups},
@@ -142,9 +154,12 @@ async def _build(pool: Any, store: ObjectStore, settings: TracemillSettings,
         seconds=time.monotonic() - started, tasks=len(chunks))
     _check_rules(train, validation, config, report)
     files = await _write_files(store, dataset_prefix(org_id, dataset_id), train, validation, report,
-                               quality_plot_png(qualities, val_ids, config.selection.min_quality, config.name))
+                               quality_plot_png(qualities, val_ids, config.selection.min_quality, config.name),
+                               ranking)
     counts = {"sessions": len(rows), "train_examples": len(train),
               "validation_examples": len(validation)}
+    if config.format.ranking:
+        counts["ranking"] = {split: ranking_stats(rows_) for split, rows_ in ranking.items()}
     await repo.finish_dataset(pool, dataset_id, train_sessions=[uuid.UUID(s) for s in train_ids],
                               validation_sessions=[uuid.UUID(s) for s in val_ids], counts=counts,
                               report=report, files=files)
@@ -190,13 +205,27 @@ def _check_rules(train: list[dict], validation: list[dict], config: DatasetBuild
     raise exc
 
 
+def _ranking(results: list[dict]) -> dict[str, list[RankingRow]]:
+    """Ranking rows by split, deduped like the chat examples (validation copies of train
+    steps dropped); empty when the format does not ask for them."""
+    seen: set[str] = set()
+    train, _ = dedupe_rows((row for r in results for row in r["ranking"]["train"]), seen)
+    validation, _ = dedupe_rows((row for r in results for row in r["ranking"]["validation"]), seen)
+    return {"train": train, "validation": validation}
+
+
 async def _write_files(store: ObjectStore, prefix: str, train: list[dict], validation: list[dict],
-                       report: dict[str, Any], plot: bytes) -> dict[str, Any]:
+                       report: dict[str, Any], plot: bytes,
+                       ranking: dict[str, list[RankingRow]]) -> dict[str, Any]:
     report_bytes = json.dumps(report, indent=2, sort_keys=True).encode()
     contents = {"train.jsonl": (_jsonl(train), "application/jsonl"),
                 "validation.jsonl": (_jsonl(validation), "application/jsonl"),
                 "quality.png": (plot, "image/png"),
                 "report.json": (report_bytes, "application/json")}
+    if any(ranking.values()):
+        for split, rows in ranking.items():
+            contents[f"{split}.ranking.jsonl"] = (_jsonl([r.model_dump(mode="json") for r in rows]),
+                                                  "application/jsonl")
     files = {}
     for name, (data, content_type) in contents.items():
         await store.put(prefix + name, data, content_type)

@@ -30,6 +30,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from actors.context import ordered, target_key, target_of
@@ -41,8 +42,8 @@ from configs.dataset import (
 from configs.pipeline import SelectorRanks
 
 __all__ = [
-    "DEFAULT_SYSTEM_PROMPT", "OPENAI_MAX_IMAGES", "DatasetFormatSettings", "best_selector",
-    "build_examples", "dataset_stats", "dedupe", "estimate_text_tokens", "estimate_tokens",
+    "DEFAULT_SYSTEM_PROMPT", "OPENAI_MAX_IMAGES", "DatasetFormatSettings", "Step", "action_steps",
+    "best_selector", "build_examples", "element_text", "dataset_stats", "dedupe", "estimate_text_tokens", "estimate_tokens",
     "example_key", "split_by_session", "validate_examples",
 ]
 
@@ -88,6 +89,9 @@ def _text(el: Mapping[str, Any] | None) -> str:
                                   if attrs.get(k)), "")
     text = " ".join(str(raw).split())
     return text if len(text) <= _TEXT_CHARS else text[:_TEXT_CHARS - 1] + "…"
+
+
+element_text = _text  # the same words in the `ranking` format's candidate descriptions
 
 
 # ----------------------------------------------------------------------------- steps
@@ -163,33 +167,41 @@ def _user_text(task: str, url: str, title: str, cands: Sequence[Mapping[str, Any
     return "\n".join(lines)
 
 
-def build_examples(session: Mapping[str, Any], events: Sequence[dict],
-                   images: Mapping[int, str] | None,
-                   settings: DatasetFormatSettings | None = None) -> list[dict]:
-    """One `{"messages": [system, user, assistant]}` per action step of the session, in seq
-    order. `events` are PROTOCOL event dicts (as `actors.ingest.rows.as_event` returns
-    them); `images` maps a screenshot event's seq to a prepared URL (ignored when image_mode is
-    "none")."""
+@dataclass
+class Step:
+    """One action step and the page as it was before it: what every example format is made of
+    (the `openai-chat` examples here, the `ranking` rows of actors.training.dataset.ranking)."""
+
+    seq: Any
+    action: dict[str, Any]  # as the assistant turn holds it; a typing burst keeps its last value
+    target: Mapping[str, Any] | None
+    field: str | None  # target_key of an input/change target, to merge a burst of typing
+    url: str
+    title: str
+    candidates: list[Mapping[str, Any]]  # the step's own target always among them
+    history: list[str]  # the last k actions before it, compact JSON
+
+
+def action_steps(session: Mapping[str, Any], events: Sequence[dict],
+                 settings: DatasetFormatSettings | None = None) -> list[Step]:
+    """The session's action steps in seq order, each with the page state before it."""
     s = settings or DatasetFormatSettings()
     ranks, sid, k = s.selector_ranks, str(session.get("session_id") or ""), s.last_k_actions
-    shots = sorted(images.items()) if images and s.image_mode != "none" else []
     url, title = "", ""
     snapshot: list[Any] = []
     recent: list[Mapping[str, Any]] = []
-    steps: list[dict[str, Any]] = []  # {"action", "user", "seq", "field"}
+    steps: list[Step] = []
     for ev in ordered(events):
         kind = ev.get("type")
         if _is_step(ev):
             action, target = _action(ev, ranks), target_of(ev)
             field = target_key(target) if kind in _FIELDS else None
-            if field is not None and steps and steps[-1]["field"] == field:
-                steps[-1]["action"] = action  # the same field typed on: keep the last value
+            if field is not None and steps and steps[-1].field == field:
+                steps[-1].action = action  # the same field typed on: keep the last value
             else:
-                history = [_compact(st["action"]) for st in steps[max(len(steps) - k, 0):]]
+                history = [_compact(st.action) for st in steps[max(len(steps) - k, 0):]]
                 cands = _candidates(snapshot, recent, target, (sid, ev.get("seq")), s)
-                steps.append({"action": action, "seq": ev.get("seq"), "field": field,
-                              "user": _user_text(str(session.get("task") or ""), url, title,
-                                                 cands, history, ranks)})
+                steps.append(Step(ev.get("seq"), action, target, field, url, title, cands, history))
             if target is not None:
                 recent = [*recent, target][-_RECENT_TARGETS:]
         elif kind == "dom_snapshot":
@@ -200,18 +212,32 @@ def build_examples(session: Mapping[str, Any], events: Sequence[dict],
             url = str(ev["url"])
         if ev.get("title") or kind == "navigation":
             title = str(ev.get("title") or "")
+    return steps
+
+
+def build_examples(session: Mapping[str, Any], events: Sequence[dict],
+                   images: Mapping[int, str] | None,
+                   settings: DatasetFormatSettings | None = None) -> list[dict]:
+    """One `{"messages": [system, user, assistant]}` per action step of the session, in seq
+    order. `events` are PROTOCOL event dicts (as `actors.ingest.rows.as_event` returns
+    them); `images` maps a screenshot event's seq to a prepared URL (ignored when image_mode is
+    "none")."""
+    s = settings or DatasetFormatSettings()
+    shots = sorted(images.items()) if images and s.image_mode != "none" else []
+    task = str(session.get("task") or "")
     examples = []
-    for st in steps:
-        seq = st["seq"] if isinstance(st["seq"], int) else -1
+    for st in action_steps(session, events, s):
+        user = _user_text(task, st.url, st.title, st.candidates, st.history, s.selector_ranks)
+        seq = st.seq if isinstance(st.seq, int) else -1
         urls = [u for at, u in shots if at <= seq][-n:] if (n := s.max_images_per_example) else []
         detail = {} if s.image_detail == "auto" else {"detail": s.image_detail}
-        content: Any = [{"type": "text", "text": st["user"]}, *(
+        content: Any = [{"type": "text", "text": user}, *(
             {"type": "image_url", "image_url": {"url": u, **detail}} for u in urls)] if urls \
-            else st["user"]
+            else user
         examples.append({"messages": [
             {"role": "system", "content": s.system_prompt},
             {"role": "user", "content": content},
-            {"role": "assistant", "content": _compact(st["action"])}]})
+            {"role": "assistant", "content": _compact(st.action)}]})
     return examples
 
 
