@@ -24,6 +24,7 @@ from cluster.embedded_postgres import EmbeddedPostgres
 from actors.settings_registry import publish_settings
 from cluster.serve_deploy import APP_NAME, DEFAULT_SERVE_CONFIG, deploy_config, render_serve_config
 from configs.settings import TracemillSettings
+from serve_app.serve_hooks import CALLBACK_ENV
 
 __all__ = ["LocalStack", "UP_KEY_NAME", "THROUGHPUT_ENV", "LOCAL_RAY_ENV", "private_serve_ports"]
 
@@ -41,7 +42,8 @@ THROUGHPUT_ENV = {
 # Ray starts its workers at nice 15. On one machine that hands the CPU to PostgreSQL and any
 # client first and starves the replicas and shards of the same service (measured: ingest
 # +40% at nice 0). The local stack runs them all at the same priority.
-LOCAL_RAY_ENV = {"RAY_worker_niceness": "0"}
+# CALLBACK_ENV: Serve's HTTP servers replace a request id that is not short and plain.
+LOCAL_RAY_ENV = {"RAY_worker_niceness": "0", **CALLBACK_ENV}
 
 
 def default_logical_cpus() -> int:

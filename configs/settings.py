@@ -25,6 +25,7 @@ from configs.finetune import FineTuneSettings
 from configs.openai import openai_from_env
 from configs.pipeline import DEFAULT_PIPELINE_FILE, PipelineSettings
 from configs.processing import ProcessingSettings
+from configs.security import SecuritySettings, security_from_env
 
 __all__ = [
     "CONFIG_DIR",
@@ -112,6 +113,7 @@ class TracemillSettings(_Strict):
     # The deployment's fine-tune provider: where POST /v1/finetunes sends datasets, and the
     # key it uses; an API caller picks only the model and hyperparameters, never the host.
     finetune: FineTuneSettings = FineTuneSettings()
+    security: SecuritySettings = SecuritySettings()
 
     @classmethod
     def build(cls, data: Mapping[str, Any]) -> TracemillSettings:
@@ -148,6 +150,8 @@ class TracemillSettings(_Strict):
         finetune = _finetune_from_env(env)
         if finetune:
             data["finetune"] = finetune
+        if security := security_from_env(env):
+            data["security"] = security
         _deep_merge(data, dict(overrides or {}))
         return cls.build(data)
 

@@ -36,7 +36,8 @@ from serve_app.results_api import EventsPage
 from serve_app.error_responses import error_response, install_error_handlers, request_id_of
 from actors.logs import bound_request, setup_logging
 from serve_app.metrics import CONTENT_TYPE_LATEST
-from serve_app.openapi import body_of, errors_of, install_openapi
+from serve_app.openapi import body_of, errors_of, install_docs, install_openapi
+from serve_app import cors, http_security
 from serve_app.services import Services
 
 __all__ = ["Ingress", "api"]
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 api = FastAPI(
     title="tracemill ingest API",
     version="1",
+    docs_url=None,  # FastAPI's pages load from a CDN: serve_app.openapi.install_docs serves /docs
+    redoc_url=None,
     description=(
         "Stream recorded browser sessions into tracemill. Authenticate with "
         "`Authorization: Bearer <api_key>` (WebSocket clients that cannot set headers send "
@@ -64,6 +67,9 @@ async def bind_request_id(request: Request, call_next: Any) -> Response:
         return await call_next(request)
 install_openapi(api, [SessionCreate, FinishRequest, EventsBatch, ErrorResponse, DatasetBuildConfig,
                       FineTuneCreate])
+install_docs(api)
+api.add_middleware(cors.Cors)
+api.add_middleware(http_security.SecurityHeaders)  # added last, so outermost: plain request ids first
 
 _SESSION = "/v1/sessions/{session_id}"
 
@@ -82,6 +88,7 @@ class Ingress:
     def __init__(self, settings: dict[str, Any]):
         setup_logging("ingress")
         self.services = Services.create(TracemillSettings.build(settings))
+        http_security.configure(api, self.services.settings.security)
 
     @api.post(
         "/v1/sessions", status_code=201, response_model=SessionCreated, tags=["sessions"],
@@ -253,7 +260,8 @@ class Ingress:
         return JSONResponse({"status": "ready"})
 
     @api.get("/metrics", tags=["operations"], response_class=Response, summary="Prometheus text exposition")
-    async def metrics(self) -> Response:
+    async def metrics(self, request: Request) -> Response:
+        http_security.require_metrics_key(request)
         return Response(self.services.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     async def check_health(self) -> None:
@@ -265,12 +273,14 @@ class Ingress:
         failing: list[dict[str, str]] = []
         try:
             await ping_db(await self.services.db())
-        except DependencyUnavailable as exc:
-            failing.append({"dependency": "database", "error": exc.message})
+        except DependencyUnavailable as exc:  # where it lives goes to the log, not the answer
+            log.warning("readyz: %s", exc.message)
+            failing.append({"dependency": "database", "error": "not answering"})
         try:
             await self.services.store.ping()
         except DependencyUnavailable as exc:
-            failing.append({"dependency": "object_store", "error": exc.message})
+            log.warning("readyz: %s", exc.message)
+            failing.append({"dependency": "object_store", "error": "not answering"})
         checks = [asyncio.wait_for(shard.check_health(), timeout=2.0) for shard in self.services.clients]
         for index, result in enumerate(await asyncio.gather(*checks, return_exceptions=True)):
             if isinstance(result, BaseException):  # starting, down, or stalled: not ready

@@ -1,18 +1,41 @@
-"""OpenAPI documentation for routes that read their bodies themselves.
+"""OpenAPI documentation for routes that read their bodies themselves, and the /docs page.
 
 The handlers parse raw bodies (to answer 400/413/415/422 in our own error shape, with one
 detail per bad event), so FastAPI cannot infer request schemas; these helpers put them back.
+
+/docs is Swagger UI from the `swagger-ui-bundle` package, served by the API itself under a
+strict CSP: FastAPI's own page would load its script from a CDN, run inline script, and
+/redoc likewise, so both are off (`docs_url=None, redoc_url=None`) and this page replaces them.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from pathlib import Path
+
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
 from pydantic import BaseModel
 
-__all__ = ["body_of", "errors_of", "install_openapi"]
+from actors.errors import NotFound
+
+__all__ = ["DOCS_CSP", "body_of", "errors_of", "install_docs", "install_openapi"]
+
+_STATIC = Path(__file__).parent / "static"
+# name → (file, media type): the few Swagger UI files the page loads, and ours.
+_DOCS_ASSETS = {
+    "swagger-ui-bundle.js": ("swagger", "text/javascript"),
+    "swagger-ui.css": ("swagger", "text/css"),
+    "favicon-32x32.png": ("swagger", "image/png"),
+    "docs-init.js": ("ours", "text/javascript"),
+}
+# Swagger UI sets element styles and shows data: SVG icons; scripts come only from here.
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 
 _REF = "#/components/schemas/{model}"
 
@@ -67,3 +90,35 @@ def install_openapi(app: FastAPI, models: list[type[BaseModel]]) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _docs_file(name: str) -> tuple[bytes, str]:
+    if name == "docs.html":
+        return (_STATIC / "docs.html").read_bytes(), "text/html; charset=utf-8"
+    where, media = _DOCS_ASSETS.get(name, (None, ""))
+    if where == "ours":
+        return (_STATIC / name).read_bytes(), media
+    if where == "swagger":
+        from swagger_ui_bundle import swagger_ui_path  # loaded when the page is first asked for
+
+        return (Path(str(swagger_ui_path)) / name).read_bytes(), media
+    raise NotFound(f"no docs file {name[:64]!r}")
+
+
+def _docs_response(name: str) -> Response:
+    content, media = _docs_file(name)
+    return Response(content, media_type=media, headers={
+        "Content-Security-Policy": DOCS_CSP, "Cache-Control": "no-cache", "Referrer-Policy": "no-referrer",
+    })
+
+
+def install_docs(app: FastAPI) -> None:
+    """GET /docs and its assets, without a key (they hold no data; the schema is public)."""
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs_page() -> Response:
+        return _docs_response("docs.html")
+
+    @app.get("/docs/assets/{name}", include_in_schema=False)
+    async def docs_asset(name: str) -> Response:
+        return _docs_response(name)

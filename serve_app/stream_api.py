@@ -45,7 +45,12 @@ _CLOSE_CODES: list[tuple[type[TracemillError], int]] = [
     (SessionClosed, 4409),
     (Overloaded, 1013),
     (DependencyUnavailable, 1013),  # "try again later"
+    (PayloadTooLarge, 1009),  # "message too big"
 ]
+# An auth frame holds one key. Serve 2.60 gives no way to set its server's WebSocket size limit
+# (uvicorn's 16 MiB), so a larger first frame is refused here before it is parsed: nobody
+# unauthenticated gets 16 MiB of JSON decoded.
+_MAX_AUTH_FRAME_BYTES = 4096
 # Frames that may be in flight per connection before the reader waits for the writer.
 _PIPELINE_DEPTH = 16
 
@@ -83,8 +88,11 @@ async def _authenticate(services: Services, ws: WebSocket) -> Principal:
         raise Unauthenticated("no auth frame within the deadline") from None
     if message["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(message.get("code", 1000))
+    raw = message.get("text") or message.get("bytes") or b""
+    if len(raw) > _MAX_AUTH_FRAME_BYTES:
+        raise PayloadTooLarge(f"the auth frame exceeds {_MAX_AUTH_FRAME_BYTES} bytes")
     try:
-        frame = decode_json(message.get("text") or message.get("bytes") or b"")
+        frame = decode_json(raw)
     except TracemillError:
         frame = None
     if not isinstance(frame, dict) or frame.get("type") != "auth" or not isinstance(frame.get("api_key"), str):

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.support.client import Api
+from tests.support.cors_pages import ALLOWED_ORIGIN
 from cluster.doubles.net import free_port
 from tests.support.stack import make_key, run_db
 
@@ -27,6 +28,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from cluster.local import LocalStack
 
     env = {k: v for k, v in os.environ.items() if k not in ("TRACEMILL_S3_BUCKET",)}
+    env.setdefault("TRACEMILL_CORS_ORIGINS", ALLOWED_ORIGIN)  # the one browser origin CORS tests may use
     state = Path(tmp_path_factory.mktemp("tracemill-state"))
     # Short, because Ray's socket paths live under it; private, so that clusters other tests
     # start meanwhile (ray.cluster_utils, `ray start`) never become our Ray Jobs' cluster.
