@@ -59,7 +59,9 @@ class ObjectStoreSettings(_Strict):
     region: str | None = None
     endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, R2, moto)")
     prefix: str = ""
-    server_side_encryption: str | None = None
+    # S3 server-side encryption, on unless turned off: "AES256" (SSE-S3), "aws:kms", or None
+    # ("none" in TRACEMILL_S3_SSE) for S3-compatible servers without it.
+    server_side_encryption: Literal["AES256", "aws:kms", "aws:kms:dsse"] | None = "AES256"
     storage_class: str | None = Field(None, description="e.g. INTELLIGENT_TIERING for archives")
     # Objects above this size (archives) go to S3 in parts; S3's minimum part is 5 MiB.
     multipart_threshold_bytes: int = Field(16 * 1024 * 1024, ge=5 * 1024 * 1024)
@@ -136,7 +138,7 @@ class TracemillSettings(_Strict):
                 "region": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
                 "endpoint_url": env.get("AWS_ENDPOINT_URL"),
                 "prefix": env.get("TRACEMILL_S3_PREFIX", ""),
-                "server_side_encryption": env.get("TRACEMILL_S3_SSE") or None,
+                "server_side_encryption": _sse(env.get("TRACEMILL_S3_SSE")),
                 "storage_class": env.get("TRACEMILL_S3_STORAGE_CLASS") or None,
             }
         if env.get("TRACEMILL_SHARDS"):
@@ -175,6 +177,12 @@ def _vision_from_env(env: Mapping[str, str]) -> dict[str, Any]:
 def _finetune_from_env(env: Mapping[str, str]) -> dict[str, Any]:
     model = env.get("TRACEMILL_FINETUNE_MODEL")
     return openai_from_env(env) | ({"model": model} if model else {})
+
+
+def _sse(value: str | None) -> str | None:
+    if not value:
+        return "AES256"
+    return None if value.strip().lower() in ("none", "off") else value.strip()
 
 
 def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:

@@ -42,6 +42,10 @@ MiB = 1024 * 1024
 DEFAULT_PING_TIMEOUT_S = 2.0
 OCTET_STREAM = "application/octet-stream"
 
+# Objects are raw screenshots and training data: readable by the service's user only.
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
 # C0 controls and DEL: NUL breaks C paths, the rest break S3's XML listings and log lines.
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -79,6 +83,22 @@ def validate_prefix(prefix: str) -> str:
     if prefix:
         validate_key(prefix[:-1] if prefix.endswith("/") else prefix)
     return prefix
+
+
+def make_private_dirs(path: Path) -> None:
+    """`mkdir -p` giving every directory it creates DIR_MODE (Path.mkdir(parents=True) gives the
+    parents it creates the default mode, usually world-readable)."""
+    missing: list[Path] = []
+    here = path
+    while not os.path.lexists(here):
+        missing.append(here)
+        here = here.parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, DIR_MODE)
+        except FileExistsError:  # a concurrent put made it
+            if not directory.is_dir():
+                raise
 
 
 class ObjectStore(abc.ABC):
@@ -175,8 +195,8 @@ class LocalDirObjectStore(ObjectStore):
         parent = target.parent
         tmp = parent / f".tmp-{secrets.token_hex(8)}"
         try:
-            parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            make_private_dirs(parent)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
             try:
                 with os.fdopen(fd, "wb") as f:
                     fill(f)
@@ -267,7 +287,7 @@ class LocalDirObjectStore(ObjectStore):
 
     async def ping(self) -> None:
         def probe() -> None:
-            self._root.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(self._root)
             if not os.access(self._root, os.W_OK | os.X_OK):
                 raise PermissionError(errno.EACCES, "not writable", str(self._root))
 

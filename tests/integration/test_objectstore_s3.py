@@ -176,6 +176,23 @@ async def test_encryption_and_storage_class_are_sent(
     await store.close()
 
 
+async def test_encryption_is_on_by_default_and_can_be_turned_off(endpoint: str, bucket: str, s3: Any) -> None:
+    from configs.settings import TracemillSettings
+
+    store = S3ObjectStore(_settings(endpoint, bucket))
+    await store.put("raw/o/s/default.png", b"pixels", "image/png")
+    assert s3.head_object(Bucket=bucket, Key="raw/o/s/default.png")["ServerSideEncryption"] == "AES256"
+    await store.close()
+    env = {"DATABASE_URL": "postgresql://u@h/db", "TRACEMILL_S3_BUCKET": bucket}
+    assert TracemillSettings.from_env(env).object_store.server_side_encryption == "AES256"
+    off = TracemillSettings.from_env({**env, "TRACEMILL_S3_SSE": "none"}).object_store
+    assert off.server_side_encryption is None
+    plain = S3ObjectStore(_settings(endpoint, bucket, server_side_encryption=None))
+    await plain.put("raw/o/s/plain.png", b"pixels", "image/png")
+    assert "ServerSideEncryption" not in s3.head_object(Bucket=bucket, Key="raw/o/s/plain.png")
+    await plain.close()
+
+
 async def test_invalid_storage_class_is_rejected_not_unavailable(endpoint: str, bucket: str) -> None:
     store = S3ObjectStore(_settings(endpoint, bucket, storage_class="NO_SUCH_CLASS"))
     with pytest.raises(TracemillError) as info:

@@ -302,3 +302,20 @@ async def test_a_local_directory_cannot_hand_out_urls(tmp_path: Path) -> None:
     store = LocalDirObjectStore(tmp_path)
     with pytest.raises(ConfigError, match="data_url"):
         await store.presigned_url("webp/a.webp", 60)
+
+
+async def test_objects_are_private_to_the_service_user(local: LocalDirObjectStore, tmp_path: Path) -> None:
+    old = os.umask(0o022)  # the usual umask, which alone would leave files 0644 and dirs 0755
+    try:
+        await local.put("raw/o/s/a.png", b"unredacted pixels")
+        source = tmp_path / "src.bin"
+        source.write_bytes(b"s")
+        await local.put_file("exports/o/b.bin", source, "application/octet-stream")
+        await local.ping()
+    finally:
+        os.umask(old)
+    root = tmp_path / "objects"
+    for key in ("raw/o/s/a.png", "exports/o/b.bin"):
+        assert (root / key).stat().st_mode & 0o777 == 0o600, key
+    for directory in ("", "raw", "raw/o", "raw/o/s", "exports", "exports/o"):
+        assert (root / directory).stat().st_mode & 0o777 == 0o700, directory or "the root"
