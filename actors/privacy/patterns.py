@@ -228,7 +228,7 @@ BUILTIN: tuple[Detector, ...] = (
     # National with a trunk 0 (UK, FR, DE, NL, IT ...): one separator kind, 10-12 digits,
     # which leaves dates such as 05.11.2026 (8 digits) alone.
     _d("PHONE", r"(?<![\w+.,/:-])(?:0\d{1,4}+|\(0\d{1,4}+\))(?P<s>[ .-])\d{2,8}+(?:(?P=s)\d{2,8}+){0,4}+"
-       r"(?![\w]|[.,:/-]\d)", _digit_count(10, 12), r"0\d{1,4}\)?[ .-]\d\d"),
+       r"(?![\w]|[.,:/-]\d)", _digit_count(10, 12), r"0\d{1,4}+\)?[ .-]\d\d"),
     _d("PHONE", r"(?i)(?=[tpmcfws])(?<![a-z])(?:tel(?:ephone)?|phone|mobile|cell|fax|whatsapp|sms|call(?:\s++(?:me|us))?"
        r"(?:\s++at)?)(?:\s*+(?:no\.?|number|#))?\s*+[:=]?\s*+(?P<v>\+?\(?\d[\d ().-]{5,20}+)",
        _digit_count(7, 15), r"(?i:(?=[tpmcfws])(?:tel|phone|mobile|cell|fax|whatsapp|sms|call))"),
@@ -256,6 +256,7 @@ def compile_extra(name: str, pattern: str, placeholder: str) -> Detector:
     return Detector(name, placeholder, regex)
 
 
+_UNION_MAX_CHARS = 4096
 # Memo bounds: strings longer than this are rarely repeated; the table is cleared when full.
 _MEMO_MAX_CHARS = 512
 _MEMO_ENTRIES = 20_000
@@ -276,7 +277,9 @@ class Scanner:
     def scan(self, text: str) -> list[tuple[int, int, Detector]]:
         """Non-overlapping hits sorted by position; on overlap the earlier detector wins."""
         detectors = self.detectors
-        if self._gate is not None and self._gate.search(text) is None:
+        # The union saves a search per detector on short strings; on long ones it costs what
+        # the detectors' own gates cost together (all its branches at every position).
+        if self._gate is not None and len(text) <= _UNION_MAX_CHARS and self._gate.search(text) is None:
             detectors = self._ungated
         starts: list[int] = []
         hits: list[tuple[int, int, Detector]] = []

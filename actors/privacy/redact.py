@@ -188,7 +188,8 @@ def _css_values(sel: str) -> list[tuple[int, int, int, str]]:
     closer = {q: _FirstAfter(rx, sel) for q, rx in _CSS_CLOSERS.items()}
     newline = _FirstAfter(re.compile("\n"), sel)
     out: list[tuple[int, int, int, str]] = []
-    pos, space_start = 0, {}  # "]" position -> start of the spaces before it
+    space_start: dict[int, int] = {}  # "]" position -> start of the spaces before it
+    pos = 0
     while (m := _CSS_VALUE_AT.search(sel, pos)) is not None:
         v, quote = m.end(), sel[m.end():m.end() + 1]
         nl = newline(v)
@@ -252,6 +253,10 @@ class Redactor:
 
     def event(self, d: Mapping[str, Any]) -> tuple[dict[str, Any], RedactionReport]:
         return self._run(self._event, d)
+
+    def json(self, value: Any) -> tuple[Any, RedactionReport]:
+        """Any decoded JSON (session metadata, client info): keys classify values as in events."""
+        return self._run(self._json, value)
 
     def sensitive_boxes(self, event: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Boxes (viewport CSS px) of the event's elements to paint over in screenshots."""

@@ -10,7 +10,7 @@ from collections import Counter
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-__all__ = ["TS", "Events", "Planted", "forms", "planted_corpus", "planted_events"]
+__all__ = ["TS", "Events", "Planted", "forms", "planted_corpus", "planted_events", "planted_session"]
 
 TS = 1732262400123
 Events = list[dict[str, Any]]
@@ -156,6 +156,22 @@ def _planted_html(p: Planted) -> str:
         f"<p>Tel: {p('PHONE', '+81 3-1234-5678')} &middot; from {p('IP', '192.0.2.77')}</p>"
         "</body></html>"
     )
+
+
+def planted_session(p: Planted) -> dict[str, Any]:
+    """The client-written fields of POST /v1/sessions, each carrying planted values: the task
+    goes into every training prompt, the rest into the session's row."""
+    return {
+        "task": f"Email {p('EMAIL', 'grace.h@example.com')} the invoice, then call "
+                f"{p('PHONE', '+1 (646) 555-0134')}; pay with {p('CARD', '4539 1488 0343 6467')}",
+        "user_agent": f"Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0.0.0 "
+                      f"tm-debug/{p('SECRET', 'sk-live3Xb7Qp2Lk9Rw4Tz8Nv6Hy1Dm5')}",
+        "client": {"name": f"recorder {p('EMAIL', 'ops.lead@example.net')}", "version": "1.2.3"},
+        "metadata": {"account": {"email": p("EMAIL", "h.tanaka@example.jp"),
+                                 "phone": p("PHONE", "+44 7700 900461")},
+                     "notes": [f"ssn {p('SSN', '212-67-4450')}", f"from {p('IP', '198.51.100.23')}"],
+                     "api_key": p("SECRET", "Rt5yU8iO1pA4sD7fG0hJ3kL6"), "plan": "pro", "seats": 3},
+    }
 
 
 def forms(value: str) -> set[str]:

@@ -14,8 +14,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from actors.errors import ConfigError
+from actors.errors import ConfigError, InvalidInput
 from actors.ingest.events import parse_events
+from actors.ingest.rows import EncodedEvent
 from actors.privacy.patterns import PLACEHOLDERS, iban_ok, luhn_ok
 from actors.privacy.redact import (
     RedactionReport,
@@ -23,8 +24,9 @@ from actors.privacy.redact import (
     Redactor,
     field_kind,
 )
+from actors.privacy.write_path import redact_batch, redact_session
 from configs.settings import IngestLimits
-from tests.support.pii_corpus import TS, Events, Planted, forms, planted_corpus
+from tests.support.pii_corpus import TS, Events, Planted, forms, planted_corpus, planted_session
 
 Corpus = tuple[Planted, Events]
 
@@ -331,3 +333,46 @@ def test_large_dom_snapshot_is_fast() -> None:
     assert report.counts == {"EMAIL": planted, "PHONE": planted}
     assert "@example.com" not in result["html"] and "7946" not in result["html"]
     assert elapsed < 1.0
+
+
+# ----------------------------------------------------------------------------- session fields
+
+def _session_fields(p: Planted) -> dict[str, Any]:
+    from datetime import datetime, timezone
+    return {"type": "human", "viewport": {"width": 1280, "height": 800},
+            "started_at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc), **planted_session(p)}
+
+
+def test_session_fields_are_redacted_like_event_fields() -> None:
+    p = Planted()
+    fields = _session_fields(p)
+    redacted = redact_session(Redactor(), fields)
+    dumped = json.dumps(redacted.fields, default=str)
+    assert [v for _, v, _ in p.values if any(f in dumped for f in forms(v))] == []
+    assert redacted.counts == dict(p.counts)
+    assert redacted.fields["metadata"]["plan"] == "pro" and redacted.fields["metadata"]["seats"] == 3
+    assert redacted.fields["client"]["version"] == "1.2.3"
+    assert redacted.fields["viewport"] == fields["viewport"] and fields["task"].startswith("Email grace")
+
+
+def test_session_hash_is_of_the_redacted_form() -> None:
+    first = redact_session(Redactor(), _session_fields(Planted()))
+    again = redact_session(Redactor(), _session_fields(Planted()))
+    assert first.request_hash == again.request_hash  # the same body again: the same hash
+    other = _session_fields(Planted())
+    other["metadata"]["plan"] = "free"
+    assert redact_session(Redactor(), other).request_hash != first.request_hash
+    # A body that differs only in a redacted value stores the same row, so it is the same body.
+    swapped = _session_fields(Planted())
+    swapped["task"] = swapped["task"].replace("grace.h@example.com", "ada.l@example.com")
+    assert redact_session(Redactor(), swapped).request_hash == first.request_hash
+
+
+def test_a_batch_that_cannot_be_redacted_is_refused_whole() -> None:
+    from datetime import datetime, timezone
+    at = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    good = EncodedEvent(0, "custom", at, None, None, '{"name": "n", "data": {"email": "a@b.example"}}')
+    deep = EncodedEvent(1, "custom", at, None, None, '{"name": "n", "data": ' + '{"a": ' * 5000 + "1" + "}" * 5001)
+    assert redact_batch(Redactor(), [good]).counts == {0: {"EMAIL": 1}}
+    with pytest.raises(InvalidInput, match="seq 1 could not be redacted"):
+        redact_batch(Redactor(), [good, deep])
