@@ -18,7 +18,7 @@ import psutil
 import ray
 from ray import serve
 
-from actors.auth import create_key, register_key, revoke_key_by_name
+from actors.auth import check_key_strength, create_key, pepper_of, register_key, revoke_key_by_name
 from actors.storage.postgres import apply_migrations, connect_pool
 from cluster.embedded_postgres import EmbeddedPostgres
 from actors.settings_registry import publish_settings
@@ -89,7 +89,9 @@ class LocalStack:
             overrides["database"] = {"url": self.postgres.start()}
         if not self.env.get("TRACEMILL_S3_BUCKET"):
             overrides["object_store"] = {"kind": "local", "local_dir": str(self.state_dir / "objects")}
-        self.settings = TracemillSettings.from_env(self.env, overrides)
+        from cluster.keys_cli import with_local_pepper
+
+        self.settings = with_local_pepper(TracemillSettings.from_env(self.env, overrides), self.state_dir)
         asyncio.run(apply_migrations(self.settings.database.url.get_secret_value()))
         return self.settings
 
@@ -131,6 +133,8 @@ class LocalStack:
     def start(self, bootstrap_key: str | None = None) -> str:
         """Start everything; returns the API key to print (registered before serving starts)."""
         started = time.monotonic()
+        if bootstrap_key:  # refused before anything starts
+            check_key_strength(bootstrap_key, "TRACEMILL_BOOTSTRAP_API_KEY")
         try:
             self.start_storage()
             key = self.issue_keys(bootstrap_key)
@@ -149,13 +153,15 @@ class LocalStack:
         return asyncio.run(self._issue_keys(bootstrap_key))
 
     async def _issue_keys(self, bootstrap_key: str | None) -> str:
+        pepper = pepper_of(self.settings.auth)  # type: ignore[union-attr]
         pool = await connect_pool(self.settings.database)  # type: ignore[union-attr]
         try:
             if bootstrap_key:
-                await register_key(pool, bootstrap_key, scopes=["ingest", "read", "admin"], name="bootstrap")
+                await register_key(pool, bootstrap_key, scopes=["ingest", "read", "admin"], name="bootstrap",
+                                   pepper=pepper)
                 return bootstrap_key
             await revoke_key_by_name(pool, UP_KEY_NAME)
-            _, key = await create_key(pool, scopes=["ingest", "read"], name=UP_KEY_NAME)
+            _, key = await create_key(pool, scopes=["ingest", "read"], name=UP_KEY_NAME, pepper=pepper)
             return key
         finally:
             await pool.close()

@@ -38,6 +38,7 @@ __all__ = [
     "TracemillSettings",
     "describe_validation_error",
     "load_yaml",
+    "secret_from_env",
 ]
 
 class _Strict(BaseModel):
@@ -102,6 +103,9 @@ class ShardSettings(_Strict):
 
 class AuthSettings(_Strict):
     cache_ttl_s: float = Field(30.0, ge=0, le=3600)
+    # Keys are stored as HMAC-SHA256(pepper, key): a secret like the DSN, never in the database,
+    # Ray's KV store or the Serve config. None: this process cannot issue or check keys.
+    pepper: SecretStr | None = Field(None, min_length=32, description="TRACEMILL_KEY_PEPPER(_FILE)")
 
 
 class TracemillSettings(_Strict):
@@ -143,6 +147,9 @@ class TracemillSettings(_Strict):
             }
         if env.get("TRACEMILL_SHARDS"):
             data["shards"] = {"count": env["TRACEMILL_SHARDS"]}
+        pepper = secret_from_env(env, "TRACEMILL_KEY_PEPPER")
+        if pepper:
+            data["auth"] = {"pepper": pepper}
         data["pipeline"] = PipelineSettings.from_file(
             env.get("TRACEMILL_PIPELINE_CONFIG") or DEFAULT_PIPELINE_FILE
         ).model_dump()
@@ -183,6 +190,19 @@ def _sse(value: str | None) -> str | None:
     if not value:
         return "AES256"
     return None if value.strip().lower() in ("none", "off") else value.strip()
+
+
+def secret_from_env(env: Mapping[str, str], name: str) -> str | None:
+    """A secret given as NAME, or as a file named by NAME_FILE (a mounted secret)."""
+    if env.get(name):
+        return env[name]
+    path = env.get(f"{name}_FILE")
+    if not path:
+        return None
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise SettingsError(f"{name}_FILE: cannot read {path}: {exc.strerror}") from None
 
 
 def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:

@@ -39,7 +39,7 @@ class Services:
             router=router,
             clients=[ShardClient(handle) for handle in router.handles],
             store=make_object_store(settings.object_store),
-            keys=KeyCache(ttl_s=settings.auth.cache_ttl_s),
+            keys=KeyCache.from_settings(settings.auth),
         )
 
     async def db(self) -> asyncpg.Pool:

@@ -291,17 +291,19 @@ def run_serve_phase(timeline: Timeline, sampler: Sampler, cluster: FakeCluster, 
                     *, sessions: int, load_s: float, target: int) -> dict[str, Any]:
     from ray import serve
 
-    from actors.auth import create_key
+    from actors.auth import create_key, pepper_of
     from actors.storage.postgres import connect_pool
     from cluster import remote
     from cluster.embedded_postgres import EmbeddedPostgres
     from cluster.bench.loadgen import LoadConfig, run_load
+    from cluster.keys_cli import with_local_pepper
 
     postgres = EmbeddedPostgres(cluster.work_dir / "pgdata")
     try:
         env = {k: v for k, v in os.environ.items() if k not in ("TRACEMILL_S3_BUCKET", "DATABASE_URL")}
         env["DATABASE_URL"] = postgres.start()
-        settings = remote.settings_for_cluster(env, cluster.work_dir / "objects")
+        settings = with_local_pepper(remote.settings_for_cluster(env, cluster.work_dir / "objects"),
+                                     cluster.work_dir)
         serve_yaml = cluster.work_dir / "serve-demo.yaml"
         serve_yaml.write_text(yaml.safe_dump(demo_serve_config(target_ongoing_requests=target)))
         port = _free_port()
@@ -314,7 +316,8 @@ def run_serve_phase(timeline: Timeline, sampler: Sampler, cluster: FakeCluster, 
         async def make_key() -> str:
             pool = await connect_pool(settings.database)
             try:
-                return (await create_key(pool, scopes=["ingest", "read"], name="autoscale-demo"))[1]
+                return (await create_key(pool, scopes=["ingest", "read"], name="autoscale-demo",
+                                         pepper=pepper_of(settings.auth)))[1]
             finally:
                 await pool.close()
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import asyncpg
 
-from actors.auth import create_key
+from actors.auth import create_key, pepper_of
 from cluster.badinput.fuzz import FuzzResult, run_schemathesis
 from cluster.badinput.run import CorpusResult, format_table, run_corpus
 from cluster.local import LocalStack
@@ -37,16 +37,17 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def corpus_keys(dsn: str) -> tuple[dict[str, str], str]:
+async def corpus_keys(dsn: str, pepper: bytes) -> tuple[dict[str, str], str]:
     """One key per scope in a fresh organisation (so the row counts see only the corpus), and
     one key with every scope for schemathesis."""
     org = uuid.uuid4()
     pool = await asyncpg.create_pool(dsn, min_size=0, max_size=1)
     try:
         await pool.execute("INSERT INTO organizations (org_id, name) VALUES ($1, $2)", org, f"bad-input-{org}")
-        keys = {scope: (await create_key(pool, scopes=[scope], org_id=org, name="bad-input"))[1]
+        keys = {scope: (await create_key(pool, scopes=[scope], org_id=org, name="bad-input", pepper=pepper))[1]
                 for scope in ("ingest", "read", "admin")}
-        everything = (await create_key(pool, scopes=["ingest", "read", "admin"], org_id=org, name="fuzz"))[1]
+        everything = (await create_key(pool, scopes=["ingest", "read", "admin"], org_id=org, name="fuzz",
+                                       pepper=pepper))[1]
     finally:
         await pool.close()
     return keys, everything
@@ -79,7 +80,7 @@ def bench_bad_input(args: argparse.Namespace) -> int:
             stack.start()
             assert stack.settings is not None
             dsn = stack.settings.database.url.get_secret_value()
-            keys, everything = asyncio.run(corpus_keys(dsn))
+            keys, everything = asyncio.run(corpus_keys(dsn, pepper_of(stack.settings.auth)))
             print("running the bad-input corpus", file=sys.stderr, flush=True)
             corpus = run_corpus(stack.endpoint, keys, dsn)
             if args.max_examples > 0:

@@ -17,7 +17,7 @@ import pytest
 from tests.integration.test_cli import tracemill
 from cluster.doubles.net import free_port, wait_for
 
-BOOTSTRAP = "tm_bootstrap_key_for_the_attach_test"
+BOOTSTRAP = "tm_a77ac4a77ac4a77a_Hq3Xn8Vb2Lw6Kt9Rz4Mp7Yc1Fd5Gs0J"  # 128+ bits, as `up` requires
 
 
 def clean_env() -> dict[str, str]:

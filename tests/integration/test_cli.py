@@ -13,10 +13,12 @@ import httpx
 import psutil
 import pytest
 
+from actors.auth import key_prefix
 from tests.support.client import click_event
 from cluster.doubles.net import free_port, wait_for
 
-BOOTSTRAP = "tm_bootstrap_key_for_the_cli_test"
+# A bootstrap key must have the generated form and 128+ bits (`tracemill keys generate`).
+BOOTSTRAP = "tm_c11c11c11c11c11c_Q7vZr2KxW9pLm4TbN8sYc3HdJ6fGa1E"
 
 
 def tracemill(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -68,6 +70,9 @@ def test_up_serves_then_stops_everything_on_sigterm(tmp_path: Path) -> None:
         sid = created.json()["session_id"]
         ack = httpx.post(f"{base}/v1/sessions/{sid}/events", json={"events": [click_event(0)]}, headers=auth, timeout=30)
         assert ack.json()["acked_through"] == 0
+        # Serve answers before `up` has printed its banner (it still writes its state file).
+        wait_for(lambda: "tracemill is up" in (tmp_path / "up.log").read_text(), timeout_s=60, interval_s=0.5,
+                 what="the banner")
         output = (tmp_path / "up.log").read_text()
         assert base in output and f"{base}/docs" in output and BOOTSTRAP in output
         status = tracemill("status", "--state-dir", str(state), env=env)
@@ -96,11 +101,25 @@ def test_up_serves_then_stops_everything_on_sigterm(tmp_path: Path) -> None:
     created = tracemill("keys", "--state-dir", str(state), "create", "--scopes", "read", "--name", "ci", env=env)
     assert created.returncode == 0, created.stderr
     new_key = created.stdout.split("key     ")[1].strip()
+    shown = key_prefix(new_key)  # tm_<lookup id>: what may be printed of a key
     listed = tracemill("keys", "--state-dir", str(state), "list", env=env)
-    assert new_key[:12] in listed.stdout and new_key not in listed.stdout and "bootstrap" in listed.stdout
-    revoked = tracemill("keys", "--state-dir", str(state), "revoke", new_key[:12], env=env)
+    assert shown in listed.stdout and new_key not in listed.stdout and "bootstrap" in listed.stdout
+    assert new_key.rsplit("_", 1)[1][:8] not in listed.stdout  # nothing of the secret
+    # The pepper `up` made lives in the state directory, private.
+    assert (state / "key_pepper").stat().st_mode & 0o777 == 0o600
+    rotated = tracemill("keys", "--state-dir", str(state), "rotate", shown, "--overlap", "1h", env=env)
+    assert rotated.returncode == 0, rotated.stderr
+    replacement = rotated.stdout.split("key     ")[1].split()[0]
+    assert "works until" in rotated.stdout and replacement != new_key
+    listed = tracemill("keys", "--state-dir", str(state), "list", env=env).stdout
+    old_line = next(line for line in listed.splitlines() if shown in line)
+    new_line = next(line for line in listed.splitlines() if key_prefix(replacement) in line)
+    assert "rotating" in old_line and " read " in new_line and " ci " in new_line and "active" in new_line
+    twice = tracemill("keys", "--state-dir", str(state), "rotate", shown, env=env)
+    assert twice.returncode == 2 and "already rotated" in twice.stderr
+    revoked = tracemill("keys", "--state-dir", str(state), "revoke", shown, env=env)
     assert revoked.returncode == 0 and "revoked" in revoked.stdout
-    again = tracemill("keys", "--state-dir", str(state), "revoke", new_key[:12], env=env)
+    again = tracemill("keys", "--state-dir", str(state), "revoke", shown, env=env)
     assert again.returncode == 2 and "no active API key" in again.stderr
     bad = tracemill("keys", "--state-dir", str(state), "create", "--scopes", "root", env=env)
     assert bad.returncode == 2 and "scopes" in bad.stderr
@@ -111,3 +130,13 @@ def test_up_rejects_bad_arguments(tmp_path: Path) -> None:
     result = tracemill("up", "--port", "70000", "--state-dir", str(tmp_path))
     assert result.returncode == 2 and "port" in result.stderr
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("weak", ["tm_bootstrap_key_for_the_cli_test", "0123456789abcdef",
+                                  "tm_0123456789abcdef_aaaaaaaaaaaaaaaaaaaaaaaaaaaa"])
+def test_up_refuses_a_weak_bootstrap_key_before_starting_anything(tmp_path: Path, weak: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",)} | {"TRACEMILL_BOOTSTRAP_API_KEY": weak}
+    result = tracemill("up", "--state-dir", str(tmp_path / "state"), "--port", str(free_port()), env=env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "TRACEMILL_BOOTSTRAP_API_KEY" in result.stderr and "tracemill keys generate" in result.stderr
+    assert not (tmp_path / "state").exists()

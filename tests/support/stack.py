@@ -29,7 +29,8 @@ def make_key(stack: Any, scopes: list[str], org_id: Any = auth.DEFAULT_ORG_ID) -
     async def go() -> str:
         pool = await asyncpg.create_pool(stack.settings.database.url.get_secret_value(), min_size=0, max_size=1)
         try:
-            return (await auth.create_key(pool, scopes=scopes, org_id=org_id, name="test"))[1]
+            return (await auth.create_key(pool, scopes=scopes, org_id=org_id, name="test",
+                                          pepper=auth.pepper_of(stack.settings.auth)))[1]
         finally:
             await pool.close()
 
