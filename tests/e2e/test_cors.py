@@ -14,7 +14,8 @@ import pytest
 from tests.support.browser import chromium
 from tests.support.cdp import Browser, Page
 from tests.support.client import Api, new_id
-from tests.support.cors_pages import ALLOWED_HOST, ALLOWED_PORT, serve_blank
+from tests.support.cors_pages import ALLOWED_HOST, ALLOWED_PORT
+from tests.support.shop_site import serve_shop
 from tests.support.stack import run_db
 
 pytestmark = pytest.mark.skipif(chromium() is None, reason="chromium is not installed (.ci/run installs it)")
@@ -43,8 +44,8 @@ def test_only_the_listed_origin_can_call_the_api_from_a_browser(api: Api, stack:
     sid = api.create_session()
     read = {"method": "GET", "headers": auth}
 
-    with serve_blank(ALLOWED_HOST, ALLOWED_PORT) as allowed_url, serve_blank("127.0.0.1") as other_url:
-        allowed = browser.open(allowed_url)
+    with serve_shop(ALLOWED_PORT) as shop, serve_shop() as other_shop:
+        allowed = browser.open(shop.replace("127.0.0.1", ALLOWED_HOST) + "/")
         got = browser_fetch(allowed, f"{api.base_url}/v1/sessions/{sid}", read)
         assert got["ok"] and got["status"] == 200, got
         assert json.loads(got["body"])["session_id"] == sid
@@ -55,7 +56,7 @@ def test_only_the_listed_origin_can_call_the_api_from_a_browser(api: Api, stack:
         posted = browser_fetch(allowed, f"{api.base_url}/v1/sessions", create)
         assert posted["ok"] and posted["status"] == 201 and posted["request_id"] == "cors-ok-1", posted
 
-        other = browser.open(other_url)
+        other = browser.open(other_shop + "/")
         refused = browser_fetch(other, f"{api.base_url}/v1/sessions/{sid}", read)
         assert not refused["ok"] and "Failed to fetch" in refused["error"], refused
         blocked = new_id()

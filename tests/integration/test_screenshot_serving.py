@@ -4,44 +4,22 @@ answered `404 screenshot_failed`, never served (PROTOCOL.md, Screenshots)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
 import httpx
+import pytest
 
-from actors.storage.objectstore import make_object_store
+from actors.errors import NotFound
 from tests.support.client import Api, click_event, new_id
 from tests.support.sessions import VIEWPORT, page_png
-from tests.support.stack import run_db
+from tests.support.stack import read_object, run_db, write_object
 
 
 def _put(api: Api, sid: str, shot: str, seq: int) -> None:
     answer = api.http.put(f"/v1/sessions/{sid}/screenshots/{shot}", params={"seq": seq},
                           content=page_png(seq), headers={"Content-Type": "image/png"})
     assert answer.status_code == 201, answer.text
-
-
-def _overwrite(stack: Any, key: str, data: bytes) -> None:
-    async def go() -> None:
-        store = make_object_store(stack.settings.object_store)
-        try:
-            await store.put(key, data, "image/png")
-        finally:
-            await store.close()
-
-    asyncio.run(go())
-
-
-def _exists(stack: Any, key: str) -> bool:
-    async def go() -> bool:
-        store = make_object_store(stack.settings.object_store)
-        try:
-            return await store.size(key) is not None
-        finally:
-            await store.close()
-
-    return asyncio.run(go())
 
 
 def _poll(api: Api, path: str, status: int, timeout: float = 60) -> httpx.Response:
@@ -67,7 +45,7 @@ def test_only_the_painted_webp_is_served(api: Api, stack: Any) -> None:
     # A raw upload the encoder cannot read (a decoder disagreement with the upload check).
     raw_key = run_db(stack, "SELECT raw_key FROM screenshots WHERE session_id = $1 AND screenshot_id = 'broken'",
                      sid)[0]["raw_key"]
-    _overwrite(stack, raw_key, b"\x89PNG\r\n\x1a\n not an image after all")
+    write_object(stack, raw_key, b"\x89PNG\r\n\x1a\n not an image after all")
     assert api.post_events(sid, [click_event(seq) for seq in range(10)]).status_code == 200
 
     good = _poll(api, f"/v1/sessions/{sid}/screenshots/good", 200)
@@ -79,4 +57,5 @@ def test_only_the_painted_webp_is_served(api: Api, stack: Any) -> None:
     row = run_db(stack, "SELECT status, raw_key FROM screenshots WHERE session_id = $1 AND screenshot_id = 'broken'",
                  sid)[0]
     assert row["status"] == "failed" and row["raw_key"] is None
-    assert not _exists(stack, raw_key), "an unprocessable raw upload must not be kept"
+    with pytest.raises(NotFound):  # an unprocessable raw upload is not kept
+        read_object(stack, raw_key)

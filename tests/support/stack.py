@@ -9,7 +9,7 @@ import asyncpg
 
 from actors import auth
 
-__all__ = ["make_key", "read_object", "run_db"]
+__all__ = ["make_key", "read_object", "run_db", "write_object"]
 
 
 def run_db(stack: Any, query: str, *args: Any) -> list[asyncpg.Record]:
@@ -35,6 +35,20 @@ def make_key(stack: Any, scopes: list[str], org_id: Any = auth.DEFAULT_ORG_ID) -
             await pool.close()
 
     return asyncio.run(go())
+
+
+def write_object(stack: Any, key: str, data: bytes) -> None:
+    """Put an object straight into the stack's object store, behind the API's back."""
+    from actors.storage.objectstore import make_object_store
+
+    async def go() -> None:
+        store = make_object_store(stack.settings.object_store)
+        try:
+            await store.put(key, data)
+        finally:
+            await store.close()
+
+    asyncio.run(go())
 
 
 def read_object(stack: Any, key: str) -> bytes:
