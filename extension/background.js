@@ -2,9 +2,12 @@
 // queues them persistently, batches them (every ~250 ms or 50 events) into the delivery, and
 // asks for screenshots. Everything it must not forget lives in chrome.storage.local (the
 // session's counters) and IndexedDB (the events and images), because Chrome suspends an idle
-// service worker at any time and restarts it on the next event, alarm or message.
+// service worker at any time and restarts it on the next event, alarm or message. The API key
+// is the exception: it lives in the extension's IndexedDB (lib/secret.js), never in
+// chrome.storage, which the content scripts in every page can read.
 
-import { DEFAULTS, validate } from "./lib/config.js";
+import { DEFAULTS, checkedEndpoint, storedConfig, validate } from "./lib/config.js";
+import { loadApiKey, saveApiKey } from "./lib/secret.js";
 import * as queue from "./lib/queue.js";
 import { Delivery } from "./lib/delivery.js";
 import { Shots } from "./lib/shots.js";
@@ -35,9 +38,21 @@ const host = {
 const delivery = new Delivery(host);
 const shots = new Shots(host);
 
+// The config the worker runs with: what chrome.storage.local holds, plus the key. A key found in
+// chrome.storage.local (written by an older version of the extension) is moved out of it first.
+async function adoptConfig(stored) {
+  stored = stored || {};
+  if (stored.apiKey) {
+    await saveApiKey(stored.apiKey);
+    stored = storedConfig(stored);
+    await chrome.storage.local.set({ config: stored });
+  }
+  return { ...DEFAULTS, ...stored, apiKey: await loadApiKey() };
+}
+
 const ready = (async () => {
   const s = await chrome.storage.local.get(["config", "session", "status"]);
-  config = { ...DEFAULTS, ...(s.config || {}) };
+  config = await adoptConfig(s.config);
   session = s.session || null;
   status = s.status || {};
   if (session) { // a suspension or a crash may have left events stored past the saved counter
@@ -208,7 +223,7 @@ async function stop(outcome) {
 
 async function api(path, init = {}) {
   const headers = { Authorization: `Bearer ${config.apiKey}`, ...(init.body ? { "Content-Type": "application/json" } : {}) };
-  return fetch(config.endpoint + path, { ...init, headers });
+  return fetch(checkedEndpoint(config.endpoint) + path, { ...init, headers });
 }
 
 // POST /v1/sessions (idempotent with our own id), once, before the first event or screenshot.
@@ -223,8 +238,9 @@ async function ensureCreated() {
   let r;
   try {
     r = await api("/v1/sessions", { method: "POST", body: JSON.stringify(body) });
-  } catch (_) {
-    host.problem(`The tracemill endpoint ${config.endpoint} cannot be reached. Events are kept and sent when it is back.`);
+  } catch (e) {
+    host.problem(e.name === "EndpointRefused" ? `${e.message} Events are kept; fix the endpoint in the options page.`
+      : `The tracemill endpoint ${config.endpoint} cannot be reached. Events are kept and sent when it is back.`);
     return false;
   }
   if (r.ok) {
@@ -270,10 +286,12 @@ chrome.storage.onChanged.addListener((changes, area) => {
   if (area !== "local") return;
   if (Object.keys(changes).some((k) => k.startsWith("ob:") && changes[k].newValue)) drainOutbox();
   if (!changes.config) return;
-  config = { ...DEFAULTS, ...(changes.config.newValue || {}) };
-  delivery.close(); // a new endpoint or key: connect again now, without waiting out a backoff
-  delivery.retryAt = 0;
-  delivery.kick();
+  adoptConfig(changes.config.newValue).then((fresh) => {
+    config = fresh;
+    delivery.close(); // a new endpoint or key: connect again now, without waiting out a backoff
+    delivery.retryAt = 0;
+    delivery.kick();
+  });
 });
 ready.then(() => {
   // Alarms need not outlive a browser restart: while a session is open, keep one.

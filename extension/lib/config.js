@@ -17,27 +17,63 @@ export const SESSION_TYPES = ["human", "automated", "hybrid"];
 
 const CLASS_NAME = /^[A-Za-z_-][\w-]*$/;
 
+// Plain http:// and ws:// carry the API key and everything recorded unencrypted, so they are
+// allowed only to this computer: 127.0.0.0/8, ::1 and localhost. (The URL parser has already
+// normalised the host: "127.1" reads 127.0.0.1, "[::1]" keeps its brackets.)
+export function isLoopback(hostname) {
+  const host = String(hostname || "").toLowerCase();
+  return host === "localhost" || host === "[::1]" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+// What is wrong with an endpoint, in words, or null.
+export function endpointProblem(endpoint) {
+  let url;
+  try {
+    url = new URL(endpoint);
+  } catch (_) {
+    return "The endpoint must be a full address such as http://127.0.0.1:8000 or https://tracemill.example.com.";
+  }
+  if (!["http:", "https:"].includes(url.protocol)) {
+    return "The endpoint must start with http:// or https:// (the extension opens the WebSocket itself).";
+  }
+  if (url.search || url.hash || url.username || url.password) {
+    return "The endpoint must be the server's base address, without a query, fragment or user name.";
+  }
+  if (url.protocol === "http:" && !isLoopback(url.hostname)) {
+    return `Plain http:// is allowed only for this computer (127.0.0.1, ::1, localhost): to ${url.hostname} the ` +
+      "API key and everything recorded would travel unencrypted. Use https:// for a server elsewhere.";
+  }
+  return null;
+}
+
+// The endpoint, or an Error when it must not be used: every request and socket goes through
+// this, so an address stored by an older version is refused too, not only what the form checks.
+export function checkedEndpoint(endpoint) {
+  const problem = endpointProblem(endpoint);
+  if (problem) throw Object.assign(new Error(problem), { name: "EndpointRefused" });
+  return endpoint;
+}
+
+// The config as stored in chrome.storage.local, which content scripts can read: everything but
+// the API key (that lives in the extension's IndexedDB, lib/secret.js).
+export function storedConfig(config) {
+  const { apiKey, ...rest } = config;
+  return { ...rest, apiKeySet: Boolean(apiKey || config.apiKeySet) };
+}
+
 // Checks a config as entered in the options page. Returns { config, errors: {field: message} }.
+// A stored config has no key but `apiKeySet`; the worker adds the key from IndexedDB.
 export function validate(input, isSelector = () => true) {
   const errors = {};
   const config = { ...DEFAULTS, ...input, masking: { ...DEFAULTS.masking, ...(input.masking || {}) } };
   config.endpoint = String(config.endpoint || "").trim().replace(/\/+$/, "");
-  let url = null;
-  try {
-    url = new URL(config.endpoint);
-  } catch (_) {
-    errors.endpoint = "The endpoint must be a full address such as http://127.0.0.1:8000 or https://tracemill.example.com.";
-  }
-  if (url && !["http:", "https:"].includes(url.protocol)) {
-    errors.endpoint = "The endpoint must start with http:// or https:// (the extension opens the WebSocket itself).";
-  } else if (url && (url.search || url.hash || url.username || url.password)) {
-    errors.endpoint = "The endpoint must be the server's base address, without a query, fragment or user name.";
-  }
+  const endpointError = endpointProblem(config.endpoint);
+  if (endpointError) errors.endpoint = endpointError;
   config.apiKey = String(config.apiKey || "").trim();
-  if (!config.apiKey) {
+  if (!config.apiKey && !config.apiKeySet) {
     errors.apiKey = "An API key is needed: make one with `tracemill keys create --scopes ingest`.";
-  } else if (!/^tm_[A-Za-z0-9_-]{20,}$/.test(config.apiKey)) {
-    errors.apiKey = "This does not look like a tracemill API key (they start with tm_ followed by about 43 characters).";
+  } else if (config.apiKey && !/^tm_[A-Za-z0-9_-]{20,}$/.test(config.apiKey)) {
+    errors.apiKey = "This does not look like a tracemill API key (they start with tm_, then about 60 letters, digits, - and _).";
   }
   if (!SESSION_TYPES.includes(config.sessionType)) errors.sessionType = "Choose human, automated or hybrid.";
   config.task = String(config.task || "").trim();
@@ -61,5 +97,5 @@ function list(value) {
 }
 
 export function wsUrl(endpoint, sessionId) {
-  return endpoint.replace(/^http/, "ws") + `/v1/sessions/${sessionId}/stream`;
+  return checkedEndpoint(endpoint).replace(/^http/, "ws") + `/v1/sessions/${sessionId}/stream`;
 }

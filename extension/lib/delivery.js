@@ -4,7 +4,7 @@
 // Events leave the queue only once acked, i.e. committed on the server (PROTOCOL.md).
 
 import * as queue from "./queue.js";
-import { wsUrl } from "./config.js";
+import { checkedEndpoint, wsUrl } from "./config.js";
 
 const WINDOW_EVENTS = 500; // unacked events on the wire at once
 const HTTP_BATCH = 200;
@@ -234,7 +234,7 @@ export class Delivery {
       const body = JSON.stringify({ events });
       let r;
       try {
-        r = await fetch(`${cfg.endpoint}/v1/sessions/${s.id}/events`, {
+        r = await fetch(`${checkedEndpoint(cfg.endpoint)}/v1/sessions/${s.id}/events`, {
           method: "POST", body, headers: { "Content-Type": "application/json", Authorization: `Bearer ${cfg.apiKey}` },
         });
       } catch (e) {

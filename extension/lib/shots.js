@@ -7,6 +7,7 @@
 // least MIN_GAP_MS apart, and requests that arrive meanwhile are merged (the newest wins).
 
 import * as queue from "./queue.js";
+import { checkedEndpoint } from "./config.js";
 
 const MIN_GAP_MS = 600;
 const PRIORITY = { navigation: 3, modal: 2, click: 1, input: 0, other: 0 };
@@ -106,7 +107,7 @@ export class Shots {
     const q = new URLSearchParams({ seq: String(shot.seq), captured_at: String(shot.capturedAt), trigger: shot.trigger });
     let r;
     try {
-      r = await fetch(`${cfg.endpoint}/v1/sessions/${shot.sid}/screenshots/${shot.id}?${q}`, {
+      r = await fetch(`${checkedEndpoint(cfg.endpoint)}/v1/sessions/${shot.sid}/screenshots/${shot.id}?${q}`, {
         method: "PUT", body: shot.bytes, headers: { "Content-Type": shot.type, Authorization: `Bearer ${cfg.apiKey}` },
       });
     } catch (_) {

@@ -1,6 +1,8 @@
 // The options page: endpoint, API key, session type, task and masking rules, each checked
-// with a message that says what to do; "Test the connection" asks the server itself.
-import { DEFAULTS, validate } from "../lib/config.js";
+// with a message that says what to do; "Test the connection" asks the server itself. The key is
+// saved to the extension's IndexedDB (lib/secret.js), the rest to chrome.storage.local.
+import { DEFAULTS, storedConfig, validate } from "../lib/config.js";
+import { loadApiKey, saveApiKey } from "../lib/secret.js";
 
 const $ = (id) => document.getElementById(id);
 const FIELDS = ["endpoint", "apiKey", "sessionType", "task", "maskClasses", "blockClasses", "maskSelectors"];
@@ -49,7 +51,10 @@ $("form").addEventListener("submit", async (e) => {
   const config = check();
   if (!config) return say("Not saved: fix the fields marked above.", false);
   const { config: old } = await chrome.storage.local.get("config");
-  await chrome.storage.local.set({ config: { ...DEFAULTS, ...(old || {}), ...config } });
+  await saveApiKey(config.apiKey); // first: the worker reads it when the config below changes
+  // savedAt: the worker hears of every save, a new key with an otherwise unchanged config too.
+  await chrome.storage.local.set({ config: storedConfig({ ...DEFAULTS, ...(old || {}), ...config,
+                                                          savedAt: Date.now() }) });
   say("Saved.", true);
 });
 
@@ -70,7 +75,7 @@ $("test").addEventListener("click", async () => {
   say("The server answers and knows the key.", true);
 });
 
-chrome.storage.local.get("config").then(({ config }) => {
-  const merged = { ...DEFAULTS, ...(config || {}) };
+Promise.all([chrome.storage.local.get("config"), loadApiKey()]).then(([{ config }, apiKey]) => {
+  const merged = { ...DEFAULTS, ...(config || {}), apiKey };
   fill(validate(merged).config);
 });

@@ -382,6 +382,12 @@ def test_the_options_page_refuses_bad_input_with_clear_messages(recorder: Record
     assert said["result"].startswith("Not saved")
     assert "http:// or https://" in save("ftp://example.com", good_key)["endpoint-error"]
     assert "without a query" in save("http://example.com/?x=1", good_key)["endpoint-error"]
+    # Plain http:// only to this computer: elsewhere the key and the recording would cross the
+    # network unencrypted.
+    refused = save("http://example.com", good_key)["endpoint-error"]
+    assert "Plain http:// is allowed only for this computer" in refused and "https://" in refused, refused
+    assert "Plain http://" in save("http://10.1.2.3:8000", good_key)["endpoint-error"]
+    assert "Plain http://" in save("http://127.0.0.1.example.com", good_key)["endpoint-error"]
     assert "tm_" in save("http://127.0.0.1:8000", "not-a-key")["apiKey-error"]
     assert "tracemill keys create" in save("http://127.0.0.1:8000", "")["apiKey-error"]
     assert "Not a valid CSS selector: div[" in save("http://127.0.0.1:8000", good_key, "div[")["maskSelectors-error"]
@@ -392,6 +398,11 @@ def test_the_options_page_refuses_bad_input_with_clear_messages(recorder: Record
     assert said == {"endpoint-error": "", "apiKey-error": "", "maskSelectors-error": "", "result": "Saved."}, said
     config = page.eval("chrome.storage.local.get('config').then((s) => s.config)")
     assert config["endpoint"] == nobody and config["masking"]["maskSelectors"] == [".secret", "#pin"]
+    # The key is not in chrome.storage.local (content scripts can read that), only that one is set.
+    assert "apiKey" not in config and config["apiKeySet"] is True and good_key not in json.dumps(config)
+    for loopback in ("http://localhost:8000", "http://[::1]:8000", "http://127.0.0.2:8000", "https://example.com"):
+        assert save(loopback, good_key)["result"] == "Saved.", loopback
+    save(nobody, good_key)
 
     # Nothing answers there: the test button says so in words.
     page.eval("document.getElementById('result').textContent = ''; document.getElementById('test').click(); 1")
