@@ -66,7 +66,7 @@ def execute(settings: TracemillSettings, ft: FineTuneSettings | None, *, dataset
     if ft is None:
         ft = asyncio.run(_resume_settings(settings, finetune_id)) if resume else settings.finetune
     ft = with_deployment_credentials(ft, settings.finetune)
-    print(f"fine-tune {finetune_id}: {'resuming' if resume else 'starting'} ({ft.provider} {ft.model})",
+    print(f"fine-tune {finetune_id}: {'resuming' if resume else 'starting'} ({ft.provider} {ft.base_model})",
           flush=True)
     row = asyncio.run(run_finetune(settings, ft, finetune_id, dataset_id=dataset_id))
     print(f"fine-tune {finetune_id} {row['status']}: model {row['fine_tuned_model'] or '-'}"

@@ -77,6 +77,10 @@ class FineTuneProvider(abc.ABC):
     that cannot work, NotFound for unknown ids, InvalidInput for a request the provider
     rejects, DependencyUnavailable once retries of transient failures are spent."""
 
+    # The dataset files (training, validation) the driver uploads: the chat JSONL by default,
+    # the ranking rows for the local ranker.
+    dataset_files: tuple[str, str] = ("train.jsonl", "validation.jsonl")
+
     @abc.abstractmethod
     async def upload(self, path: Path) -> str:
         """Upload a JSONL training or validation file; return the provider's file id."""

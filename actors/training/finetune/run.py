@@ -28,7 +28,7 @@ __all__ = ["run_finetune", "stored_settings"]
 
 log = logging.getLogger("tracemill.jobs.finetune")
 _OUR_STATUS = {"queued": "submitted", "validating_files": "submitted", "running": "running"}
-_FILES = (("train.jsonl", "training_file_id"), ("validation.jsonl", "validation_file_id"))
+_COLUMNS = ("training_file_id", "validation_file_id")
 
 
 def stored_settings(row: asyncpg.Record) -> FineTuneSettings:
@@ -43,7 +43,7 @@ async def run_finetune(settings: TracemillSettings, ft: FineTuneSettings, finetu
     """Create the fine-tune (with `dataset_id`) or resume it; return its final row."""
     pool = await connect_pool(settings.database)
     store = make_object_store(settings.object_store)
-    provider = provider or make_provider(ft)
+    provider = provider or make_provider(ft, settings.object_store)
     try:
         if await repo.finetune_row(pool, finetune_id) is None:
             await _create(pool, ft, finetune_id, dataset_id, org_id)
@@ -67,7 +67,11 @@ async def _create(pool: asyncpg.Pool, ft: FineTuneSettings, finetune_id: uuid.UU
         raise NotFound(f"no dataset {dataset_id}")
     if ds["status"] != "succeeded":
         raise InvalidInput(f"dataset {dataset_id} is {ds['status']}, not succeeded", code="dataset_not_ready")
-    await repo.insert_finetune(pool, finetune_id, ds["org_id"], dataset_id, ft.provider, ft.model,
+    if ft.provider == "local":
+        from actors.training.finetune.local_provider import preflight
+
+        preflight(ft, ds)  # a missing extra or base model, a dataset without candidates: no row
+    await repo.insert_finetune(pool, finetune_id, ds["org_id"], dataset_id, ft.provider, ft.base_model,
                                ft.model_dump(mode="json", exclude={"api_key"}))
 
 
@@ -96,7 +100,7 @@ class _Run:
     async def upload_files(self, row: asyncpg.Record) -> None:
         ds = await dataset_row(self.pool, row["dataset_id"])
         files = json.loads(ds["files"])
-        todo = [(name, col) for name, col in _FILES
+        todo = [(name, col) for name, col in zip(self.provider.dataset_files, _COLUMNS)
                 if row[col] is None and name in files and files[name]["bytes"] > 0]
         if not todo:
             return
