@@ -1,5 +1,8 @@
-"""The `tracemill` command: up, deploy, down, status, keys, loadgen, bench, demo, dataset,
-finetune, eval."""
+"""The `tracemill` command: one table of subcommands (COMMANDS), each imported when chosen.
+
+Adding a command is one entry: its name, its help, and where its `add_arguments(parser)` and
+`run(args)` live (cluster/commands.py). `tracemill --help` imports none of them and never Ray.
+"""
 
 from __future__ import annotations
 
@@ -15,17 +18,27 @@ import threading
 from pathlib import Path
 from typing import Any, AsyncIterator, Sequence
 
-import httpx
-
-from actors import auth
 from actors.errors import TracemillError
-from actors.storage.postgres import apply_migrations, connect_pool
-from cluster.embedded_postgres import EmbeddedPostgres
-from configs.settings import DatabaseSettings, SettingsError
+from cluster.commands import Command, Entry, add_commands, run_chosen
+from configs.settings import SettingsError
 
-__all__ = ["main"]
+__all__ = ["COMMANDS", "build_parser", "main"]
 
 log = logging.getLogger("tracemill")
+
+COMMANDS: dict[str, Command] = {
+    "up": Command("run a local tracemill in the foreground (Ctrl-C stops it)", "cluster.cli:UP"),
+    "deploy": Command("apply the Serve config to a running Ray cluster and exit", "cluster.cli:DEPLOY"),
+    "down": Command("remove tracemill's application and actors; the cluster stays", "cluster.cli:DOWN"),
+    "status": Command("what a running `tracemill up` is doing", "cluster.cli:STATUS"),
+    "keys": Command("API keys: generate, create, list, revoke, rotate", "cluster.keys_cli"),
+    "loadgen": Command("drive WebSocket load at an endpoint", "cluster.bench.loadgen"),
+    "bench": Command("benchmarks that print figures", "cluster.bench"),
+    "dataset": Command("build fine-tuning datasets from ready sessions", "cluster.training_cli:DATASET"),
+    "finetune": Command("fine-tune models on built datasets", "cluster.training_cli:FINETUNE"),
+    "eval": Command("evaluate models on a dataset's validation split", "cluster.eval_cli"),
+    "demo": Command("replay a recorded browser session through a running endpoint", "cluster.demo.replay"),
+}
 
 
 def _state_dir(value: str | None) -> Path:
@@ -40,89 +53,43 @@ def _port(value: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tracemill", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="tracemill", description="Recorded browser sessions to training data and fine-tuned web-agent models.")
+    add_commands(parser, COMMANDS, dest="command")
+    return parser
 
-    up = sub.add_parser("up", help="run a local tracemill in the foreground (Ctrl-C stops it)")
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("pgserver", "httpx"):  # they narrate every pg_ctl call and HTTP request
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    try:
+        return run_chosen(args)
+    except (SettingsError, TracemillError) as exc:
+        print(f"tracemill: {exc}", file=sys.stderr)
+        return 2
+
+
+# -- up, deploy, down ---------------------------------------------------------------------------
+
+def _up_arguments(up: argparse.ArgumentParser) -> None:
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=_port, default=8000)
     up.add_argument("--state-dir", help="where PostgreSQL and objects live (default ./.tracemill)")
     up.add_argument("--num-cpus", type=int, default=None, help="CPUs Ray may use (default: cores + 1)")
     up.add_argument("--address", help="join this Ray cluster (auto, host:port) instead of starting one")
 
-    deploy = sub.add_parser("deploy", help="apply the Serve config to a running Ray cluster and exit")
+
+def _deploy_arguments(deploy: argparse.ArgumentParser) -> None:
     deploy.add_argument("--address", default="auto", help="the cluster (default: auto)")
     deploy.add_argument("--host", default="0.0.0.0", help="where Serve's HTTP proxy listens on each node")
     deploy.add_argument("--port", type=_port, default=8000)
     deploy.add_argument("--objects-dir", type=Path, help="a directory all nodes share (else TRACEMILL_S3_BUCKET)")
 
-    down = sub.add_parser("down", help="remove tracemill's application and actors; the cluster stays")
+
+def _down_arguments(down: argparse.ArgumentParser) -> None:
     down.add_argument("--address", default="auto")
-
-    status = sub.add_parser("status", help="what a running `tracemill up` is doing")
-    status.add_argument("--state-dir")
-
-    keys = sub.add_parser("keys", help="API keys: create, list, revoke")
-    keys.add_argument("--state-dir")
-    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
-    create = keys_sub.add_parser("create", help="make a key (shown once, stored hashed)")
-    create.add_argument("--scopes", default="ingest,read", help="comma-separated: ingest, read, admin")
-    create.add_argument("--name", default="")
-    keys_sub.add_parser("list", help="list keys (prefixes only)")
-    revoke = keys_sub.add_parser("revoke", help="revoke a key by id or prefix")
-    revoke.add_argument("key")
-
-    sub.add_parser("loadgen", help="drive WebSocket load at an endpoint (see --help)", add_help=False)
-    sub.add_parser("bench", help="benchmarks that print figures (see --help)", add_help=False)
-    from cluster.eval_cli import add_eval_parser  # `tracemill eval run|compare`
-    from cluster.training_cli import add_training_parsers  # `tracemill dataset|finetune …`
-
-    add_training_parsers(sub)
-    add_eval_parser(sub)
-    sub.add_parser("demo", help="replay a recorded browser session through a running endpoint (see --help)",
-                   add_help=False)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for chatty in ("pgserver", "httpx"):  # they narrate every pg_ctl call and HTTP request
-        logging.getLogger(chatty).setLevel(logging.WARNING)
-    if argv[:1] == ["loadgen"]:
-        from cluster.bench.loadgen import main as loadgen_main
-
-        return loadgen_main(argv[1:])
-    if argv[:1] == ["bench"]:
-        from cluster.bench.ingest import main as bench_main
-
-        return bench_main(argv[1:])
-    if argv[:1] == ["demo"]:
-        from cluster.demo.replay import main as demo_main
-
-        return demo_main(argv[1:])
-    args = build_parser().parse_args(argv)
-    try:
-        if args.command == "up":
-            return _up(args)
-        if args.command == "deploy":
-            return _deploy(args)
-        if args.command == "down":
-            return _down(args)
-        if args.command == "status":
-            return asyncio.run(_status(args))
-        if args.command == "eval":
-            from cluster.eval_cli import run_eval_command
-
-            return run_eval_command(args)
-        if args.command in ("dataset", "finetune"):
-            from cluster.training_cli import run_training_command
-
-            return run_training_command(args)
-        return asyncio.run(_keys(args))
-    except (SettingsError, TracemillError) as exc:
-        print(f"tracemill: {exc}", file=sys.stderr)
-        return 2
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -153,7 +120,7 @@ def _deploy(args: argparse.Namespace) -> int:
     settings = remote.settings_for_cluster(os.environ, args.objects_dir)
     remote.deploy(settings, address=args.address, host=args.host, port=args.port)
     print(f"tracemill deployed: http://{args.host}:{args.port} on the cluster at {args.address}")
-    print("Make a key with `tracemill keys create` (it uses DATABASE_URL).")
+    print("Make a key with `tracemill keys create` (it uses DATABASE_URL and TRACEMILL_KEY_PEPPER).")
     return 0
 
 
@@ -172,7 +139,8 @@ def _banner(stack: Any, key: str) -> str:
         f"  endpoint   {stack.endpoint}",
         f"  API docs   {stack.endpoint}/docs",
         f"  API key    {key}",
-        f"  dashboard  {stack.dashboard_url or '-'} (Ray)",
+        f"  dashboard  {stack.endpoint}/dashboard#key={key}",
+        f"  Ray        {stack.dashboard_url or '-'} (the Ray dashboard and Jobs API)",
         f"  state      {stack.state_dir}",
         "Press Ctrl-C to stop.",
     ])
@@ -181,6 +149,10 @@ def _banner(stack: Any, key: str) -> str:
 @contextlib.asynccontextmanager
 async def _database(state_dir: Path) -> AsyncIterator[Any]:
     """A pool on DATABASE_URL, or on the state dir's embedded PostgreSQL (started if needed)."""
+    from actors.storage.postgres import apply_migrations, connect_pool
+    from cluster.embedded_postgres import EmbeddedPostgres
+    from configs.settings import DatabaseSettings
+
     url = os.environ.get("DATABASE_URL")
     embedded = None
     if not url:
@@ -197,26 +169,13 @@ async def _database(state_dir: Path) -> AsyncIterator[Any]:
             embedded.stop()
 
 
-async def _keys(args: argparse.Namespace) -> int:
-    async with _database(_state_dir(args.state_dir)) as pool:
-        if args.keys_command == "create":
-            scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
-            key_id, key = await auth.create_key(pool, scopes=scopes, name=args.name)
-            print(f"key id  {key_id}\nscopes  {','.join(sorted(scopes))}\nkey     {key}")
-            print("The key is shown once; only its hash is stored.", file=sys.stderr)
-        elif args.keys_command == "list":
-            rows = await auth.list_keys(pool)
-            print(f"{'key id':36}  {'prefix':12}  {'scopes':18}  {'name':16}  state")
-            for k in rows:
-                state = "revoked" if k.revoked_at else "active"
-                print(f"{str(k.key_id):36}  {k.prefix:12}  {','.join(k.scopes):18}  {k.name[:16]:16}  {state}")
-        else:
-            key_id = await auth.revoke_key(pool, args.key)
-            print(f"revoked {key_id}")
-    return 0
+def _status_arguments(status: argparse.ArgumentParser) -> None:
+    status.add_argument("--state-dir")
 
 
 async def _status(args: argparse.Namespace) -> int:
+    import httpx
+
     state_dir = _state_dir(args.state_dir)
     info_file = state_dir / "cluster.json"
     if not info_file.exists():
@@ -277,12 +236,20 @@ def _name(value: Any) -> str:
     return str(getattr(value, "value", value))
 
 
-async def _probe(client: httpx.AsyncClient, url: str) -> str:
+async def _probe(client: Any, url: str) -> str:
+    import httpx
+
     try:
         response = await client.get(url)
     except httpx.HTTPError as exc:
         return f"unreachable ({type(exc).__name__})"
     return f"{response.status_code} {response.text[:200]}"
+
+
+UP = Entry(_up_arguments, _up)
+DEPLOY = Entry(_deploy_arguments, _deploy)
+DOWN = Entry(_down_arguments, _down)
+STATUS = Entry(_status_arguments, lambda args: asyncio.run(_status(args)))
 
 
 if __name__ == "__main__":

@@ -19,37 +19,35 @@ from actors.errors import NotFound
 from actors.storage.postgres import connect_pool
 from actors.storage.evaluation_repo import latest_evaluation
 
-__all__ = ["add_eval_parser", "format_comparison", "run_eval_command"]
+__all__ = ["add_arguments", "format_comparison", "run"]
 
 _ROWS = (("step accuracy", "step_accuracy"), ("element accuracy", "element_accuracy"),
          ("action-type accuracy", "action_type_accuracy"))
 
 
-def add_eval_parser(subparsers: Any) -> None:
-    from jobs.evaluate import add_arguments
+def add_arguments(ev: argparse.ArgumentParser) -> None:
+    from jobs.evaluate import add_arguments as add_job_arguments
 
-    ev = subparsers.add_parser("eval", help="evaluate models on a dataset's validation split")
     ev_sub = ev.add_subparsers(dest="eval_command", required=True)
-    run = ev_sub.add_parser("run", help="evaluate a model now (the evaluation job, in-process)")
-    add_arguments(run)
+    run_one = ev_sub.add_parser("run", help="evaluate a model now (the evaluation job, in-process)")
+    add_job_arguments(run_one)
     compare = ev_sub.add_parser("compare", help="two models' latest evaluations side by side")
     compare.add_argument("model_a")
     compare.add_argument("model_b")
     compare.add_argument("--dataset", help="compare their evaluations on this dataset")
-    for sub in (run, compare):
+    for sub in (run_one, compare):
         sub.add_argument("--state-dir", help="a `tracemill up` state dir whose cluster.json "
                                              "names the cluster (default ./.tracemill)")
 
 
-def run_eval_command(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run `tracemill eval …`; errors of ours propagate for the CLI to print (exit 2)."""
     if args.eval_command == "run":
-        from jobs.evaluate import run, settings_from_args
-
         from cluster.remote import cluster_settings
+        from jobs.evaluate import run as run_job, settings_from_args
 
         ev = settings_from_args(args)  # validated before the cluster is joined
-        return run(cluster_settings(args.state_dir), ev, args.dataset)
+        return run_job(cluster_settings(args.state_dir), ev, args.dataset)
     return asyncio.run(_compare(args))
 
 

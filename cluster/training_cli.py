@@ -2,7 +2,7 @@
 
     tracemill dataset build --config dataset.yaml      # jobs.build_dataset, in this process
     tracemill dataset show ID
-    tracemill finetune start --dataset ID [--config ft.yaml]
+    tracemill finetune start --dataset ID [--config ft.yaml] [--provider local]
     tracemill finetune resume ID | status ID | cancel ID
 
 `build`, `start` and `resume` run the job's own code here, joined to the running cluster (its
@@ -17,37 +17,43 @@ import asyncio
 import json
 import uuid
 from pathlib import Path
-from typing import Any
 
 from actors.errors import NotFound
 from actors.storage import finetune_repo, training_repo
 from actors.storage.postgres import connect_pool
+from cluster.commands import Entry
 from configs.dataset import DatasetBuildConfig
 from configs.finetune import FineTuneSettings
 
-__all__ = ["add_training_parsers", "run_training_command"]
+__all__ = ["DATASET", "FINETUNE", "run_training_command"]
+
+_STATE_DIR_HELP = "a `tracemill up` state dir (default ./.tracemill)"
 
 
-def add_training_parsers(sub: Any) -> None:
-    dataset = sub.add_parser("dataset", help="build fine-tuning datasets from ready sessions")
+def _dataset_arguments(dataset: argparse.ArgumentParser) -> None:
     ds = dataset.add_subparsers(dest="dataset_command", required=True)
     build = ds.add_parser("build", help="build a dataset now (jobs.build_dataset, in-process)")
     build.add_argument("--config", type=Path, required=True, help="the build's YAML config")
     show = ds.add_parser("show", help="a dataset's status, counts and files")
     show.add_argument("dataset_id", type=uuid.UUID)
+    for parser in (build, show):
+        parser.add_argument("--state-dir", help=_STATE_DIR_HELP)
 
-    finetune = sub.add_parser("finetune", help="fine-tune models on built datasets")
+
+def _finetune_arguments(finetune: argparse.ArgumentParser) -> None:
     ft = finetune.add_subparsers(dest="finetune_command", required=True)
     start = ft.add_parser("start", help="start a fine-tune and watch it to the end")
     start.add_argument("--dataset", type=uuid.UUID, required=True)
     start.add_argument("--config", type=Path, help="YAML: provider, model, hyperparameters")
+    start.add_argument("--provider", choices=("openai", "local"),
+                       help="'local': the element ranker on this cluster with Ray Train")
     resume = ft.add_parser("resume", help="continue a fine-tune whose driver stopped")
     resume.add_argument("finetune_id", type=uuid.UUID)
     for name, text in (("status", "a fine-tune's state and model"), ("cancel", "ask its driver to cancel it")):
         cmd = ft.add_parser(name, help=text)
         cmd.add_argument("finetune_id", type=uuid.UUID)
-    for parser in (build, show, *ft.choices.values()):
-        parser.add_argument("--state-dir", help="a `tracemill up` state dir (default ./.tracemill)")
+    for parser in ft.choices.values():
+        parser.add_argument("--state-dir", help=_STATE_DIR_HELP)
 
 
 def run_training_command(args: argparse.Namespace) -> int:
@@ -66,7 +72,7 @@ def run_training_command(args: argparse.Namespace) -> int:
 
         ft = FineTuneSettings.from_file(args.config) if getattr(args, "config", None) else None
         return execute(cluster_settings(args.state_dir), ft, dataset_id=getattr(args, "dataset", None),
-                       resume=getattr(args, "finetune_id", None))
+                       resume=getattr(args, "finetune_id", None), provider=getattr(args, "provider", None))
     return asyncio.run(_read(args))
 
 
@@ -99,3 +105,7 @@ async def _read(args: argparse.Namespace) -> int:
         return 0
     finally:
         await pool.close()
+
+
+DATASET = Entry(_dataset_arguments, run_training_command)
+FINETUNE = Entry(_finetune_arguments, run_training_command)

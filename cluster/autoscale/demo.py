@@ -13,7 +13,7 @@ What it does, on this one machine, and undoes on the way out (also on failure an
    in a temp dir of its own; the autoscaler (the head's monitor process) then starts and stops
    worker raylets on this machine as if they were machines.
 2. Joins as a driver and submits `--frames` compress tasks (num_cpus=1: the WebP encode + local
-   vision of `cluster.bench.processing.compress_and_measure` on `synthetic_page` PNGs that the
+   vision of `cluster.bench.frames.compress_and_measure` on `synthetic_page` PNGs that the
    driver made and put in the object store, as the ingress does with uploads). Every second it
    samples the alive nodes, the CPUs in use and the tasks outstanding; every task returns the
    node it ran on.
@@ -56,6 +56,8 @@ from typing import Any
 
 import yaml
 
+from cluster.doubles.net import free_port
+
 __all__ = [
     "GCS_PORT", "HEAD_NODE_TYPE", "WORKER_NODE_TYPE", "autoscaling_config", "demo_serve_config",
     "head_command", "head_env", "main", "write_autoscaling_config",
@@ -71,7 +73,6 @@ from cluster.autoscale.fake_cluster import (  # noqa: F401 - re-exported for the
     WORKER_OBJECT_STORE_BYTES,
     FakeCluster,
     PortBusyError,
-    _free_port,
     autoscaling_config,
     head_command,
     head_env,
@@ -229,7 +230,7 @@ def _compress_frame(png: bytes) -> dict[str, Any]:
     """The compress task's CPU work on one frame; returns where and when it ran."""
     import ray
 
-    from cluster.bench.processing import compress_and_measure
+    from cluster.bench.frames import compress_and_measure
 
     started = time.time()
     webp_bytes = compress_and_measure(png)
@@ -306,7 +307,7 @@ def run_serve_phase(timeline: Timeline, sampler: Sampler, cluster: FakeCluster, 
                                      cluster.work_dir)
         serve_yaml = cluster.work_dir / "serve-demo.yaml"
         serve_yaml.write_text(yaml.safe_dump(demo_serve_config(target_ongoing_requests=target)))
-        port = _free_port()
+        port = free_port()
         timeline.event("serve_deploy", f"deploying tracemill's Serve app (Ingress min 1, max 2, "
                        f"target_ongoing_requests {target}) on 127.0.0.1:{port}")
         remote.deploy(settings, address=cluster.address, host="127.0.0.1", port=port, serve_config=serve_yaml)
@@ -465,10 +466,10 @@ def main(argv: list[str] | None = None) -> int:
     watchdog.daemon = True
     watchdog.start()
 
-    from cluster.bench.processing import synthetic_page
+    from cluster.bench.frames import synthetic_page
 
     work_dir = Path(tempfile.mkdtemp(prefix="tm-autoscale-"))
-    port = args.gcs_port or _free_port()
+    port = args.gcs_port or free_port()
     gcs_address = None
     if port != GCS_PORT:
         # The IP the provider would put in front of :6379.

@@ -21,6 +21,8 @@ from typing import Any
 import psutil
 import yaml
 
+from cluster.doubles.net import free_port
+
 log = logging.getLogger("tracemill.fake_cluster")
 
 
@@ -128,12 +130,6 @@ def head_env(base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def port_in_use(port: int) -> bool:
     for conn in psutil.net_connections(kind="tcp"):
         if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
@@ -176,7 +172,7 @@ class FakeCluster:
             hint = " (or pass --gcs-port 0 for a free one)" if self.port == GCS_PORT else ""
             raise PortBusyError(f"port {self.port} is in use: the head's GCS needs it{hint}")
         self.temp_dir.mkdir(parents=True, exist_ok=True)
-        cmd = head_command(self.config_path, self.temp_dir, ray_client_port=_free_port(), port=self.port)
+        cmd = head_command(self.config_path, self.temp_dir, ray_client_port=free_port(), port=self.port)
         with self.log_path.open("wb") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=head_env(),
                                          cwd=REPO, start_new_session=True)

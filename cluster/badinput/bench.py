@@ -10,13 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
-import socket
 import sys
-import tempfile
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -25,16 +19,18 @@ import asyncpg
 
 from actors.auth import create_key, pepper_of
 from cluster.badinput.fuzz import FuzzResult, run_schemathesis
-from cluster.badinput.run import CorpusResult, format_table, run_corpus
-from cluster.local import LocalStack
+from cluster.badinput.judge import CorpusResult, format_table, run_corpus
+from cluster.bench.stack import private_stack
+from cluster.results import write_result
 
-__all__ = ["bench_bad_input", "corpus_keys", "fuzz_line"]
+__all__ = ["add_arguments", "corpus_keys", "fuzz_line", "run"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__
+    parser.add_argument("--max-examples", type=int, default=25, help="schemathesis examples per operation and mode")
+    parser.add_argument("--fuzz-deadline", type=float, default=300.0, help="schemathesis wall-clock bound, seconds")
+    parser.add_argument("--output", type=Path)
 
 
 async def corpus_keys(dsn: str, pepper: bytes) -> tuple[dict[str, str], str]:
@@ -62,8 +58,6 @@ def fuzz_line(fuzz: FuzzResult) -> str:
 def _record(corpus: CorpusResult, fuzz: FuzzResult | None, args: argparse.Namespace) -> dict[str, Any]:
     return {
         "benchmark": "badinput",
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "params": {"max_examples": args.max_examples, "fuzz_deadline_s": args.fuzz_deadline},
         "corpus": {"requests": len(corpus.outcomes), "seconds": corpus.seconds, "ready_after": corpus.ready_after,
                    "rows_before": corpus.rows_before, "rows_after": corpus.rows_after, "table": corpus.table(),
@@ -72,23 +66,18 @@ def _record(corpus: CorpusResult, fuzz: FuzzResult | None, args: argparse.Namesp
     }
 
 
-def bench_bad_input(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     fuzz: FuzzResult | None = None
-    with tempfile.TemporaryDirectory(prefix="tracemill-bench-") as state:
-        stack = LocalStack(Path(state), port=_free_port())
-        try:
-            stack.start()
-            assert stack.settings is not None
-            dsn = stack.settings.database.url.get_secret_value()
-            keys, everything = asyncio.run(corpus_keys(dsn, pepper_of(stack.settings.auth)))
-            print("running the bad-input corpus", file=sys.stderr, flush=True)
-            corpus = run_corpus(stack.endpoint, keys, dsn)
-            if args.max_examples > 0:
-                print("running schemathesis", file=sys.stderr, flush=True)
-                fuzz = run_schemathesis(stack.endpoint, everything, max_examples=args.max_examples,
-                                        deadline_s=args.fuzz_deadline)
-        finally:
-            stack.stop()
+    with private_stack() as (stack, _):
+        assert stack.settings is not None
+        dsn = stack.settings.database.url.get_secret_value()
+        keys, everything = asyncio.run(corpus_keys(dsn, pepper_of(stack.settings.auth)))
+        print("running the bad-input corpus", file=sys.stderr, flush=True)
+        corpus = run_corpus(stack.endpoint, keys, dsn)
+        if args.max_examples > 0:
+            print("running schemathesis", file=sys.stderr, flush=True)
+            fuzz = run_schemathesis(stack.endpoint, everything, max_examples=args.max_examples,
+                                    deadline_s=args.fuzz_deadline)
     print(format_table(corpus))
     print(f"\nrows before/after: {corpus.rows_before} / {corpus.rows_after}; ready afterwards: {corpus.ready_after};"
           f" {corpus.seconds:.1f} s")
@@ -98,8 +87,5 @@ def bench_bad_input(args: argparse.Namespace) -> int:
         print(fuzz_line(fuzz))
         for finding in fuzz.server_errors:
             print(f"SERVER ERROR {finding.operation} {finding.status}: {finding.curl}")
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(_record(corpus, fuzz, args), indent=2) + "\n")
-        print(f"wrote {args.output}", file=sys.stderr)
+    write_result(args.output, _record(corpus, fuzz, args))
     return 0 if corpus.ok and (fuzz is None or not fuzz.server_errors) else 1

@@ -2,7 +2,7 @@
 
 Each `BadCase` names the statuses (or WebSocket close codes) it may be answered with; every
 one must be a 4xx in the one error shape, nothing it sends may be stored, and the server must
-be ready afterwards (`cluster.badinput.run` checks all of that). The cases are generated from
+be ready afterwards (`cluster.badinput.judge` checks all of that). The cases are generated from
 compact tables: routes x auth faults, JSON routes x malformed bodies, the request models' JSON
 schemas x wrong types (`cluster.badinput.data`), hostile images, injections, unicode, huge
 and deep values, WebSocket frames and slow partial uploads.

@@ -14,12 +14,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
 from pydantic import BaseModel, ValidationError
-from schemathesis.checks import not_a_server_error, response_schema_conformance
-from schemathesis.generation import GenerationMode
 
+from cluster.extras import require
 from configs.dataset import DatasetBuildConfig
 
 __all__ = ["FuzzResult", "run_schemathesis"]
@@ -55,6 +52,12 @@ def _queues_a_build(case: Any) -> bool:
 def run_schemathesis(endpoint: str, key: str, *, max_examples: int = 5, deadline_s: float = 60.0,
                      request_timeout_s: float = 10.0, check_schema: bool = True) -> FuzzResult:
     """`key` should have every scope, so that generated requests get past authentication."""
+    require("schemathesis", extra="bench", needed_by="the schemathesis run")
+    import schemathesis  # the `bench` extra; hypothesis comes with it
+    from hypothesis import HealthCheck, Phase, given, settings
+    from schemathesis.checks import not_a_server_error, response_schema_conformance
+    from schemathesis.generation import GenerationMode
+
     started = time.monotonic()
     stop_at = started + deadline_s
     schema = schemathesis.openapi.from_url(f"{endpoint}/openapi.json", wait_for_schema=10.0)

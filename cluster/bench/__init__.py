@@ -1,0 +1,30 @@
+"""`tracemill bench …`: benchmarks that print figures, each a ratio to a baseline measured in
+the same run. One table; each benchmark's arguments and run live in its own module."""
+
+from __future__ import annotations
+
+import argparse
+
+from cluster.commands import Command, add_commands
+
+__all__ = ["BENCH", "add_arguments"]
+
+BENCH: dict[str, Command] = {
+    "ingest": Command("WebSocket ingest vs a no-op Serve endpoint", "cluster.bench.ingest"),
+    "screenshots": Command("screenshot processing vs a multiprocessing.Pool", "cluster.bench.processing:SCREENSHOTS"),
+    "finalize": Command("finalisation time of a 200-event, 40-screenshot session", "cluster.bench.processing:FINALIZE"),
+    "load": Command("mixed load at N open sessions vs no-op Serve, raw upserts, Pool", "cluster.bench.load"),
+    "faults": Command("scripted faults under a streaming load: acked, lost, duplicated, recovery",
+                      "cluster.chaos.scenarios:FAULTS"),
+    "spread": Command("tasks on every node of a 3-node cluster; shards after a node is removed",
+                      "cluster.chaos.spread"),
+    "dataset": Command("dataset build examples/s: 1 and 2 CPUs, ray job submit", "cluster.bench.dataset"),
+    "badinput": Command("the bad-input corpus and schemathesis: every answer 4xx, none 5xx", "cluster.badinput.bench"),
+    "redaction": Command("worst time of every redaction regex on 256 KiB hostile strings vs the pre-fix patterns",
+                         "cluster.bench.redaction"),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """A group: the benchmark chosen from BENCH is the command that runs."""
+    add_commands(parser, BENCH, dest="which")

@@ -9,6 +9,7 @@ pages), so deduplication removes next to nothing and every example is real work.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import logging
@@ -36,7 +37,7 @@ from actors.training.dataset.build import run_build
 from actors.training.dataset.formats import build_examples
 from serve_app import ray_jobs
 
-__all__ = ["bench_dataset"]
+__all__ = ["add_arguments", "bench_dataset", "run"]
 
 _COLUMNS = ("session_id", "seq", "type", "ts", "url", "target", "payload")
 
@@ -178,3 +179,24 @@ def bench_dataset(sessions: int, events: int) -> dict[str, Any]:
             "note": "the ray runs include selection, dedupe, validation, the report and plot and "
                     "writing the files; the baseline only builds examples; job submit includes "
                     "the driver's start (interpreter, imports, ray.init)"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sessions", type=int, default=200)
+    parser.add_argument("--events", type=int, default=120, help="events per seeded session")
+    parser.add_argument("--output", type=Path)
+
+
+def run(args: argparse.Namespace) -> int:
+    """`tracemill bench dataset`: one line per way of building, with its ratio to the baseline."""
+    from cluster.results import write_result
+
+    result = bench_dataset(args.sessions, args.events)
+    ratio = result["ratio_to_baseline"]
+    rows = [("one process, no Ray", result["baseline_one_process"]["examples_per_s"], 1.0),
+            *((f"Ray tasks, {c} CPU", result[f"ray_{c}_cpu"]["examples_per_s"], ratio[f"ray_{c}_cpu"]) for c in (1, 2)),
+            ("ray job submit, 2 CPU", result["ray_job_submit"]["examples_per_s"], ratio["ray_job_submit"])]
+    for name, rate, times in rows:
+        print(f"{name:<24} {rate:>9.1f} examples/s  {times:.2f}x")
+    write_result(args.output, {"benchmark": "dataset", **result})
+    return 0

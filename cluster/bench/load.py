@@ -11,6 +11,7 @@ memory per server process role, and (at the largest N) the memory an idle open s
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import multiprocessing
 import sys
@@ -19,6 +20,7 @@ import time
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -26,11 +28,12 @@ import psutil
 
 from actors.auth import DEFAULT_ORG_ID
 from actors.ingest.group_commit import prepare_staging
-from cluster.bench.processing import compress_and_measure, synthetic_page
+from cluster.bench.frames import compress_and_measure, synthetic_page
 from cluster.bench.loadgen import LoadConfig, LoadResult, run_load
 from cluster.stream_client import open_stream
 
-__all__ = ["ProcessSampler", "idle_session_bytes", "pool_webp_frames_per_s", "raw_upserts_per_s", "run_n"]
+__all__ = ["ProcessSampler", "add_arguments", "idle_session_bytes", "pool_webp_frames_per_s", "raw_upserts_per_s",
+           "run", "run_n"]
 
 
 def _progress(text: str) -> None:
@@ -315,3 +318,33 @@ def plot(result: dict[str, Any], path: Any) -> None:
     fig.tight_layout()
     fig.savefig(path, format="png")
     plt.close(fig)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sessions", default="10,100,1000", help="comma-separated N values")
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per run")
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--output", type=Path, help="JSON; the plot goes beside it as .png")
+
+
+def run(args: argparse.Namespace) -> int:
+    """`tracemill bench load`: a private stack with the no-op app beside it; a table per N."""
+    from cluster.bench.stack import private_stack  # Ray once the command runs
+    from cluster.results import write_result
+
+    ns = sorted({int(n) for n in args.sessions.split(",") if n.strip()})
+    with private_stack(noop=True) as (stack, key):
+        result = bench_load(stack, key, ns, args.duration, args.warmup)
+    print(f"{'N':>6} {'events/s':>10} {'no-op':>10} {'ratio':>6} {'shots/s':>8} {'p50':>7} {'p95':>7} {'p99':>7}")
+    for one in result["runs"]:
+        t, b = one["tracemill"], one["noop_baseline"]
+        print(f"{one['sessions']:>6} {t['events_per_s']:>10.0f} {b['events_per_s']:>10.0f} "
+              f"{one['ratio_events_per_s_to_noop'] or 0:>6.2f} {t['screenshots_per_s'] or 0:>8.2f} "
+              f"{t['p50_ms'] or 0:>7.1f} {t['p95_ms'] or 0:>7.1f} {t['p99_ms'] or 0:>7.1f}")
+    print(f"raw upserts {result['baselines']['raw_upserts_rows_per_s']} rows/s; Pool WebP "
+          f"{result['baselines']['pool_webp_frames_per_s']} frames/s; idle session "
+          f"{result['idle']['bytes_per_idle_session']} bytes")
+    write_result(args.output, {"benchmark": "load", **result})
+    if args.output:
+        plot(result, args.output.with_suffix(".png"))
+    return 0

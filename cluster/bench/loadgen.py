@@ -35,7 +35,7 @@ from cluster.bench.load_mix import SideTraffic
 from cluster.stream_client import exchange, open_stream
 
 __all__ = ["LoadConfig", "LoadResult", "EventFactory", "run_load", "format_result",
-           "format_comparison", "main"]  # fmt: skip
+           "format_comparison", "add_arguments", "run", "main"]  # fmt: skip
 
 # Pause before resending a frame the server answered with an error (nothing of it was stored).
 _ERROR_BACKOFF_S = 0.1
@@ -315,7 +315,7 @@ async def run_load(cfg: LoadConfig) -> LoadResult:
     tasks: list[asyncio.Task[None]] = []
     side = None
     if cfg.screenshot_every or cfg.read_every or cfg.finish:
-        from cluster.bench.processing import synthetic_page
+        from cluster.bench.frames import synthetic_page
 
         side = SideTraffic(cfg.url + cfg.prefix, cfg.api_key.get_secret_value(),
                            screenshot_every=cfg.screenshot_every, read_every=cfg.read_every,
@@ -421,10 +421,11 @@ def format_comparison(real: LoadResult, baseline: LoadResult) -> str:
 _DESCRIPTION = "Closed-loop WebSocket load against a tracemill (or no-op) ingest endpoint."
 
 
-def _parse_args(argv: list[str] | None) -> tuple[LoadConfig, bool]:
-    p = argparse.ArgumentParser(prog="python -m cluster.bench.loadgen", description=_DESCRIPTION)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = _DESCRIPTION
     p.add_argument("--url", default="http://127.0.0.1:8000")
-    p.add_argument("--api-key", default=os.environ.get("TRACEMILL_API_KEY"), help="or env")
+    env_key = os.environ.get("TRACEMILL_API_KEY")
+    p.add_argument("--api-key", default=env_key, required=not env_key, help="or env TRACEMILL_API_KEY")
     p.add_argument("--prefix", default="", help="application route prefix, e.g. /noop")
     p.add_argument("--sessions", type=int, default=100)
     p.add_argument("--batch", type=int, default=50)
@@ -434,28 +435,30 @@ def _parse_args(argv: list[str] | None) -> tuple[LoadConfig, bool]:
     p.add_argument("--compression", action="store_true", help="permessage-deflate")
     p.add_argument("--hard-timeout", type=float, default=None)
     p.add_argument("--json", action="store_true", help="print the LoadResult as JSON")
-    args = p.parse_args(argv)
-    if not args.api_key:
-        p.error("--api-key (or TRACEMILL_API_KEY) is required")
+
+
+def run(args: argparse.Namespace) -> int:
+    """`tracemill loadgen`: one load run, printed as a table (or JSON)."""
     cfg = LoadConfig(
         url=args.url, api_key=args.api_key, prefix=args.prefix.rstrip("/"),
         sessions=args.sessions, batch=args.batch, duration_s=args.duration,
         warmup_s=args.warmup, connect_concurrency=args.connect_concurrency,
         compression=args.compression, hard_timeout_s=args.hard_timeout,
     )  # fmt: skip
-    return cfg, args.json
-
-
-def main(argv: list[str] | None = None) -> int:
-    cfg, as_json = _parse_args(argv)
     try:  # uvloop cuts the generator's own CPU cost; it shares the cores with the server
         import uvloop
     except ImportError:
         result = asyncio.run(run_load(cfg))
     else:
         result = uvloop.run(run_load(cfg))
-    print(result.model_dump_json(indent=2) if as_json else format_result(result))
+    print(result.model_dump_json(indent=2) if args.json else format_result(result))
     return 0 if result.errors == 0 and not result.timed_out else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cluster.bench.loadgen")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -13,11 +13,10 @@ finalize     Sessions of 200 events and 40 screenshots recorded through the publ
 
 from __future__ import annotations
 
-import io
+import argparse
 import json
 import multiprocessing
 import os
-import random
 import statistics
 import sys
 import time
@@ -28,43 +27,14 @@ from typing import Any
 
 import httpx
 import ray
-from PIL import Image, ImageDraw
 from websockets.sync.client import connect
 
-from actors.media.compress import compress_screenshot
-from actors.media.vision_local import analyze_image
+from cluster.bench.frames import compress_and_measure, synthetic_page
+from cluster.bench.stack import private_stack
+from cluster.commands import Entry
+from cluster.results import write_result
 
-__all__ = ["bench_finalize", "bench_screenshots", "compress_and_measure", "synthetic_page"]
-
-
-def synthetic_page(index: int, width: int = 1280, height: int = 800) -> bytes:
-    """A PNG page: header, blocks of colour, lines of glyph-like stripes (text-heavy pages are
-    the slow case for WebP)."""
-    rng = random.Random(index)
-    img = Image.new("RGB", (width, height), (255, 255, 255))
-    draw = ImageDraw.Draw(img)
-    draw.rectangle([0, 0, width, 56], fill=(20, 30, 90))
-    for _ in range(12):
-        x, y = rng.randrange(0, width - 240), rng.randrange(70, height - 120)
-        draw.rectangle([x, y, x + rng.randrange(80, 240), y + rng.randrange(40, 120)],
-                       fill=tuple(rng.randrange(0, 255) for _ in range(3)))
-    for y in range(80, height - 20, 22):
-        x = 24 + rng.randrange(0, 40)
-        while x < width - 120:
-            word = rng.randrange(14, 64)
-            for gx in range(x, x + word, 5):
-                draw.rectangle([gx, y, gx + 1, y + 9], fill=(30, 30, 30))
-            x += word + 8
-    out = io.BytesIO()
-    img.save(out, format="PNG")
-    return out.getvalue()
-
-
-def compress_and_measure(png: bytes) -> int:
-    """The compress task's CPU work, without its I/O: what both sides of the ratio run."""
-    image = compress_screenshot(png)
-    analyze_image(image.webp)
-    return image.compressed_bytes
+__all__ = ["FINALIZE", "SCREENSHOTS", "bench_finalize", "bench_screenshots", "record_session"]
 
 
 def _timed(fn: Callable[[], Any]) -> float:
@@ -208,9 +178,39 @@ def bench_finalize(stack: Any, key: str, sessions: int) -> dict[str, Any]:
             "pool_compress_same_frames_s": pool_s}
 
 
-def write_result(path: Path | None, record: dict[str, Any]) -> None:
-    if path is None:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    _progress(f"wrote {path}")
+# -- the commands ----------------------------------------------------------------------------
+
+def _screenshots_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--frames", type=int, default=60)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--output", type=Path)
+
+
+def _finalize_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sessions", type=int, default=3)
+    parser.add_argument("--output", type=Path)
+
+
+def _run_screenshots(args: argparse.Namespace) -> int:
+    with private_stack() as (stack, key):
+        result = bench_screenshots(stack, key, args.frames, args.rounds)
+    rate = result["frames_per_s"]
+    print(f"frames/s  pool {rate['pool']:.1f}  ray tasks {rate['ray_tasks']:.1f}"
+          f" (ratio {result['ratio_ray_tasks_to_pool']:.2f})  whole path {rate['pipeline']:.1f}"
+          f" (ratio {result['ratio_pipeline_to_pool']:.2f})")
+    write_result(args.output, {"benchmark": "screenshots", **result})
+    return 0
+
+
+def _run_finalize(args: argparse.Namespace) -> int:
+    with private_stack() as (stack, key):
+        result = bench_finalize(stack, key, args.sessions)
+    print(f"200 events + 40 screenshots: /finish → final status {result['median_finish_to_final_s']:.2f} s"
+          f" (median), first upload → final status {result['median_first_upload_to_final_s']:.2f} s;"
+          f" the same 40 frames in the Pool alone: {result['pool_compress_same_frames_s']:.2f} s")
+    write_result(args.output, {"benchmark": "finalize", **result})
+    return 0
+
+
+SCREENSHOTS = Entry(_screenshots_arguments, _run_screenshots)
+FINALIZE = Entry(_finalize_arguments, _run_finalize)

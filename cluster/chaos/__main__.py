@@ -2,6 +2,6 @@
 
 import sys
 
-from cluster.chaos.run import main
+from cluster.chaos.scenarios import main
 
 sys.exit(main())

@@ -1,4 +1,4 @@
-"""Fault injectors for cluster.chaos.run, each one scripted and repeatable.
+"""Fault injectors for cluster.chaos.scenarios, each one scripted and repeatable.
 
 - `S3FaultProxy`: an HTTP proxy on 127.0.0.1 in front of an S3 endpoint (moto's server).
   While a fault window is open it answers S3 requests with 500 InternalError, 503 SlowDown, or

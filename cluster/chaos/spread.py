@@ -7,7 +7,7 @@ and the node-loss row of `tracemill bench faults`).
 resources, all on 127.0.0.1's machine); tracemill runs on it with the embedded PostgreSQL and a
 local-directory object store (one filesystem for all three nodes). Then:
 
-1. spread: a resending load (cluster.chaos.load) records sessions with screenshots and
+1. spread: a resending load (cluster.chaos.resending_load) records sessions with screenshots and
    finishes them; the shards' finalisations run compress, vision and scoring tasks wherever
    Ray places them. Where that left a node without some kind, a fill pass runs that task
    function for a finished session pinned to the node (node affinity), recorded apart.
@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -41,11 +39,13 @@ import ray
 
 from actors.ingest.shard_pool import shard_name
 from cluster.chaos.faults import describe_actor_nodes, wait_ready
-from cluster.chaos.load import ChaosLoadConfig, LoadTrack, run_chaos_load
+from cluster.chaos.resending_load import ChaosLoadConfig, LoadTrack, run_chaos_load
 from cluster.chaos.verify import verify
+from cluster.doubles.net import free_port
 from cluster.local import LOCAL_RAY_ENV, THROUGHPUT_ENV, LocalStack, private_serve_ports, use_free_agent_port
+from cluster.results import write_result
 
-__all__ = ["main"]
+__all__ = ["add_arguments", "main", "run", "spread_and_lose_a_node"]
 
 _TASKS = {"compress_task": "compress", "vision_task": "vision", "analysis_task": "scoring"}
 # Logical CPUs per node. Two per node on a 2-core machine oversubscribes on purpose: shards
@@ -59,12 +59,6 @@ _T0 = time.monotonic()
 
 def _say(text: str) -> None:
     print(f"[spread {time.monotonic() - _T0:6.1f}s] {text}", file=sys.stderr, flush=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _start_cluster(smoke: bool) -> tuple[Any, list[Any]]:
@@ -82,8 +76,8 @@ def _start_cluster(smoke: bool) -> tuple[Any, list[Any]]:
         os.environ.pop(name, None)
     use_free_agent_port()  # the head's dashboard agent: not 52365, which another cluster may hold
     cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": _NODE_CPUS, "gcs_server_port": _free_port(), "include_dashboard": True,
-        "dashboard_host": "127.0.0.1", "dashboard_port": _free_port(),
+        "num_cpus": _NODE_CPUS, "gcs_server_port": free_port(), "include_dashboard": True,
+        "dashboard_host": "127.0.0.1", "dashboard_port": free_port(),
         "object_store_memory": 150 * 1024 * 1024})
     workers = [cluster.add_node(num_cpus=_NODE_CPUS, object_store_memory=150 * 1024 * 1024) for _ in range(2)]
     cluster.wait_for_nodes()
@@ -221,13 +215,13 @@ async def _spread(stack: LocalStack, key: str, smoke: bool) -> tuple[dict[str, A
     return checked, [s.sid for s in track.sessions if s.finish_accepted]
 
 
-def run(smoke: bool) -> dict[str, Any]:
+def spread_and_lose_a_node(smoke: bool) -> dict[str, Any]:
     saved = _CURRENT_CLUSTER.read_text() if _CURRENT_CLUSTER.exists() else None
     result: dict[str, Any] = {"benchmark": "spread", "smoke": smoke, "node_cpus": _NODE_CPUS,
                               "ray_health_checks": "1 s x 3 (smoke)" if smoke else "Ray defaults"}
     with tempfile.TemporaryDirectory(prefix="tracemill-spread-") as state:
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TRACEMILL_S3_BUCKET", "RAY_ADDRESS")}
-        stack = LocalStack(state_dir=Path(state), port=_free_port(), env=env, throughput_mode=False)
+        stack = LocalStack(state_dir=Path(state), port=free_port(), env=env, throughput_mode=False)
         cluster = None
         try:
             stack.start_storage()
@@ -303,20 +297,25 @@ def ok(result: dict[str, Any]) -> bool:
                 and loss.get("screenshots_missing") == 0)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m cluster.chaos.spread", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--smoke", action="store_true", help="fewer sessions (the test suite's size)")
-    p.add_argument("--output", type=Path)
-    args = p.parse_args(argv)
-    result = run(args.smoke)
-    result["when"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__
+    parser.add_argument("--smoke", action="store_true", help="fewer sessions (the test suite's size)")
+    parser.add_argument("--output", type=Path)
+
+
+def run(args: argparse.Namespace) -> int:
+    """`tracemill bench spread` (and `python -m cluster.chaos node-loss`): the report, and JSON."""
+    result = spread_and_lose_a_node(args.smoke)
     print(format_report(result))
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(result, indent=2, default=str) + "\n")
-        print(f"wrote {args.output}", file=sys.stderr)
+    write_result(args.output, {"benchmark": "spread", **result})
     return 0 if ok(result) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m cluster.chaos.spread",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    return run(p.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""After a fault scenario: hold what the server promised (cluster.chaos.load.LoadTrack) against
-what PostgreSQL and the object store actually hold.
+"""After a fault scenario: hold what the server promised (cluster.chaos.resending_load.LoadTrack)
+against what PostgreSQL and the object store actually hold.
 
 - acked events: every seq 0..acked_through of a session is a row in `interactions`;
   `lost` counts the ones that are not.
@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 
 from actors.storage.objectstore import make_object_store
-from cluster.chaos.load import LoadTrack
+from cluster.chaos.resending_load import LoadTrack
 from configs.settings import TracemillSettings
 
 __all__ = ["TERMINAL", "verify"]

@@ -35,7 +35,8 @@ from cluster.demo.recording import Recording, RecordingError, load_recording
 from cluster.demo.export import api_error, export_recording
 from cluster.stream_client import exchange, open_stream
 
-__all__ = ["DEFAULT_RECORDING", "DemoError", "DemoResult", "export_recording", "main", "replay", "run_demo"]
+__all__ = ["DEFAULT_RECORDING", "DemoError", "DemoResult", "add_arguments", "export_recording", "main", "replay",
+           "run", "run_demo"]
 
 DEFAULT_RECORDING = Path(__file__).with_name("data") / "shop_checkout.json"
 TERMINAL = ("ready", "rejected", "failed")
@@ -232,17 +233,18 @@ def format_summary(result: DemoResult) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="tracemill demo", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = __doc__
     p.add_argument("--endpoint", default="http://127.0.0.1:8000", help="a running `tracemill up`")
-    p.add_argument("--api-key", default=os.environ.get("TRACEMILL_API_KEY"), help="or env TRACEMILL_API_KEY")
+    env_key = os.environ.get("TRACEMILL_API_KEY")
+    p.add_argument("--api-key", default=env_key, required=not env_key,
+                   help="or env TRACEMILL_API_KEY; `tracemill up` prints one")
     p.add_argument("--recording", type=Path, default=DEFAULT_RECORDING)
     p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for finalisation")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    args = p.parse_args(argv)
-    if not args.api_key:
-        p.error("--api-key (or TRACEMILL_API_KEY) is required; `tracemill up` prints one")
+
+
+def run(args: argparse.Namespace) -> int:
     try:
         result = run_demo(args.endpoint, args.api_key, args.recording, timeout_s=args.timeout,
                           progress=lambda line: print(f"[demo] {line}", file=sys.stderr, flush=True))  # fmt: skip
@@ -251,6 +253,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(result.model_dump_json(indent=2) if args.json else format_summary(result))
     return 0 if result.status == "ready" else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tracemill demo", formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

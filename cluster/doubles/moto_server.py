@@ -19,7 +19,8 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 import boto3
-from moto.server import ThreadedMotoServer
+
+from cluster.extras import require
 
 __all__ = [
     "DUMMY_ACCESS_KEY_ID",
@@ -80,7 +81,8 @@ def start_moto_server() -> tuple[str, Callable[[], None]]:
     """Start moto's S3-capable server on a free port; return (endpoint URL, stop)."""
     # Port 0 lets the OS pick a free port at bind time: no window for another process to
     # take a port we probed, and we read the real one back from the bound socket.
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto_server = require("moto.server", extra="bench", needed_by="the S3 test server (moto)")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     return f"http://{host}:{port}", server.stop

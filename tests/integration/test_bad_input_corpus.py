@@ -19,7 +19,7 @@ from fastapi import FastAPI
 
 from cluster.badinput.corpus import BadCase, corpus
 from cluster.badinput.fuzz import run_schemathesis
-from cluster.badinput.run import format_table, run_corpus
+from cluster.badinput.judge import format_table, run_corpus
 from cluster.doubles.net import free_port
 from tests.support.stack import make_key, run_db
 

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from cluster.chaos.faults import ingress_replicas, kill_ingress_replica, wait_ready
-from cluster.chaos.load import ChaosLoadConfig, LoadTrack, run_chaos_load
+from cluster.chaos.resending_load import ChaosLoadConfig, LoadTrack, run_chaos_load
 from cluster.chaos.verify import verify
 from tests.support.client import Api
 

@@ -75,6 +75,7 @@ def test_up_serves_then_stops_everything_on_sigterm(tmp_path: Path) -> None:
                  what="the banner")
         output = (tmp_path / "up.log").read_text()
         assert base in output and f"{base}/docs" in output and BOOTSTRAP in output
+        assert f"dashboard  {base}/dashboard#key={BOOTSTRAP}" in output  # tracemill's own, as the README says
         status = tracemill("status", "--state-dir", str(state), env=env)
         assert status.returncode == 0, status.stdout + status.stderr
         assert "readyz     200" in status.stdout and "recording" in status.stdout

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from collections.abc import Iterator
 
@@ -19,17 +18,12 @@ from ray import serve
 from websockets.asyncio.client import connect
 
 from cluster.bench.loadgen import EventFactory, LoadConfig, LoadResult, run_load
+from cluster.doubles.net import free_port
 from serve_app.noop import build_noop_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 PREFIX = "/noop"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _serve_base_url() -> str:
@@ -62,7 +56,7 @@ def base_url() -> Iterator[str]:
     started_ray = not ray.is_initialized()
     if started_ray:
         ray.init(num_cpus=2, include_dashboard=False)
-    serve.start(http_options={"host": "127.0.0.1", "port": _free_port()})
+    serve.start(http_options={"host": "127.0.0.1", "port": free_port()})
     serve.run(build_noop_app(), name="noop", route_prefix=PREFIX)
     base = _serve_base_url()
     try:

@@ -1,7 +1,8 @@
 """Run the bad-input corpus (cluster.badinput.corpus) against a tracemill endpoint and judge it.
 
 Every answer must be a 4xx the case allows, in the one error shape, with `request_id` equal to
-the `X-Request-ID` header (itself the id the runner sent); no 5xx; the endpoint ready after;
+the `X-Request-ID` header (the id the runner sent when that is plain, else a fresh plain one);
+no 5xx; the endpoint ready after;
 and, given a database URL, no row more or less in sessions, interactions, screenshots,
 datasets or finetunes of the keys' organisation. Everything is bounded: a fixed number of
 requests, `concurrency` at a time, each with its own timeout.
@@ -29,6 +30,8 @@ from cluster.badinput.slow import send_slow
 __all__ = ["CaseOutcome", "CorpusResult", "run_corpus", "run_corpus_async", "format_table"]
 
 _CODE = re.compile(r"^[a-z][a-z0-9_]*$")
+# PROTOCOL.md: a client's X-Request-ID is kept when it is at most 128 of these; else replaced.
+_PLAIN_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _TABLES = {
     "sessions": "SELECT count(*) FROM sessions WHERE org_id = $1",
     "interactions": "SELECT count(*) FROM interactions i JOIN sessions s USING (session_id) WHERE s.org_id = $1",
@@ -98,8 +101,11 @@ def check_error(status: int, headers: dict[str, str], body: bytes, case: BadCase
     problem = _shape(doc, headers.get("x-request-id"))
     if problem is None and "set-cookie" in headers:  # e.g. injected through an echoed header
         problem = f"the error set a cookie: {headers['set-cookie'][:80]!r}"
-    if problem is None and headers.get("x-request-id") != sent_id:
-        problem = f"X-Request-ID {headers.get('x-request-id')!r} is not the one sent ({sent_id})"
+    answered_id, plain = headers.get("x-request-id") or "", _PLAIN_ID.match(sent_id) is not None
+    if problem is None and plain and answered_id != sent_id:
+        problem = f"X-Request-ID {answered_id!r} is not the one sent ({sent_id})"
+    if problem is None and not plain and (answered_id == sent_id or not _PLAIN_ID.match(answered_id)):
+        problem = f"X-Request-ID {answered_id[:80]!r}: an id that is not plain must be replaced by a plain one"
     if problem is None and case.field is not None:
         fields = [str(d.get("field") or "") for d in doc["error"]["details"] if isinstance(d, dict)]
         if not any(case.field in f for f in fields):
@@ -179,7 +185,7 @@ def _ws_error(frame: dict[str, Any], case: BadCase, sent_id: str) -> str | None:
         return f"a bad frame got {str(frame)[:120]}"
     problem = _shape({"error": frame.get("error")}, None)
     error = frame["error"]
-    if problem is None and not str(error["request_id"]).startswith(sent_id):
+    if problem is None and _PLAIN_ID.match(sent_id) and not str(error["request_id"]).startswith(sent_id):
         problem = f"request_id {error['request_id']!r} is not of this stream ({sent_id})"
     if problem is None and case.ws_errors and error["code"] not in case.ws_errors:
         problem = f"error code {error['code']!r}, expected one of {sorted(case.ws_errors)}"

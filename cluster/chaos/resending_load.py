@@ -1,5 +1,5 @@
-"""The streaming load the fault scenarios run under (cluster.chaos.run): N sessions, each streaming
-click events over its own WebSocket, uploading a screenshot every few frames and finishing.
+"""The streaming load the fault scenarios run under (cluster.chaos.scenarios): N sessions, each
+streaming click events over its own WebSocket, uploading a screenshot every few frames and finishing.
 
 It is a *resending* client, as PROTOCOL.md asks of every client: it keeps what is not acked,
 and after any failure (dropped socket, refused upgrade, error frame, 5xx, timeout) it

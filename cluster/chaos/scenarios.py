@@ -6,14 +6,14 @@
 One private stack (the same start-up as `tracemill up`: Ray, embedded PostgreSQL, Serve) whose
 object store is moto's S3 server behind a fault proxy (cluster.chaos.faults.S3FaultProxy) and
 whose vision provider is `openai`, pointed at a local OpenAI-compatible server with scripted
-failures. Each scenario starts a resending load (cluster.chaos.load), injects its fault at a
-fixed point (a share of the events acked), heals it, lets the load drain, and verifies against
-PostgreSQL and the object store (cluster.chaos.verify). Every step is bounded; the process
-ends by itself. The node-loss scenario needs a multi-node cluster of its own, and one process
+failures. Each scenario starts a resending load (cluster.chaos.resending_load), injects its
+fault at a fixed point (a share of the events acked), heals it, lets the load drain, and
+verifies against PostgreSQL and the object store (cluster.chaos.verify). Every step is
+bounded; the process ends by itself. The node-loss scenario needs a multi-node cluster of its own, and one process
 joins one Ray cluster only, so it runs in a subprocess (cluster.chaos.spread).
 
-The moto and OpenAI-compatible servers are the test suite's (tests/support): real HTTP
-servers, not mocks, and the only S3 and OpenAI this machine may reach.
+The moto and OpenAI-compatible servers are the shipped test doubles (cluster/doubles, moto from
+the `bench` extra): real HTTP servers, not mocks, and the only S3 and OpenAI this machine may reach.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import asyncio
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,12 +35,15 @@ from typing import Any
 
 from actors.ingest.shard_pool import shard_index
 from cluster.chaos.faults import S3FaultProxy, kill_ingress_replica, kill_shard, wait_ready
-from cluster.chaos.load import ChaosLoadConfig, LoadTrack, run_chaos_load
+from cluster.chaos.resending_load import ChaosLoadConfig, LoadTrack, run_chaos_load
 from cluster.chaos.verify import verify, vision_outcomes
+from cluster.commands import Entry
+from cluster.doubles.net import free_port
 from cluster.local import LocalStack
+from cluster.results import write_result
 from configs.settings import TracemillSettings
 
-__all__ = ["SCENARIOS", "format_table", "main", "run_scenarios"]
+__all__ = ["FAULTS", "SCENARIOS", "format_table", "main", "run_scenarios"]
 
 REPO = Path(__file__).resolve().parents[2]
 # The share of all events acked when the fault is injected: mid-stream, never at the edges.
@@ -176,7 +178,7 @@ def _start_stack(state: Path, proxy_url: str, bucket: str, openai_url: str) -> t
     env |= {"TRACEMILL_S3_BUCKET": bucket, "AWS_ENDPOINT_URL": proxy_url, "AWS_REGION": "us-east-1",
             "TRACEMILL_VISION_PROVIDER": "openai", "OPENAI_BASE_URL": openai_url,
             "OPENAI_API_KEY": "sk-chaos-not-a-real-key"}
-    stack = LocalStack(state_dir=state, port=_free_port(), num_cpus=3, env=env)
+    stack = LocalStack(state_dir=state, port=free_port(), num_cpus=3, env=env)
     try:
         settings = stack.start_storage()
         data = settings.to_args()
@@ -192,15 +194,7 @@ def _start_stack(state: Path, proxy_url: str, bucket: str, openai_url: str) -> t
     return stack, key
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def run_scenarios(names: list[str], smoke: bool) -> list[dict[str, Any]]:
-    if str(REPO) not in sys.path:  # the `tracemill` entry point runs from anywhere; tests/ is beside us
-        sys.path.insert(0, str(REPO))
     from cluster.doubles.moto_server import create_bucket, dummy_aws_env, start_moto_server
     from cluster.doubles.openai_server import OpenAITestServer
 
@@ -282,36 +276,33 @@ def bench_faults(only: list[str] | None, smoke: bool, output: Path | None) -> in
     if "node-loss" in names:
         rows.append(run_node_loss(smoke, timeout_s=300 if smoke else 600)["node_loss"])
     print(format_table(rows))
-    _write(output, {"benchmark": "faults", "smoke": smoke, "rows": rows})
+    write_result(output, {"benchmark": "faults", "smoke": smoke, "rows": rows})
     return 0 if ok(rows) else 1
 
 
-def _write(path: Path | None, record: dict[str, Any]) -> None:
-    if path is None:
-        return
-    record |= {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": {"cpus": os.cpu_count()}}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    print(f"wrote {path}", file=sys.stderr)
+def _faults_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--only", help="comma-separated: " + ", ".join([*SCENARIOS, "node-loss"]))
+    parser.add_argument("--smoke", action="store_true", help="small N, short windows (the test suite's size)")
+    parser.add_argument("--output", type=Path)
+
+
+def _run_faults(args: argparse.Namespace) -> int:
+    return bench_faults(args.only.split(",") if args.only else None, args.smoke, args.output)
+
+
+FAULTS = Entry(_faults_arguments, _run_faults)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m cluster.chaos", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
-    run = sub.add_parser("run", help="fault scenarios on one private stack (node-loss in a subprocess)")
-    run.add_argument("--only", help="comma-separated: " + ", ".join([*SCENARIOS, "node-loss"]))
-    run.add_argument("--smoke", action="store_true", help="small N, short windows (the test suite's size)")
-    run.add_argument("--output", type=Path)
-    node = sub.add_parser("node-loss", help="the multi-node scenario (cluster.chaos.spread)")
-    node.add_argument("--smoke", action="store_true")
-    node.add_argument("--output", type=Path)
-    args = p.parse_args(argv)
-    if args.cmd == "node-loss":
-        from cluster.chaos.spread import main as spread_main
+    _faults_arguments(sub.add_parser("run", help="fault scenarios on one private stack (node-loss in a subprocess)"))
+    from cluster.chaos import spread
 
-        return spread_main([*(["--smoke"] if args.smoke else []), *(["--output", str(args.output)] if args.output else [])])
-    return bench_faults(args.only.split(",") if args.only else None, args.smoke, args.output)
+    spread.add_arguments(sub.add_parser("node-loss", help="the multi-node scenario (cluster.chaos.spread)"))
+    args = p.parse_args(argv)
+    return spread.run(args) if args.cmd == "node-loss" else _run_faults(args)
 
 
 if __name__ == "__main__":

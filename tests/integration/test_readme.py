@@ -1,0 +1,138 @@
+"""The README is executable: every ```bash block of README.md either runs here, in order,
+against the started stack, or is listed below with the reason it cannot. A new block that is
+neither fails the test, so the README cannot rot again.
+
+A block runs as the reader would run it, after `tracemill up`: with the key and endpoint it
+printed (KEY, TM), an admin key (ADMIN_KEY), in a directory holding the README's YAML examples
+(dataset.yaml, ft.yaml). The lines that assign those placeholders (`KEY=...`) are the reader's
+to fill in, so the test's values replace them; the Ray dashboard the README names (:8265) is
+the stack's. curl fails on an HTTP error, so a 4xx anywhere fails the block; a `# {...}` line
+in a block is the JSON the command before it answers, and must be (a subset of) what it did.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.stack import make_key
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```\s*$", re.M | re.S)
+PROVIDED = ("KEY", "TM", "ADMIN_KEY")  # the placeholders this test fills in
+
+# Blocks run in README order, each named by the start of its first line.
+RUN = (
+    "KEY=...",  # "Try it": create a session, send an event, read it back
+    "TRACEMILL_API_KEY=$KEY tracemill demo",  # replay the recorded checkout (a ready human session)
+    "ADMIN_KEY=...",  # dataset builds: the CLI, `ray job submit`, the API; read it, download a file
+)
+NOT_RUN = {
+    "# 1. install and run tracemill": "installs the package and runs `tracemill up` in the foreground: the"
+                                      " stack fixture is that start-up (test_cli.py runs `up` itself), and step 2"
+                                      " is this test suite",
+    "tracemill finetune start": "a fine-tune at OpenAI; test_finetune.py runs these commands and routes against"
+                                " the OpenAI-compatible test server",
+    "export OPENAI_API_KEY=": "evaluates an OpenAI model; test_evaluate.py runs `tracemill eval run|compare` and"
+                              " the Ray job against the OpenAI-compatible test server",
+    "tracemill bench ingest": "a benchmark of minutes (its figures are in results/); test_installed.py starts it",
+    "tracemill bench screenshots": "a benchmark of minutes (its figures are in results/)",
+    "tracemill bench dataset": "a benchmark of minutes (its figures are in results/)",
+    "tracemill bench badinput": "a benchmark of minutes on a stack of its own; test_bad_input_corpus.py runs the"
+                                " corpus, test_installed.py starts the command",
+    "tracemill bench load": "a benchmark of minutes at N = 1,000; test_load_smoke.py runs the load at small N",
+    "tracemill bench faults": "a benchmark of minutes on stacks of its own; test_chaos_smoke.py runs the scenarios"
+                              " at small N, test_installed.py starts the command",
+    "tracemill bench spread": "a three-node cluster of its own, minutes; test_chaos_smoke.py runs it with --smoke",
+}
+
+
+def blocks(language: str) -> list[str]:
+    return [m[2] for m in FENCE.finditer(README.read_text()) if m[1] == language]
+
+
+def _name(block: str) -> str:
+    first = block.splitlines()[0]
+    matches = [n for n in (*RUN, *NOT_RUN) if first.startswith(n)]
+    assert len(matches) == 1, f"README block starting {first!r} is neither run nor listed in NOT_RUN (or both)"
+    return matches[0]
+
+
+def test_every_bash_block_is_run_or_listed_with_a_reason() -> None:
+    names = [_name(b) for b in blocks("bash")]
+    assert [n for n in names if n in RUN] == list(RUN), "RUN must list the blocks in README order, once each"
+    assert sorted(n for n in names if n in NOT_RUN) == sorted(NOT_RUN), "a NOT_RUN entry matches no block"
+
+
+def _script(blocks_to_run: list[str], dashboard: str) -> str:
+    """One shell for all of them, as a reader would type them (SID, ID stay set), each block
+    announced on stdout so a failure and each answer can be told to its block."""
+    out = ["set -euo pipefail",  # and curl fails on an HTTP error, each answer on a line of its own
+           """curl() { command curl --silent --show-error --fail-with-body --write-out '\\n' "$@"; }"""]
+    for i, block in enumerate(blocks_to_run):
+        lines = [line for line in block.splitlines() if not re.match(rf"({'|'.join(PROVIDED)})=", line)]
+        out += [f"echo; echo '{_MARK}{i}'", "\n".join(lines).replace("http://127.0.0.1:8265", dashboard)]
+    return "\n".join(out) + "\n"
+
+
+_MARK = "### README block "
+
+
+def _expected_json(block: str) -> list[dict[str, Any]]:
+    return [json.loads(line[1:]) for line in block.splitlines() if line.startswith("# {")]
+
+
+def _answered(expected: dict[str, Any], output: str) -> bool:
+    for line in output.splitlines():
+        try:
+            got = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(got, dict) and all(got.get(k) == v for k, v in expected.items()):
+            return True
+    return False
+
+
+@pytest.fixture(scope="module")
+def reader(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """The reader's shell after `tracemill up`: a directory with the YAML examples, and the env."""
+    folder = tmp_path_factory.mktemp("reader")
+    for block in blocks("yaml"):
+        name = re.match(r"# (\S+\.yaml)", block)
+        if name:
+            (folder / name[1]).write_text(block)
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "DATABASE_URL", "TRACEMILL_API_KEY")}
+    env |= {"KEY": make_key(stack, ["ingest", "read"]), "ADMIN_KEY": make_key(stack, ["ingest", "read", "admin"]),
+            "TM": stack.endpoint, "TRACEMILL_STATE_DIR": str(stack.state_dir),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    if (Path.home() / ".ray" / "auth_token").exists():  # as the README says for `ray job submit`
+        env["RAY_AUTH_MODE"] = "token"
+    return folder, env
+
+
+def test_the_runnable_blocks_run_in_order(stack: Any, reader: tuple[Path, dict[str, str]]) -> None:
+    folder, env = reader
+    dashboard = stack.dashboard_url if "://" in (stack.dashboard_url or "") else f"http://{stack.dashboard_url}"
+    runnable = [b for b in blocks("bash") if _name(b) in RUN]
+    done = subprocess.run(["bash", "-c", _script(runnable, dashboard)], capture_output=True, text=True, cwd=folder,
+                          env=env, timeout=800)
+    outputs = done.stdout.split(_MARK)[1:]  # "<index>\n<what the block printed>"
+    if done.returncode != 0:
+        failed = _name(runnable[int(outputs[-1].split()[0])]) if outputs else "before the first block"
+        pytest.fail(f"README block {failed!r} failed (exit {done.returncode}):\n{done.stdout[-3000:]}\n"
+                    f"{done.stderr[-3000:]}")
+    assert len(outputs) == len(runnable)
+    for block, output in zip(runnable, outputs):
+        for expected in _expected_json(block):
+            assert _answered(expected, output), f"{_name(block)!r} answered no {expected} in:\n{output}"
+    assert (folder / "train.jsonl").stat().st_size > 0  # the dataset block's download
