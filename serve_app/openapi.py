@@ -3,15 +3,17 @@
 The handlers parse raw bodies (to answer 400/413/415/422 in our own error shape, with one
 detail per bad event), so FastAPI cannot infer request schemas; these helpers put them back.
 
-/docs is Swagger UI from the `swagger-ui-bundle` package, served by the API itself under a
-strict CSP: FastAPI's own page would load its script from a CDN, run inline script, and
-/redoc likewise, so both are off (`docs_url=None, redoc_url=None`) and this page replaces them.
+/docs is Swagger UI 5 (the first to read OpenAPI 3.1, which FastAPI writes) from the files the
+`fastapi-offline` package ships, served by the API itself under a strict CSP. FastAPI's own page
+loads its script from a CDN and runs inline script, /redoc likewise: both are off
+(`docs_url=None, redoc_url=None`) and this page replaces them.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from importlib import resources
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -28,7 +30,6 @@ _STATIC = Path(__file__).parent / "static"
 _DOCS_ASSETS = {
     "swagger-ui-bundle.js": ("swagger", "text/javascript"),
     "swagger-ui.css": ("swagger", "text/css"),
-    "favicon-32x32.png": ("swagger", "image/png"),
     "docs-init.js": ("ours", "text/javascript"),
 }
 # Swagger UI sets element styles and shows data: SVG icons; scripts come only from here.
@@ -99,9 +100,8 @@ def _docs_file(name: str) -> tuple[bytes, str]:
     if where == "ours":
         return (_STATIC / name).read_bytes(), media
     if where == "swagger":
-        from swagger_ui_bundle import swagger_ui_path  # loaded when the page is first asked for
-
-        return (Path(str(swagger_ui_path)) / name).read_bytes(), media
+        # Only its static files are used (importing it imports nothing but FastAPI).
+        return (resources.files("fastapi_offline") / "static" / name).read_bytes(), media
     raise NotFound(f"no docs file {name[:64]!r}")
 
 

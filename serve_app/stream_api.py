@@ -134,7 +134,7 @@ def _submit(services: Services, principal: Principal, session_id: uuid.UUID, mes
     if data is None:
         data = message.get("bytes") or b""
     try:
-        if len(data) > limits.max_frame_bytes:
+        if _frame_bytes(data, limits.max_frame_bytes) > limits.max_frame_bytes:
             raise PayloadTooLarge(f"the frame exceeds the limit of {limits.max_frame_bytes} bytes")
         frame = decode_json(data)
         if not isinstance(frame, dict):
@@ -152,6 +152,14 @@ def _submit(services: Services, principal: Principal, session_id: uuid.UUID, mes
         return exc
     services.metrics.record_received("ws", len(events))
     return asyncio.ensure_future(services.shard(session_id).ingest(principal.org_id, session_id, events))
+
+
+def _frame_bytes(data: str | bytes, limit: int) -> int:
+    """The frame's size in bytes, as the limit counts it: a text frame of `limit` characters
+    may hold up to four times as many UTF-8 bytes (encoded only when that could matter)."""
+    if isinstance(data, bytes) or len(data) * 4 <= limit or len(data) > limit:
+        return len(data)
+    return len(data.encode("utf-8", "surrogatepass"))
 
 
 async def _write_answers(services: Services, ws: WebSocket, queue: asyncio.Queue[Any]) -> None:

@@ -73,3 +73,17 @@ def test_an_oversized_auth_frame_is_refused_before_it_is_parsed(api: Api) -> Non
             pass
         code = ws.close_code
     assert code == 1009 and message is not None and message["error"]["code"] == "payload_too_large"
+
+
+def test_the_frame_limit_counts_bytes_not_characters(api: Api) -> None:
+    """1000 events of 2,100 'é' each: every event within its own limits, the frame fewer
+    characters than the 4 MiB frame limit but more bytes of UTF-8."""
+    sid = api.create_session()
+    url = api.base_url.replace("http://", "ws://") + f"/v1/sessions/{sid}/stream"
+    events = [{"seq": seq, "type": "custom", "ts": 1, "name": "x", "data": {"t": "é" * 2100}} for seq in range(1000)]
+    frame = json.dumps({"type": "events", "events": events}, ensure_ascii=False)
+    assert len(frame) < 4 * 1024 * 1024 < len(frame.encode())
+    with connect(url, open_timeout=10, max_size=None, additional_headers={"Authorization": f"Bearer {api.key}"}) as ws:
+        ws.send(frame)
+        answer = json.loads(ws.recv(timeout=30))
+    assert answer["type"] == "error" and answer["error"]["code"] == "payload_too_large", answer["error"]["code"]
