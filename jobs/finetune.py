@@ -1,6 +1,7 @@
 """Ray Job entrypoint: fine-tune a model on a built dataset, through a provider.
 
     ray job submit --working-dir . -- python -m jobs.finetune --dataset <id> --config ft.yaml
+    ray job submit … -- python -m jobs.finetune --dataset <id> --provider local   # Ray Train, here
     python -m jobs.finetune --resume <finetune-id>      # after the driver died: same provider job
 
 `OPENAI_BASE_URL` and `OPENAI_API_KEY` are honoured (the config may set base_url instead, so
@@ -20,6 +21,7 @@ from pathlib import Path
 from actors.errors import NotFound
 from actors.storage.finetune_repo import finetune_row
 from actors.storage.postgres import connect_pool
+from configs.base import validated
 from configs.finetune import FineTuneSettings
 from configs.settings import TracemillSettings
 from actors.training.finetune.run import run_finetune, stored_settings
@@ -36,6 +38,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     target.add_argument("--resume", type=uuid.UUID, metavar="FINETUNE_ID",
                         help="continue a fine-tune whose driver stopped (or one queued by the API)")
     parser.add_argument("--config", type=Path, help="YAML: provider, model, hyperparameters, polling")
+    parser.add_argument("--provider", choices=("openai", "local"),
+                        help="overrides the config's (or the deployment's) provider")
     parser.add_argument("--finetune-id", type=uuid.UUID, help="id for a new fine-tune (default: random)")
     return parser.parse_args(argv)
 
@@ -59,12 +63,22 @@ def with_deployment_credentials(ft: FineTuneSettings, deployed: FineTuneSettings
     return ft.model_copy(update=update) if update else ft
 
 
+def with_provider(ft: FineTuneSettings, provider: str | None) -> FineTuneSettings:
+    """The settings with another provider, validated again (the pair must make sense)."""
+    if provider is None or provider == ft.provider:
+        return ft
+    return validated(FineTuneSettings, {**ft.model_dump(), "provider": provider}, "invalid fine-tune settings",
+                     one_line=True)
+
+
 def execute(settings: TracemillSettings, ft: FineTuneSettings | None, *, dataset_id: uuid.UUID | None,
-            resume: uuid.UUID | None, finetune_id: uuid.UUID | None = None) -> int:
+            resume: uuid.UUID | None, finetune_id: uuid.UUID | None = None, provider: str | None = None) -> int:
     """Start (dataset_id) or resume a fine-tune and drive it to the end; the exit code."""
     finetune_id = resume or finetune_id or uuid.uuid4()
     if ft is None:
         ft = asyncio.run(_resume_settings(settings, finetune_id)) if resume else settings.finetune
+    if not resume:
+        ft = with_provider(ft, provider)
     ft = with_deployment_credentials(ft, settings.finetune)
     print(f"fine-tune {finetune_id}: {'resuming' if resume else 'starting'} ({ft.provider} {ft.base_model})",
           flush=True)
@@ -80,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def go() -> int:
         ft = FineTuneSettings.from_file(args.config) if args.config else None  # before any work
         return execute(join_cluster(), ft, dataset_id=args.dataset, resume=args.resume,
-                       finetune_id=args.finetune_id)
+                       finetune_id=args.finetune_id, provider=args.provider)
 
     return run_entrypoint("finetune", go)
 

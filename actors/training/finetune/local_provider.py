@@ -60,7 +60,7 @@ def preflight(ft: FineTuneSettings, dataset: Mapping[str, Any] | None = None) ->
         raise ConfigError(f"the local provider needs the train extra ({', '.join(missing)} missing): "
                           "pip install 'tracemill[train]'")
     if problem := base_model_problem(ft.local):
-        raise ConfigError(problem, code="bad_base_model")
+        raise InvalidInput(problem, code="bad_base_model")
     if dataset is None:
         return
     files = json.loads(dataset["files"]) if isinstance(dataset["files"], str) else dataset["files"] or {}
