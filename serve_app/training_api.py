@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
@@ -26,7 +26,8 @@ __all__ = ["FineTuneCreate", "cancel_finetune", "create_dataset", "create_finetu
            "get_dataset", "get_finetune", "list_datasets"]
 
 DATASET_FILES = {"train.jsonl": "application/jsonl", "validation.jsonl": "application/jsonl",
-                 "report.json": "application/json", "quality.png": "image/png"}
+                 "report.json": "application/json", "quality.png": "image/png",
+                 "train.ranking.jsonl": "application/jsonl", "validation.ranking.jsonl": "application/jsonl"}
 _LIST_LIMIT = 100
 
 
@@ -44,6 +45,10 @@ class FineTuneCreate(BaseModel):
     # Bounded below so no caller can make the driver hammer the provider.
     poll_interval_s: float | None = Field(None, ge=1.0, le=3600)
     poll_max_s: float | None = Field(None, ge=1.0, le=3600)
+    provider: Literal["openai", "local"] | None = Field(None, description="default: the deployment's")
+    local: dict[str, Any] | None = Field(
+        None, description="the local provider's settings over the deployment's: base_model, epochs, "
+        "batch_size, learning_rate, max_length, max_candidates, num_workers, use_gpu, seed, …")
 
 
 def _uuid(raw: str, what: str) -> uuid.UUID:
@@ -141,7 +146,12 @@ async def dataset_file(services: Services, request: Request, raw_id: str, name: 
 
 def _finetune_settings(services: Services, body: FineTuneCreate) -> FineTuneSettings:
     base = services.settings.finetune.model_dump()
-    base.update(body.model_dump(exclude={"dataset_id"}, exclude_none=True))
+    base.update(body.model_dump(exclude={"dataset_id", "local"}, exclude_none=True))
+    if body.local:
+        if "fail_once_after_epoch" in body.local:  # a test hook: never from a client
+            raise InvalidInput("invalid fine-tune request", [{"field": "body.local.fail_once_after_epoch",
+                                                             "error": "not settable over HTTP"}])
+        base["local"] = {**base["local"], **body.local}
     try:
         return FineTuneSettings.model_validate(base)
     except ValidationError as exc:
@@ -162,9 +172,13 @@ async def create_finetune(services: Services, request: Request) -> JSONResponse:
         raise NotFound(f"no dataset {body.dataset_id}")
     if ds["status"] != "succeeded":
         raise Conflict(f"dataset {body.dataset_id} is {ds['status']}, not succeeded", code="dataset_not_ready")
+    if ft.provider == "local":
+        from actors.training.finetune.local_provider import preflight
+
+        preflight(ft, ds)  # no base model or no candidates: refused before a row or a job exists
     finetune_id = uuid.uuid4()
     await finetune_repo.insert_finetune(pool, finetune_id, principal.org_id, body.dataset_id, ft.provider,
-                                        ft.model, ft.model_dump(mode="json", exclude={"api_key"}))
+                                        ft.base_model, ft.model_dump(mode="json", exclude={"api_key"}))
     try:
         job = await ray_jobs.submit(f"tracemill-finetune-{finetune_id}", "jobs.finetune",
                                     ["--resume", str(finetune_id)])
