@@ -24,7 +24,7 @@ from actors.ingest.rows import EncodedEvent
 from actors.ingest.group_commit import GroupCommitter, prepare_staging
 from actors.logs import bound_request, setup_logging
 from actors.privacy.redact import Redactor
-from actors.privacy.write_path import redact_batch
+from actors.privacy.write_path import redact_batch, redact_session
 from actors.processing.finalizer import Finalizer
 from actors.ingest.session_state import SessionState
 from actors.storage import sessions_repo
@@ -67,6 +67,7 @@ class SessionShard:
         self._commit_seconds = 0.0
         self._last_commit_at = time.monotonic()
         self._redactor = Redactor(settings.processing.privacy)
+        self._redacting = 0  # events being redacted (in worker threads): in flight, not yet queued
         self._finalizer = Finalizer(
             settings, self._db, lambda sid: shard_index(sid, settings.shards.count) == index
         )
@@ -122,9 +123,13 @@ class SessionShard:
     ) -> dict[str, Any]:
         """Idempotent create: the same body again answers the same; another body is a conflict."""
         pool = await self._db()
+        # Stored redacted, and compared by the redacted form's hash (or, for a row stored before
+        # session fields were redacted, by the raw body's hash the ingress sent).
+        redacted = await asyncio.to_thread(redact_session, self._redactor, fields)
         row = await self._retry(
             lambda: sessions_repo.insert_session(
-                pool, session_id=session_id, org_id=org_id, fields=fields, request_hash=request_hash
+                pool, session_id=session_id, org_id=org_id, fields=redacted.fields,
+                request_hash=redacted.request_hash,
             ),
             "session create",
         )
@@ -137,7 +142,7 @@ class SessionShard:
             raise Conflict("the session changed while it was being created; retry")
         if existing["org_id"] != org_id:
             raise Conflict("this session_id is already used", code="session_id_taken")
-        if bytes(existing["request_hash"]) != request_hash:
+        if bytes(existing["request_hash"]) not in (redacted.request_hash, request_hash):
             raise Conflict(
                 "a session with this session_id exists with a different body", code="session_conflict"
             )
@@ -153,15 +158,22 @@ class SessionShard:
         duplicates = len(events) - len(fresh)
         if not fresh:
             return state.ack(0, duplicates)
-        if committer.queued_events + len(fresh) > self._settings.shards.max_inflight_events:
+        if committer.queued_events + self._redacting + len(fresh) > self._settings.shards.max_inflight_events:
             telemetry.record_slow_down(self._index)
             raise Overloaded(
                 "the session shard is saturated; resend later",
                 retry_after_s=self._settings.shards.slow_down_ms / 1000,
             )
-        with telemetry.time_task("redact"):
-            # In a worker thread: the loop keeps answering the shard's other sessions meanwhile.
-            redacted = await asyncio.to_thread(redact_batch, self._redactor, fresh)
+        self._redacting += len(fresh)
+        try:
+            with telemetry.time_task("redact"):
+                # In a worker thread: the loop keeps answering the shard's other sessions meanwhile.
+                redacted = await asyncio.to_thread(redact_batch, self._redactor, fresh)
+        finally:
+            self._redacting -= len(fresh)
+        # A finish that began meanwhile waits only for batches already queued: this one may be
+        # queued only if the session is still recording (nothing awaits between here and there).
+        state = await self._recording_state(org_id, session_id)
         telemetry.set_shard_inflight(self._index, committer.queued_events + len(fresh))
         ack = await committer.submit(state, redacted.events, duplicates, redacted.counts)
         telemetry.set_shard_inflight(self._index, committer.queued_events)

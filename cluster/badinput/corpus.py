@@ -20,7 +20,7 @@ from serve_app.bodies import EventsBatch, FinishRequest, SessionCreate
 from cluster.badinput.case import (
     JSON, S, U400, U401, U403, U413, U415, U422, BadCase, Method, SlowUpload,
 )
-from cluster.badinput.data import TS, hostile_images, png, valid_instance, wrong_type_variants
+from cluster.badinput.data import TS, hostile_images, hostile_text_cases, png, valid_instance, wrong_type_variants
 from configs.dataset import DatasetBuildConfig
 
 __all__ = ["BadCase", "SlowUpload", "corpus", "JSON_ROUTES"]
@@ -192,7 +192,7 @@ def corpus() -> list[BadCase]:
 
     cases = (_auth_cases() + _json_cases() + _schema_cases() + _huge_cases() + unicode_cases()
              + injection_cases() + screenshot_cases(hostile_images()) + misc_cases() + websocket_cases()
-             + slow_cases())
+             + slow_cases() + hostile_text_cases())
     labels = [c.label for c in cases]
     assert len(labels) == len(set(labels)), "two cases share a label"
     return cases

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import struct
 import zlib
 from collections.abc import Iterator
@@ -16,9 +17,12 @@ from typing import Any
 
 from PIL import Image
 
+from cluster.badinput.case import JSON, S, U409, U422, BadCase
+from cluster.bench.redaction import KNOWN_WORST, hostile_one
+
 __all__ = [
     "TS", "valid_instance", "wrong_type_variants", "png", "png_chunks", "png_bomb", "png_bad_crc",
-    "hostile_images",
+    "hostile_images", "hostile_text_cases",
 ]
 
 TS = 1732262400000  # a timestamp inside the accepted [2000, 2100) window
@@ -205,3 +209,31 @@ def hostile_images() -> list[tuple[str, str, bytes, frozenset[int]]]:
         ("content_type_missing", "", good, u415),
         ("content_type_garbage", "image/png/../../x;;=", good, u415),
     ]
+
+
+def hostile_text_cases() -> list[BadCase]:
+    """The redaction benchmark's hostile strings (cluster.bench.redaction: runs of spaces after
+    "phone", "passw" repeated, "[value=" repeated ...) where the server reads them and still
+    answers a 4xx that stores nothing: a create that conflicts with the runner's session after
+    its task, user agent, client and metadata were redacted (409), a DOM snapshot one character
+    over the limit, a timestamp of 8,000 characters (422)."""
+    labels = sorted(set(KNOWN_WORST.values()) | {"'call me at' + ' ' * n", "'1 ' * n", "'+1' * n"})
+    # JSON escapes tabs and newlines, which would make the metadata too large for a 409.
+    plain = [label for label in labels if json.dumps(hostile_one(label, 64))[1:-1] == hostile_one(label, 64)]
+    cases: list[BadCase] = []
+    for i, label in enumerate(plain):
+        body = {"session_id": "@session@", "type": "human", "task": hostile_one(label, 4000),
+                "user_agent": hostile_one(label, 1024), "client": {"name": hostile_one(label, 128), "version": "1"},
+                "metadata": {"note": hostile_one(label, 8000)}}
+        cases.append(BadCase("hostile_text", "/v1/sessions", "POST", "/v1/sessions", f"session_conflict_{i}",
+                             U409, "ingest", JSON, json.dumps(body).encode()))
+    for i, label in enumerate(labels):
+        snapshot = {"seq": 0, "type": "dom_snapshot", "ts": TS, "elements": [], "html": hostile_one(label, 256 * 1024 + 1)}
+        cases.append(BadCase("hostile_text", "/v1/sessions/{id}/events", "POST", S + "/events",
+                             f"snapshot_over_limit_{i}", frozenset({413, 422}), "ingest", JSON,
+                             json.dumps({"events": [snapshot]}).encode()))
+    for name, ts in (("ts_8000_digits", "1" * 8000), ("ts_rfc3339_then_digits", "2024-01-01T00:00:00." + "1" * 8000)):
+        event = {"seq": 0, "type": "click", "ts": ts, "target": {"tag": "a"}}
+        cases.append(BadCase("hostile_text", "/v1/sessions/{id}/events", "POST", S + "/events", name, U422,
+                             "ingest", JSON, json.dumps({"events": [event]}).encode(), field="ts"))
+    return cases

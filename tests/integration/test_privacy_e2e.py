@@ -14,7 +14,7 @@ import ray
 from tests.support.stack import run_db
 from tests.integration.test_processing import wait_terminal
 from tests.support.client import Api, new_id, send_frame
-from tests.support.pii_corpus import forms, planted_corpus
+from tests.support.pii_corpus import Planted, forms, planted_corpus, planted_session
 from tests.support.sessions import VIEWPORT, page_png
 
 
@@ -49,7 +49,17 @@ def logs_dump() -> str:
 
 def test_planted_pii_is_nowhere_after_finalisation(api: Api, stack: Any) -> None:
     planted, events = planted_corpus()
-    sid = api.create_session(session_id=new_id(), type="human", viewport=VIEWPORT, task="update my account")
+    in_session = Planted()  # task, user agent, client and metadata: redacted, not audited as events
+    body = {"session_id": new_id(), "type": "human", "viewport": VIEWPORT, **planted_session(in_session)}
+    first = api.http.post("/v1/sessions", json=body)
+    assert first.status_code == 201, first.text
+    sid = first.json()["session_id"]
+    again = api.http.post("/v1/sessions", json=body)  # idempotent although stored redacted
+    assert (again.status_code, again.json()) == (200, {"session_id": sid, "status": "recording"})
+    other = api.http.post("/v1/sessions", json={**body, "metadata": {"plan": "free"}})
+    assert other.status_code == 409 and other.json()["error"]["code"] == "session_conflict"
+    stored = api.session(sid)
+    assert stored["task"] == "Email [EMAIL] the invoice, then call [PHONE]; pay with [CARD]", stored
     with api.stream(sid) as ws:
         ack = send_frame(ws, events)
     assert ack["type"] == "ack" and ack["acked_through"] == len(events) - 1, ack
@@ -63,8 +73,8 @@ def test_planted_pii_is_nowhere_after_finalisation(api: Api, stack: Any) -> None
 
     places = {"database": database_dump(stack), "object store and archives": store_dump(stack.settings.object_store.local_dir),
               "logs": logs_dump()}
-    checked = [(kind, v) for kind, v, check in planted.values if check]
-    assert len({v for _, v in checked}) >= 50
+    checked = [(kind, v) for kind, v, check in planted.values + in_session.values if check]
+    assert len({v for _, v in checked}) >= 60
     for where, text in places.items():
         for kind, value in checked:
             if where == "logs" and re.fullmatch(r"\d{1,8}", value):
