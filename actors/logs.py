@@ -18,7 +18,6 @@ import contextlib
 import contextvars
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -67,8 +66,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-def setup_logging(component: str, level: int = logging.INFO) -> None:
-    """Idempotent per process: the first caller names the component (ingress, shard, task …)."""
+def setup_logging(component: str, level: str = "INFO") -> None:
+    """Idempotent per process: the first caller names the component (ingress, shard, task …)
+    and sets the level (`settings.log_level`, passed in like every setting)."""
     global _configured
     if _configured is not None:
         return
@@ -77,9 +77,8 @@ def setup_logging(component: str, level: int = logging.INFO) -> None:
     # re-logs each line in its own format, which would wrap ours in a prefix.
     handler = logging.StreamHandler(sys.__stderr__ or sys.stderr)
     handler.setFormatter(JsonFormatter(component))
-    level = getattr(logging, os.environ.get("TRACEMILL_LOG_LEVEL", "").upper(), level)
     for name in _OUR_LOGGERS:
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
-        logger.setLevel(level)
+        logger.setLevel(level.upper())
         logger.propagate = False  # one line per record, in our format, not twice

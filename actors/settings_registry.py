@@ -1,61 +1,55 @@
-"""The deployed settings, published in the Ray cluster's internal key-value store.
+"""The deployed settings, published in the Ray cluster's internal key-value store, secrets left out.
 
 A Ray Job's driver (`ray job submit -- python -m jobs.build_dataset …`) starts in a process the
 job manager spawns, with none of the environment `tracemill up` or `tracemill deploy` had. So
 the deploying side publishes the validated settings next to the Serve app, and a driver reads
 them back after `ray.init()`: jobs need no flags to find the database and the object store.
-The value holds the database DSN, as the Serve config's args already do: whoever can read the
-cluster's GCS can read both. An explicit DATABASE_URL in the driver's environment wins.
+
+Any driver or job of the cluster can read this store, so it holds only `public_args()` and the
+*name* of the deployment's secrets file (configs/secrets.py): a driver on a node that has the
+file reads the secrets from it (0600, the deploying user's), any other from its environment.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 
 from ray.experimental import internal_kv
 
 from actors.errors import ConfigError
-from configs.settings import SettingsError, TracemillSettings
+from configs.settings import CLUSTER_ADDRESS_ENV, SettingsError, TracemillSettings
 
-__all__ = ["CLUSTER_ADDRESS_ENV", "dashboard_url", "job_cluster_address", "publish_settings",
+__all__ = ["CLUSTER_ADDRESS_ENV", "KV_KEY", "KV_NAMESPACE", "dashboard_url", "publish_settings",
            "published_settings"]
 
-# Ray's job supervisor gives each driver RAY_ADDRESS from /tmp/ray/ray_current_cluster: the
-# cluster most recently started on the machine, which need not be the one running the job (two
-# clusters on one machine: seen with the test suite). Submitters that know better set this.
-CLUSTER_ADDRESS_ENV = "TRACEMILL_RAY_ADDRESS"
+KV_KEY = b"tracemill/settings"
+KV_NAMESPACE = "tracemill"
 
 
-def job_cluster_address() -> str:
-    return os.environ.get(CLUSTER_ADDRESS_ENV) or os.environ.get("RAY_ADDRESS") or "auto"
+def publish_settings(settings: TracemillSettings, secrets_file: str | None) -> None:
+    """Store the public settings and the secrets file's name for job drivers; needs a
+    connected Ray (`ray.init` done)."""
+    value = {"settings": settings.public_args(), "secrets_file": secrets_file}
+    internal_kv._internal_kv_put(KV_KEY, json.dumps(value).encode(), overwrite=True, namespace=KV_NAMESPACE)
 
 
-_KEY = b"tracemill/settings"
-_NAMESPACE = "tracemill"
-
-
-def publish_settings(settings: TracemillSettings) -> None:
-    """Store the settings for job drivers; needs a connected Ray (`ray.init` done)."""
-    internal_kv._internal_kv_put(_KEY, json.dumps(settings.to_args()).encode(), overwrite=True,
-                                 namespace=_NAMESPACE)
-
-
-def published_settings(env: Mapping[str, str]) -> TracemillSettings:
-    """The settings a job driver runs with: what the deployment published on this cluster,
-    else (a cluster deployed without tracemill's CLI, e.g. a KubeRay RayService) the documented
-    environment variables (DATABASE_URL, TRACEMILL_S3_BUCKET, …)."""
-    raw = internal_kv._internal_kv_get(_KEY, namespace=_NAMESPACE)
-    if raw is None:
-        if not env.get("DATABASE_URL"):
-            raise ConfigError("no tracemill deployment found on this Ray cluster (run `tracemill up` "
-                              "or `tracemill deploy` first, or set DATABASE_URL and TRACEMILL_S3_BUCKET)")
-        return TracemillSettings.from_env(env)
+def published_settings(env: Mapping[str, str] | None = None) -> TracemillSettings:
+    """The settings a job driver runs with: what the deployment published on this cluster with
+    the secrets this process is given, else (a cluster deployed without tracemill's CLI, e.g. a
+    KubeRay RayService) the documented environment variables (DATABASE_URL, TRACEMILL_S3_BUCKET …)."""
+    raw = internal_kv._internal_kv_get(KV_KEY, namespace=KV_NAMESPACE)
     try:
-        return TracemillSettings.build(json.loads(raw))
+        if raw is None:
+            return TracemillSettings.from_env(env)
+        published = json.loads(raw)
+        return TracemillSettings.with_secrets(published["settings"], env, published.get("secrets_file"))
     except SettingsError as exc:
-        raise ConfigError(f"the published settings do not validate: {exc}") from None
+        if raw is None:
+            raise ConfigError("no tracemill deployment found on this Ray cluster (run `tracemill up` or "
+                              "`tracemill deploy` first, or set DATABASE_URL and TRACEMILL_S3_BUCKET): "
+                              f"{exc}") from None
+        raise ConfigError(f"the published settings do not validate here: {exc}") from None
 
 
 def dashboard_url() -> str:

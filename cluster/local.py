@@ -22,7 +22,8 @@ from actors.auth import check_key_strength, create_key, pepper_of, register_key,
 from actors.storage.postgres import apply_migrations, connect_pool
 from cluster.embedded_postgres import EmbeddedPostgres
 from actors.settings_registry import publish_settings
-from cluster.serve_deploy import APP_NAME, DEFAULT_SERVE_CONFIG, deploy_config, render_serve_config
+from cluster.serve_deploy import APP_NAME, DEFAULT_SERVE_CONFIG, deploy_app, render_serve_config
+from configs.secrets import write_secrets_file
 from configs.settings import TracemillSettings
 from serve_app.serve_hooks import CALLBACK_ENV
 
@@ -124,11 +125,23 @@ class LocalStack:
         self.started_ray = True
         self.dashboard_url = context.dashboard_url
 
-    def deploy(self) -> None:
+    @property
+    def secrets_file(self) -> Path:
+        """The deployment's secrets, readable by this user only (configs/secrets.py)."""
+        return self.state_dir / "secrets.json"
+
+    def write_secrets(self) -> Path:
         assert self.settings is not None, "start_storage() first"
-        config = render_serve_config(self.settings, host=self.host, port=self.port, path=self.serve_config)
-        publish_settings(self.settings)  # for Ray Job drivers (jobs/), which start without our env
-        deploy_config(config)
+        return write_secrets_file(self.secrets_file, self.settings.secret_values())
+
+    def deploy(self) -> None:
+        """The Serve app and the shards of these settings; a stack already deployed with other
+        settings has its shards drained and replaced (actors.ingest.shard_pool)."""
+        secrets = self.write_secrets()
+        config = render_serve_config(self.settings, host=self.host, port=self.port, path=self.serve_config,
+                                     secrets_file=secrets)
+        publish_settings(self.settings, str(secrets))  # for Ray Job drivers (jobs/), which start without our env
+        deploy_app(self.settings, config, secrets)
 
     def start(self, bootstrap_key: str | None = None) -> str:
         """Start everything; returns the API key to print (registered before serving starts)."""
@@ -188,6 +201,7 @@ class LocalStack:
             except Exception:  # noqa: BLE001 - keep stopping the rest
                 log.exception("stopping %s failed", name)
         (self.state_dir / "cluster.json").unlink(missing_ok=True)
+        self.secrets_file.unlink(missing_ok=True)
 
     def _write_state_file(self) -> None:
         """What `tracemill status` and other commands read to find this running stack."""

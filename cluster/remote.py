@@ -2,8 +2,9 @@
 
 The cluster belongs to its operator: tracemill connects as a driver, adds or removes its Serve
 application and its named actors (session shards, the vision service), and leaves everything
-else alone. Settings reach the actors through the Serve application's `args` (the builder
-passes them into every shard and task), never through the nodes' environment.
+else alone. The settings that are not secret reach the actors through the Serve application's
+`args` and the shards' arguments; the secrets through a 0600 file the processes are told
+about, or the nodes' own environment (configs/secrets.py).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from ray import serve
 
 from actors.storage.postgres import apply_migrations
 from actors.settings_registry import publish_settings, published_settings
-from cluster.serve_deploy import APP_NAME, DEFAULT_SERVE_CONFIG, deploy_config, render_serve_config
+from cluster.serve_deploy import APP_NAME, DEFAULT_SERVE_CONFIG, deploy_app, render_serve_config
+from configs.secrets import write_secrets_file
 from configs.settings import DatabaseSettings, SettingsError, TracemillSettings
 
 __all__ = ["cluster_address", "cluster_settings", "connect", "database_settings", "deploy", "down",
@@ -75,13 +77,26 @@ def settings_for_cluster(env: Mapping[str, str], objects_dir: Path | None = None
 
 
 def deploy(settings: TracemillSettings, *, address: str, host: str, port: int,
-           serve_config: Path = DEFAULT_SERVE_CONFIG) -> None:
-    """Apply the Serve config to the running cluster, as `serve deploy` does."""
-    config = render_serve_config(settings, host=host, port=port, path=serve_config)  # checked before joining
+           serve_config: Path = DEFAULT_SERVE_CONFIG, secrets_file: Path | None = None) -> None:
+    """Apply the Serve config to the running cluster, as `serve deploy` does, after the shards
+    of these settings (a deploy with changed settings drains and replaces them).
+
+    The secrets go to a 0600 file (default: deploy-secrets.json in the state dir) that the app
+    and the shards are told about; a node that does not have that file at that path (another
+    machine, no shared directory) reads DATABASE_URL and the others from its own environment,
+    as a KubeRay pod does (configs/secrets.py)."""
+    secrets_file = secrets_file or deploy_secrets_file()
+    config = render_serve_config(settings, host=host, port=port, path=serve_config,  # checked before joining
+                                 secrets_file=secrets_file)
     asyncio.run(apply_migrations(settings.database.url.get_secret_value()))
     connect(address, settings.shards.namespace)
-    publish_settings(settings)  # for Ray Job drivers (jobs/), which start without our env
-    deploy_config(config)
+    write_secrets_file(secrets_file, settings.secret_values())
+    publish_settings(settings, str(secrets_file))  # for Ray Job drivers (jobs/), which start without our env
+    deploy_app(settings, config, secrets_file)
+
+
+def deploy_secrets_file() -> Path:
+    return Path(os.environ.get("TRACEMILL_STATE_DIR") or ".tracemill").resolve() / "deploy-secrets.json"
 
 
 def remove_tracemill_actors(namespace: str = "tracemill") -> list[str]:
@@ -106,6 +121,7 @@ def down(address: str, namespace: str = "tracemill") -> list[str]:
         serve.delete(APP_NAME)
     except Exception as exc:  # noqa: BLE001 - not deployed is fine; say what happened
         log.info("no Serve application %s to delete (%s)", APP_NAME, type(exc).__name__)
+    deploy_secrets_file().unlink(missing_ok=True)
     return remove_tracemill_actors(namespace)
 
 
@@ -123,7 +139,7 @@ def cluster_settings(state_dir: str | None) -> TracemillSettings:
     """The settings of the running deployment, for CLI commands that run jobs' code here."""
     if not ray.is_initialized():
         connect(cluster_address(state_dir))
-    return published_settings(os.environ)
+    return published_settings()
 
 
 def database_settings(state_dir: str | None) -> DatabaseSettings:

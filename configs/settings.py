@@ -25,9 +25,11 @@ from configs.finetune import FineTuneSettings
 from configs.openai import openai_from_env
 from configs.pipeline import DEFAULT_PIPELINE_FILE, PipelineSettings
 from configs.processing import ProcessingSettings
+from configs.secrets import SECRETS_FILE_ENV, merge_secrets, read_secrets_file, secrets_file_named, split_secrets
 from configs.security import SecuritySettings, security_from_env
 
 __all__ = [
+    "CLUSTER_ADDRESS_ENV",
     "CONFIG_DIR",
     "AuthSettings",
     "DatabaseSettings",
@@ -37,9 +39,14 @@ __all__ = [
     "ShardSettings",
     "TracemillSettings",
     "describe_validation_error",
+    "job_cluster_address",
     "load_yaml",
     "secret_from_env",
 ]
+
+# Where a job driver's submitter says the driver's cluster is (job_cluster_address).
+CLUSTER_ADDRESS_ENV = "TRACEMILL_RAY_ADDRESS"
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -120,6 +127,8 @@ class TracemillSettings(_Strict):
     # key it uses; an API caller picks only the model and hyperparameters, never the host.
     finetune: FineTuneSettings = FineTuneSettings()
     security: SecuritySettings = SecuritySettings()
+    # Our loggers' level in every process (actors.logs.setup_logging); TRACEMILL_LOG_LEVEL.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @classmethod
     def build(cls, data: Mapping[str, Any]) -> TracemillSettings:
@@ -161,18 +170,50 @@ class TracemillSettings(_Strict):
             data["finetune"] = finetune
         if security := security_from_env(env):
             data["security"] = security
+        if env.get("TRACEMILL_LOG_LEVEL"):
+            data["log_level"] = env["TRACEMILL_LOG_LEVEL"].upper()
         _deep_merge(data, dict(overrides or {}))
         return cls.build(data)
 
     def to_args(self) -> dict[str, Any]:
-        """Plain JSON-able dict with secrets revealed: for Serve config `args` and runtime envs."""
-        data = self.model_dump(mode="json")
-        data["database"]["url"] = self.database.url.get_secret_value()
-        if self.processing.vision.api_key is not None:
-            data["processing"]["vision"]["api_key"] = self.processing.vision.api_key.get_secret_value()
-        if self.finetune.api_key is not None:
-            data["finetune"]["api_key"] = self.finetune.api_key.get_secret_value()
-        return data
+        """Plain JSON-able dict with secrets revealed: for tests and in-process callers only;
+        what leaves the process for Ray is `public_args()` (configs/secrets.py)."""
+        public, secrets = split_secrets(self)
+        return merge_secrets(public, secrets)
+
+    def public_args(self) -> dict[str, Any]:
+        """JSON-able dict without any secret: what may go into Serve's `args` and Ray's KV store."""
+        return split_secrets(self)[0]
+
+    def secret_values(self) -> dict[str, str]:
+        """{dotted path: value} of every secret that is set: what the secrets file holds."""
+        return split_secrets(self)[1]
+
+    @classmethod
+    def with_secrets(
+        cls, public: Mapping[str, Any], env: Mapping[str, str] | None = None, secrets_file: str | None = None
+    ) -> TracemillSettings:
+        """`public` (public_args of a deployment) completed with the secrets this process is
+        given: the secrets file its environment or the deployment names, else the documented
+        variables of its own environment (DATABASE_URL, OPENAI_API_KEY, ...: a KubeRay pod)."""
+        env = os.environ if env is None else env
+        found = secrets_file_named(env, secrets_file)
+        if found is not None:
+            return cls.build(merge_secrets(public, read_secrets_file(found)))
+        if (env.get(SECRETS_FILE_ENV) or secrets_file) and not env.get("DATABASE_URL"):
+            raise SettingsError(
+                f"the secrets file {env.get(SECRETS_FILE_ENV) or secrets_file} is not on this node and "
+                "DATABASE_URL is not set here: give every node the file or the variables")
+        return cls.from_env(env, public)
+
+
+def job_cluster_address(env: Mapping[str, str] | None = None) -> str:
+    """The Ray cluster a job driver joins. Ray's job supervisor gives each driver RAY_ADDRESS
+    from /tmp/ray/ray_current_cluster: the cluster most recently started on the machine, which
+    need not be the one running the job (two clusters on one machine: seen with the test
+    suite). Submitters that know better set CLUSTER_ADDRESS_ENV."""
+    env = os.environ if env is None else env
+    return env.get(CLUSTER_ADDRESS_ENV) or env.get("RAY_ADDRESS") or "auto"
 
 
 def _vision_from_env(env: Mapping[str, str]) -> dict[str, Any]:

@@ -4,15 +4,14 @@ errors as one line and an exit code instead of a traceback."""
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Callable
 
 import ray
 
 from actors.errors import ConfigError, InvalidInput, MalformedInput, NotFound, TracemillError
-from actors.settings_registry import job_cluster_address, published_settings
-from configs.settings import SettingsError, TracemillSettings
+from actors.settings_registry import published_settings
+from configs.settings import SettingsError, TracemillSettings, job_cluster_address
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "join_cluster", "run_entrypoint"]
 
@@ -27,7 +26,7 @@ def join_cluster() -> TracemillSettings:
     if not ray.is_initialized():
         ray.init(address=job_cluster_address(), namespace="tracemill",
                  logging_level=logging.WARNING, log_to_driver=True)
-    return published_settings(os.environ)
+    return published_settings()
 
 
 def run_entrypoint(name: str, main: Callable[[], int]) -> int:

@@ -4,6 +4,7 @@ from typing import Any
 
 from ray.serve import Application
 
+from actors.ingest.shard_pool import create_shards
 from configs.settings import TracemillSettings
 from serve_app.ingress import Ingress
 
@@ -11,12 +12,20 @@ __all__ = ["build_app"]
 
 
 def build_app(args: dict[str, Any]) -> Application:
-    """Settings from the config's `args` (what `tracemill up` and `deploy` render), or, when
-    `args` is empty (the KubeRay manifest, which must not carry secrets), from the
-    environment of the process that builds the app (DATABASE_URL, TRACEMILL_S3_BUCKET …).
+    """Settings from the config's `args`: the public settings `tracemill up` and `deploy`
+    render, completed with the secrets this process's environment gives (configs/secrets.py);
+    validated here, once. The replicas get the public part only (Serve keeps bound arguments
+    in its checkpoint in Ray's KV store) and complete it the same way.
 
-    Either way they are validated here, once, and travel to the replicas as a plain dict
-    (secrets included): Serve turns bound pydantic models into dicts with SecretStr masked.
+    `args` empty is the KubeRay manifest, which must carry no secret: the settings come from
+    the pods' environment (DATABASE_URL, TRACEMILL_S3_BUCKET …). No tracemill deployer runs
+    there, so this builder creates the shards of those settings where missing — the one case
+    where `up`/`deploy` (actors.ingest.shard_pool) do not; a changed manifest then starts a
+    new generation without draining the old one, which stays until `tracemill down`.
     """
-    settings = TracemillSettings.build(args) if args else TracemillSettings.from_env()
-    return Ingress.bind(settings.to_args())
+    if args:
+        settings = TracemillSettings.with_secrets(args)
+    else:
+        settings = TracemillSettings.from_env()
+        create_shards(settings, secrets_file=None)
+    return Ingress.bind(settings.public_args())

@@ -74,20 +74,17 @@ api.add_middleware(http_security.SecurityHeaders)  # added last, so outermost: p
 _SESSION = "/v1/sessions/{session_id}"
 
 
-@serve.deployment(
-    name="Ingress",
-    ray_actor_options={"num_cpus": 0.2},
-    max_ongoing_requests=2000,
-    autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 500},
-    health_check_period_s=10,
-    graceful_shutdown_timeout_s=5,
-    graceful_shutdown_wait_loop_s=1,
-)
+# Its options (replicas, autoscaling, CPUs, request limits, shutdown) live in configs/serve.yaml
+# only, the one file `tracemill up`, `deploy` and the KubeRay manifest all apply.
+@serve.deployment(name="Ingress")
 @serve.ingress(api)
 class Ingress:
     def __init__(self, settings: dict[str, Any]):
-        setup_logging("ingress")
-        self.services = Services.create(TracemillSettings.build(settings))
+        # `settings` holds no secret (Serve keeps bound arguments in its checkpoint): they come
+        # from this replica's environment (configs/secrets.py).
+        resolved = TracemillSettings.with_secrets(settings)
+        setup_logging("ingress", resolved.log_level)
+        self.services = Services.create(resolved)
         http_security.configure(api, self.services.settings.security)
 
     @api.post(

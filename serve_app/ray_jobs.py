@@ -13,7 +13,8 @@ from typing import Any
 import ray
 
 from actors.errors import DependencyUnavailable
-from actors.settings_registry import CLUSTER_ADDRESS_ENV, dashboard_url
+from actors.settings_registry import dashboard_url
+from configs.settings import CLUSTER_ADDRESS_ENV
 
 __all__ = ["job_outcome", "submit"]
 

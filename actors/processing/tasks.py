@@ -35,7 +35,7 @@ _RETRY = {"max_retries": 3, "retry_exceptions": [DependencyUnavailable]}
 
 def _run(kind: str, settings: TracemillSettings, request_id: str | None,
          step: Callable[[TaskResources], Awaitable[T]]) -> T:
-    setup_logging("task")
+    setup_logging("task", settings.log_level)
 
     async def main() -> T:
         async with task_resources(settings) as res:

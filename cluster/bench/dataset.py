@@ -26,6 +26,7 @@ import ray
 from actors.auth import DEFAULT_ORG_ID
 from actors.ingest.rows import as_event
 from actors.settings_registry import dashboard_url, publish_settings
+from configs.secrets import write_secrets_file
 from actors.storage.postgres import apply_migrations, connect_pool, json_dumps
 from actors.storage.processing_repo import event_rows
 from actors.storage.training_repo import select_sessions
@@ -130,7 +131,7 @@ def _job_submit_build(settings: TracemillSettings, config: DatasetBuildConfig, f
     ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1",
              logging_level=logging.WARNING, log_to_driver=False)
     try:
-        publish_settings(settings)
+        publish_settings(settings, str(write_secrets_file(folder / "secrets.json", settings.secret_values())))
         client = JobSubmissionClient(dashboard_url())
         # The API's own submission: it waits for the node's job agent and names this cluster.
         job = asyncio.run(ray_jobs.submit(f"bench-dataset-{uuid.uuid4()}", "jobs.build_dataset",

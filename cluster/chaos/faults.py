@@ -22,6 +22,8 @@ import httpx
 import ray
 from aiohttp import web
 
+from configs.settings import TracemillSettings
+
 __all__ = ["S3FaultProxy", "ingress_replicas", "kill_ingress_replica", "kill_shard", "wait_ready"]
 
 # Hop-by-hop and framing headers: the proxy's own client and server set these.
@@ -130,11 +132,11 @@ class S3FaultProxy:
             return web.Response(status=upstream.status, body=data, headers=out)
 
 
-def kill_shard(namespace: str, index: int) -> int:
+def kill_shard(settings: TracemillSettings, index: int) -> int:
     """Kill one shard actor (Ray restarts it: max_restarts=-1); returns its pid before."""
-    from actors.ingest.shard_pool import shard_name
+    from actors.ingest.shard_pool import ShardRouter
 
-    shard = ray.get_actor(shard_name(index), namespace=namespace)
+    shard = ShardRouter(settings).handles[index]
     pid = int(ray.get(shard.ping.remote(), timeout=30)["pid"])
     ray.kill(shard, no_restart=False)
     return pid

@@ -118,7 +118,7 @@ async def _shard_kill(ctx: Ctx, track: LoadTrack) -> dict[str, Any]:
     index = shard_index(uuid.UUID(track.sessions[0].sid), count)
     on_shard = {s.sid for s in track.sessions if shard_index(uuid.UUID(s.sid), count) == index}
     sessions = track.streaming() & on_shard
-    await asyncio.to_thread(kill_shard, ctx.settings.shards.namespace, index)
+    await asyncio.to_thread(kill_shard, ctx.settings, index)
     return {"recover_what": f"the sessions of shard {index} acking again", "sessions": sessions,
             "sessions_hit": len(sessions)}
 

@@ -103,8 +103,8 @@ def _task_nodes(names: dict[str, str], since_ids: set[str] | None = None) -> tup
     return {k: dict(v) for k, v in counts.items()}, seen
 
 
-def _place_shards_on(node_id: str, settings: Any) -> None:
-    """Create the shard actors (ShardRouter, the same options as in production) from a helper
+def _place_shards_on(node_id: str, stack: LocalStack) -> None:
+    """Create the shard actors (create_shards, as a deploy does) from a helper
     actor on `node_id`. Ray places a new actor on its creator's node when it fits, so the
     shards start on that worker and removing it always hits them; where they come back is Ray's
     own choice (restarts are not pinned)."""
@@ -112,14 +112,14 @@ def _place_shards_on(node_id: str, settings: Any) -> None:
 
     @ray.remote(num_cpus=0)
     class Placer:
-        def place(self, settings: Any) -> list[str]:
-            from actors.ingest.shard_pool import ShardRouter
+        def place(self, settings: Any, secrets_file: Path) -> list[str]:
+            from actors.ingest.shard_pool import create_shards
 
-            return [ray.get(h.ping.remote(), timeout=120)["pid"] for h in ShardRouter(settings).handles]
+            return [ray.get(h.ping.remote(), timeout=120)["pid"] for h in create_shards(settings, secrets_file)]
 
     placer = Placer.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)).remote()
     try:
-        ray.get(placer.place.remote(settings), timeout=180)
+        ray.get(placer.place.remote(stack.settings, stack.write_secrets()), timeout=180)
     finally:
         ray.kill(placer)
 
@@ -160,9 +160,10 @@ def _wait_for_tasks(expect: int, timeout_s: float, since_ids: set[str] | None = 
         time.sleep(1.0)
 
 
-def _shard_nodes(namespace: str, count: int, timeout_s: float, avoid: str | None = None) -> dict[str, str]:
+def _shard_nodes(settings: Any, timeout_s: float, avoid: str | None = None) -> dict[str, str]:
     """{shard name: node id} once every shard is alive (and, with `avoid`, off that node)."""
-    names = [shard_name(i) for i in range(count)]
+    namespace, count = settings.shards.namespace, settings.shards.count
+    names = [shard_name(settings, i) for i in range(count)]
     deadline = time.monotonic() + timeout_s
     nodes: dict[str, str] = {}
     while time.monotonic() < deadline:
@@ -178,7 +179,7 @@ async def _node_loss(cluster: Any, workers: list[Any], stack: LocalStack, key: s
     shards = stack.settings.shards
     cfg = ChaosLoadConfig(url=stack.endpoint, api_key=key, sessions=4 if smoke else 12,
                           events=200 if smoke else 500, shots=2, deadline_s=150.0 if smoke else 300.0)
-    before = await asyncio.to_thread(_shard_nodes, shards.namespace, shards.count, 30)
+    before = await asyncio.to_thread(_shard_nodes, stack.settings, 30)
     _say(f"shards on nodes: {sorted(Counter(before.values()).items())}")
     by_node = Counter(before.values())
     victim = max(workers, key=lambda w: by_node.get(w.node_id, 0))
@@ -194,7 +195,7 @@ async def _node_loss(cluster: Any, workers: list[Any], stack: LocalStack, key: s
     _say("node removed")
     await running
     _say("load drained")
-    after = await asyncio.to_thread(_shard_nodes, shards.namespace, shards.count, 60, victim.node_id)
+    after = await asyncio.to_thread(_shard_nodes, stack.settings, 60, victim.node_id)
     back = track.recovered_at(t0, active)
     checked = await verify(track, stack.settings, terminal_timeout_s=90 if smoke else 180)
     return {"fault": "node-loss", **checked,
@@ -228,7 +229,7 @@ def spread_and_lose_a_node(smoke: bool) -> dict[str, Any]:
             key = stack.issue_keys(None)
             cluster, workers = _start_cluster(smoke)
             result["nodes"] = {"head": cluster.head_node.node_id, "workers": [w.node_id for w in workers]}
-            _place_shards_on(workers[0].node_id, stack.settings)
+            _place_shards_on(workers[0].node_id, stack)
             stack.deploy()
             _say('cluster up; Serve deployed')
             wait_ready(stack.endpoint, 60)

@@ -9,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator
 
 import pytest
-import ray
 from ray import serve
 
-from actors.ingest.shard_pool import shard_name
+from actors.ingest.shard_pool import create_shards, retire_shards
+from configs.settings import TracemillSettings
 from serve_app.ingress import Ingress
 from tests.support.stack import run_db
 from tests.support.client import Api, click_event
@@ -26,10 +26,11 @@ def tiny(stack: Any, api: Api) -> Iterator[Api]:
     settings["shards"].update(
         {"count": 1, "namespace": TINY_NAMESPACE, "max_inflight_events": 5, "commit_window_ms": 400, "slow_down_ms": 50}
     )
+    shards = create_shards(TracemillSettings.build(settings), stack.secrets_file)  # as a deploy does
     serve.run(Ingress.options(autoscaling_config=None, num_replicas=1).bind(settings), name="tiny", route_prefix="/tiny")
     yield Api(stack.endpoint + "/tiny", api.key)
     serve.delete("tiny", _blocking=False)
-    ray.kill(ray.get_actor(shard_name(0), namespace=TINY_NAMESPACE), no_restart=True)
+    retire_shards(shards)
 
 
 def stored(stack: Any, sid: str) -> list[int]:

@@ -197,7 +197,7 @@ def test_a_restarted_shard_resumes_finalisation_without_being_called(api: Api, s
     `finalizing` behind the shard's back, the shard is killed, and nothing calls it again."""
     import ray
 
-    from actors.ingest.shard_pool import shard_index, shard_name
+    from actors.ingest.shard_pool import ShardRouter
     from cluster.doubles.net import wait_for
     from tests.support.stack import run_db
 
@@ -205,8 +205,7 @@ def test_a_restarted_shard_resumes_finalisation_without_being_called(api: Api, s
                           finish=False)
     sid = uuid.UUID(asyncio.run(run_chaos_load(cfg)).sessions[0].sid)
     run_db(stack, "UPDATE sessions SET status = 'finalizing' WHERE session_id = $1", sid)
-    shards = stack.settings.shards
-    shard = ray.get_actor(shard_name(shard_index(sid, shards.count)), namespace=shards.namespace)
+    shard = ShardRouter(stack.settings).for_session(sid)
     ray.kill(shard, no_restart=False)
     status = wait_for(lambda: (run_db(stack, "SELECT status FROM sessions WHERE session_id = $1", sid)[0]["status"]
                                in ("ready", "rejected", "failed")), timeout_s=90, interval_s=0.5,

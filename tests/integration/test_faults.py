@@ -13,7 +13,7 @@ import httpx
 import ray
 from websockets.exceptions import ConnectionClosed
 
-from actors.ingest.shard_pool import shard_index, shard_name
+from actors.ingest.shard_pool import ShardRouter
 from tests.support.stack import run_db
 from tests.support.client import Api, click_event
 from cluster.doubles.net import wait_for
@@ -61,8 +61,7 @@ def assert_stored_exactly_once(stack: Any, sid: str, acked_through: int) -> None
 
 def test_killed_shard_loses_no_acked_event(api: Api, stack: Any) -> None:
     sid = api.create_session()
-    shards = stack.settings.shards
-    shard = ray.get_actor(shard_name(shard_index(uuid.UUID(sid), shards.count)), namespace=shards.namespace)
+    shard = ShardRouter(stack.settings).for_session(uuid.UUID(sid))
     pid_before = ray.get(shard.ping.remote())["pid"]
     client = ResendingClient(api, sid, batch=25)
     total = 2000

@@ -101,7 +101,7 @@ def test_finalisation_resumes_after_its_shard_is_killed(api: Api, stack: Any) ->
 
     import ray
 
-    from actors.ingest.shard_pool import shard_index, shard_name
+    from actors.ingest.shard_pool import ShardRouter
 
     events, shots = shop_session(200, 40)
     sid = record(api, events, shots, type="human", task="buy the blue kettle")
@@ -110,8 +110,7 @@ def test_finalisation_resumes_after_its_shard_is_killed(api: Api, stack: Any) ->
         time.sleep(0.05)
     before = api.session(sid)
     assert before["status"] == "finalizing", before  # the kill lands mid-way, past the screenshots
-    shards = stack.settings.shards
-    shard = ray.get_actor(shard_name(shard_index(uuid.UUID(sid), shards.count)), namespace=shards.namespace)
+    shard = ShardRouter(stack.settings).for_session(uuid.UUID(sid))
     ray.kill(shard, no_restart=False)  # mid-finalisation: the restarted shard knows nothing
     assert api.http.get("/readyz").status_code in (200, 503)  # any call wakes the new shard's sweep
     view = wait_terminal(api, sid)

@@ -7,6 +7,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,6 +15,7 @@ import pytest
 from pydantic import SecretStr
 
 from actors.settings_registry import publish_settings
+from configs.secrets import write_secrets_file
 from tests.support.client import Api
 from cluster.doubles.openai_server import OpenAITestServer
 from tests.support.sessions import record_ready
@@ -91,17 +93,18 @@ def test_training_routes_need_their_scope(api: Api, stack: Any) -> None:
 
 
 @pytest.fixture
-def provider(stack: Any) -> Iterator[OpenAITestServer]:
+def provider(stack: Any, tmp_path: Path) -> Iterator[OpenAITestServer]:
     """The deployment's fine-tune provider pointed at the test server, as an operator's
     OPENAI_BASE_URL would (job drivers read the published settings)."""
     with OpenAITestServer() as server:
         settings = stack.settings.model_copy(update={"finetune": stack.settings.finetune.model_copy(
             update={"base_url": server.base_url, "api_key": SecretStr("sk-deployment")})})
-        publish_settings(settings)
+        # The key is a secret: published as a 0600 file's name, as `tracemill deploy` does.
+        publish_settings(settings, str(write_secrets_file(tmp_path / "secrets.json", settings.secret_values())))
         try:
             yield server
         finally:
-            publish_settings(stack.settings)
+            publish_settings(stack.settings, str(stack.secrets_file))
 
 
 def test_finetune_through_the_api(built: dict[str, Any], admin: httpx.Client, stack: Any,

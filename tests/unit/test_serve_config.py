@@ -15,11 +15,14 @@ def settings(tmp_path: Path) -> TracemillSettings:
 
 
 def test_shipped_config_renders_with_runtime_values(tmp_path: Path) -> None:
-    config = render_serve_config(settings(tmp_path), host="127.0.0.1", port=8123)
+    config = render_serve_config(settings(tmp_path), host="127.0.0.1", port=8123, secrets_file=tmp_path / "s.json")
     assert config["http_options"]["host"] == "127.0.0.1" and config["http_options"]["port"] == 8123
     [app] = [a for a in config["applications"] if a["name"] == APP_NAME]
     assert app["import_path"] == "serve_app.app:build_app"
-    assert app["args"]["database"]["url"] == "postgresql://u:pw@db/x"
+    # The dashboard shows args and runtime env to anyone: the settings without the DSN, and
+    # only the name of the file that holds it.
+    assert "url" not in app["args"]["database"] and "pw" not in str(config)
+    assert app["runtime_env"]["env_vars"] == {"TRACEMILL_SECRETS_FILE": str(tmp_path / "s.json")}
     [ingress] = app["deployments"]
     assert ingress["max_ongoing_requests"] >= 1000 and ingress["ray_actor_options"]["num_cpus"] < 1
     assert ingress["autoscaling_config"]["min_replicas"] >= 1
