@@ -13,6 +13,8 @@
     │   ├── SessionClosed       events for a session that is no longer recording
     │   └── NotReady            exists, but not processed yet; retry after `retry_after_s`
     ├── Overloaded              shed load; retry after `retry_after_s`
+    │   └── RateLimited         over a rate limit; `details[0]` names the policy
+    ├── QuotaExceeded           over an organisation's quota; `details[0]` names the quota
     ├── DependencyUnavailable   database or object store down; retry after `retry_after_s`
     ├── ConfigError             settings or config files that do not validate
     └── MigrationFailed         a schema migration failed and was rolled back
@@ -42,6 +44,8 @@ __all__ = [
     "SessionClosed",
     "NotReady",
     "Overloaded",
+    "RateLimited",
+    "QuotaExceeded",
     "DependencyUnavailable",
     "ConfigError",
     "MigrationFailed",
@@ -136,6 +140,20 @@ class _RetryableError(TracemillError):
 
 class Overloaded(_RetryableError):
     code = "overloaded"
+
+
+class RateLimited(Overloaded):
+    """A rate limit refused this request or frame. A subclass of Overloaded, so a stream
+    answers it with `slow_down` like any shed frame; `details[0]` is the policy that tripped:
+    {"policy", "quota", "window_s", "remaining", "unit"} (the RateLimit headers come from it)."""
+
+    code = "rate_limited"
+
+
+class QuotaExceeded(_RetryableError):
+    """An organisation's quota refused this request; `details[0]` is {"quota", "limit", "used"}."""
+
+    code = "quota_exceeded"
 
 
 class DependencyUnavailable(_RetryableError):

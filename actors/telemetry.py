@@ -68,6 +68,7 @@ ALLOWED: dict[str, frozenset[str]] = {
         "session_closed", "session_conflict", "session_id_taken", "screenshot_conflict",
         "bad_request", "method_not_allowed", "http_error", "config_error", "migration_failed",
         "request_timeout", "not_ready", "screenshot_not_ready", "screenshot_failed", "cors_denied",
+        "rate_limited", "quota_exceeded",
     }),
     "kind": frozenset({"compress", "redact", "vision", "score", "archive"}),
     "outcome": frozenset({"ok", "cached", "fallback"}),

@@ -22,6 +22,7 @@ from pydantic import (
 
 from configs.base import CONFIG_DIR, SettingsError, describe_validation_error, load_yaml, validated
 from configs.finetune import FineTuneSettings
+from configs.limits import QuotaSettings, RateLimitSettings
 from configs.openai import openai_from_env
 from configs.pipeline import DEFAULT_PIPELINE_FILE, PipelineSettings
 from configs.processing import ProcessingSettings
@@ -121,6 +122,8 @@ class TracemillSettings(_Strict):
     ingest: IngestLimits = IngestLimits()
     shards: ShardSettings = ShardSettings()
     auth: AuthSettings = AuthSettings()
+    limits: RateLimitSettings = RateLimitSettings()  # per ingress replica: configs/limits.py
+    quotas: QuotaSettings = QuotaSettings()
     processing: ProcessingSettings = ProcessingSettings()
     pipeline: PipelineSettings = PipelineSettings()
     # The deployment's fine-tune provider: where POST /v1/finetunes sends datasets, and the

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from actors import errors as E
 
-__all__ = ["status_for", "error_body", "error_response", "install_error_handlers", "unwrap", "call_actor"]
+__all__ = ["status_for", "error_body", "error_response", "rate_limit_headers", "install_error_handlers", "unwrap", "call_actor"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -35,6 +35,7 @@ _STATUS: list[tuple[type[E.TracemillError], int]] = [
     (E.UnsupportedMedia, 415),
     (E.InvalidInput, 422),
     (E.Overloaded, 429),
+    (E.QuotaExceeded, 429),
     (E.DependencyUnavailable, 503),
 ]
 
@@ -77,7 +78,23 @@ def error_response(exc: E.TracemillError, request_id: str) -> JSONResponse:
         headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, E.RateLimited):
+        headers.update(rate_limit_headers(exc))
     return JSONResponse(error_body(exc, request_id), status_code=status, headers=headers)
+
+
+def rate_limit_headers(exc: E.RateLimited) -> dict[str, str]:
+    """RateLimit-Policy and RateLimit (draft-ietf-httpapi-ratelimit-headers) for the policy
+    that tripped; `t` is the Retry-After value, as the draft asks."""
+    if not exc.details:
+        return {}
+    policy = exc.details[0]
+    unit = f';qu="{policy["unit"]}"' if policy.get("unit") else ""
+    reset = max(1, math.ceil(exc.retry_after_s))
+    return {
+        "RateLimit-Policy": f'{policy["policy"]};q={policy["quota"]};w={policy["window_s"]}{unit}',
+        "RateLimit": f'{policy["policy"]};r={policy["remaining"]};t={reset}',
+    }
 
 
 def unwrap(exc: BaseException) -> BaseException:

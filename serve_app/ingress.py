@@ -38,6 +38,7 @@ from actors.logs import bound_request, setup_logging
 from serve_app.metrics import CONTENT_TYPE_LATEST
 from serve_app.openapi import body_of, errors_of, install_docs, install_openapi
 from serve_app import cors, http_security
+from serve_app.rate_limits import bound_peer
 from serve_app.services import Services
 
 __all__ = ["Ingress", "api"]
@@ -54,7 +55,12 @@ api = FastAPI(
         "`Authorization: Bearer <api_key>` (WebSocket clients that cannot set headers send "
         '`{"type": "auth", "api_key": "..."}` as their first frame). Every error has the shape '
         '`{"error": {"code", "message", "details", "request_id"}}`; every response carries '
-        "`X-Request-ID`. Events are acked only after they are committed to the database."
+        "`X-Request-ID`. Events are acked only after they are committed to the database. "
+        "Rate limits (per API key and per client address: requests, stream frames and events, new "
+        "sessions, screenshot bytes) answer `429 rate_limited` with `Retry-After`, `RateLimit-Policy` "
+        "and `RateLimit`, or a `slow_down` frame on a stream; each ingress replica counts them on its "
+        "own, so a deployment of R replicas admits up to R times each configured figure. Quotas per "
+        "organisation answer `429 quota_exceeded` naming the quota; nothing is started."
     ),
 )
 install_error_handlers(api)
@@ -62,8 +68,9 @@ install_error_handlers(api)
 
 @api.middleware("http")
 async def bind_request_id(request: Request, call_next: Any) -> Response:
-    # Every log line this request causes, here and in the shards and tasks, carries its id.
-    with bound_request(request_id_of(request)):
+    # Every log line this request causes, here and in the shards and tasks, carries its id;
+    # the rate limits under it know its client address.
+    with bound_request(request_id_of(request)), bound_peer(request.client, request.headers.get("x-forwarded-for")):
         return await call_next(request)
 install_openapi(api, [SessionCreate, FinishRequest, EventsBatch, ErrorResponse, DatasetBuildConfig,
                       FineTuneCreate])

@@ -62,9 +62,10 @@ class IngressMetrics:
         self.rejected.labels(code).inc()
         telemetry.record_rejected(code, max(1, events))
 
-    def record_slow_down(self) -> None:
+    def record_slow_down(self, code: str = "overloaded") -> None:
+        """A shed batch (overloaded: a server fault) or a rate-limited one (the client's)."""
         self.slow_downs.inc()
-        telemetry.record_rejected("overloaded")
+        telemetry.record_rejected(code)
 
     def stream_opened(self) -> None:
         self._streams += 1

@@ -50,7 +50,8 @@ _ERROR_TEXT = {
     413: "Body, batch or image over the configured limits",
     415: "Unsupported media type, or an image that does not decode",
     422: "Valid JSON, invalid content: one `details` entry per problem",
-    429: "Rate limited; see Retry-After",
+    429: ("Rate limited (`rate_limited`, with Retry-After, RateLimit-Policy and RateLimit; the limits are "
+          "counted per ingress replica) or over an organisation's quota (`quota_exceeded`, named in details)"),
     503: "A dependency is unavailable; see Retry-After",
 }
 
@@ -65,6 +66,8 @@ def body_of(model: type[BaseModel], *, required: bool = True) -> dict[str, Any]:
 
 
 def errors_of(*codes: int) -> dict[int | str, dict[str, Any]]:
+    if 401 in codes and 429 not in codes:  # every route with a key has rate limits
+        codes = (*codes, 429)
     return {
         code: {
             "description": _ERROR_TEXT[code],

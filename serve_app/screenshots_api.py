@@ -30,6 +30,7 @@ from actors.errors import (
     UnsupportedMedia,
     details_from_validation_error,
 )
+from actors import quotas
 from actors.ingest.events import Timestamp
 from actors.storage import sessions_repo
 from actors.storage.postgres import with_retries
@@ -114,6 +115,7 @@ async def put_screenshot(services: Services, request: Request, raw_id: str, raw_
         raise UnsupportedMedia(f"Content-Type must be one of {sorted(MEDIA_TYPES)}")
     limits = services.settings.ingest
     data = await read_body(request, limits.max_screenshot_bytes)
+    services.guard.charge_screenshot_bytes(principal, len(data))  # before the decode's CPU
     width, height = await asyncio.to_thread(inspect_image, data, media, limits.max_screenshot_pixels)
     shard = services.shard(session_id)
     await shard.check_recording(principal.org_id, session_id)
@@ -121,14 +123,22 @@ async def put_screenshot(services: Services, request: Request, raw_id: str, raw_
     answer = {"screenshot_id": screenshot_id, "bytes": len(data)}
     if await _already_stored(services, session_id, screenshot_id, digest):
         return JSONResponse(answer, status_code=200)
-    raw_key = f"raw/{principal.org_id}/{session_id}/{screenshot_id}.{MEDIA_TYPES[media][1]}"
-    await services.store.put(raw_key, data, media)
-    row: dict[str, Any] = {
-        "session_id": session_id, "screenshot_id": screenshot_id, "seq": query.seq,
-        "captured_at": query.captured_at, "trigger": query.trigger, "content_type": media,
-        "raw_key": raw_key, "bytes": len(data), "width": width, "height": height, "sha256": digest,
-    }
-    created = await shard.register_screenshot(principal.org_id, session_id, row)
+    pool = await services.db()
+    taken = await quotas.charge(pool, services.settings.quotas, principal.org_id, "stored_bytes", len(data))
+    try:
+        raw_key = f"raw/{principal.org_id}/{session_id}/{screenshot_id}.{MEDIA_TYPES[media][1]}"
+        await services.store.put(raw_key, data, media)
+        row: dict[str, Any] = {
+            "session_id": session_id, "screenshot_id": screenshot_id, "seq": query.seq,
+            "captured_at": query.captured_at, "trigger": query.trigger, "content_type": media,
+            "raw_key": raw_key, "bytes": len(data), "width": width, "height": height, "sha256": digest,
+        }
+        created = await shard.register_screenshot(principal.org_id, session_id, row)
+    except BaseException:
+        await quotas.refund(pool, taken)
+        raise
+    if not created:  # a concurrent twin stored it first: its bytes are counted once
+        await quotas.refund(pool, taken)
     services.metrics.screenshots.labels("created" if created else "repeat").inc()
     return JSONResponse(answer, status_code=201 if created else 200)
 

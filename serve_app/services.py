@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -13,8 +14,10 @@ from actors.auth import KeyCache, Principal, Scope
 from actors.ingest.shard_pool import ShardRouter, shard_index
 from actors.storage.objectstore import ObjectStore, make_object_store
 from actors.storage.postgres import connect_pool, with_retries
+from configs.limits import RateLimitSettings
 from configs.settings import TracemillSettings
 from serve_app.metrics import IngressMetrics
+from serve_app.rate_limits import RateGuard
 from serve_app.shard_client import ShardClient
 
 __all__ = ["Services"]
@@ -28,15 +31,20 @@ class Services:
     keys: KeyCache
     clients: list[ShardClient] = field(default_factory=list)  # one per shard, in index order
     metrics: IngressMetrics = field(default_factory=IngressMetrics)
+    # Rate limits, auth backoff and the negative key cache (create() wires its metrics).
+    guard: RateGuard = field(default_factory=lambda: RateGuard(RateLimitSettings()))
     _pool: asyncpg.Pool | None = None
     _pool_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
     def create(cls, settings: TracemillSettings) -> "Services":
         router = ShardRouter(settings)
+        metrics = IngressMetrics()
         return cls(
             settings=settings,
             router=router,
+            metrics=metrics,
+            guard=RateGuard(settings.limits, metrics.registry),
             clients=[ShardClient(handle) for handle in router.handles],
             store=make_object_store(settings.object_store),
             keys=KeyCache.from_settings(settings.auth),
@@ -52,9 +60,11 @@ class Services:
 
     async def principal(self, api_key: str | None, scope: Scope) -> Principal:
         pool = await self.db()
-        principal = await with_retries(
-            lambda: self.keys.authenticate(pool, api_key), attempts=2, what="API key check"
-        )
+
+        def lookup() -> Awaitable[Principal]:
+            return with_retries(lambda: self.keys.authenticate(pool, api_key), attempts=2, what="API key check")
+
+        principal = await self.guard.authenticate(api_key, self.keys, lookup)
         principal.require(scope)
         return principal
 

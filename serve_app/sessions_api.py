@@ -12,7 +12,8 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from actors.errors import InvalidInput, NotFound, Overloaded, TracemillError
+from actors.errors import InvalidInput, NotFound, Overloaded, QuotaExceeded, TracemillError
+from actors import quotas
 from actors.ingest.events import parse_events
 from serve_app.bodies import parse_finish, parse_session_create
 from actors.storage import sessions_repo
@@ -33,9 +34,31 @@ async def create_session(services: Services, request: Request) -> JSONResponse:
     fields = body.model_dump(exclude={"session_id"}, mode="python")
     canonical = json.dumps(body.model_dump(exclude={"session_id"}, mode="json"), sort_keys=True)
     request_hash = hashlib.sha256(canonical.encode()).digest()
-    result = await services.shard(session_id).create_session(principal.org_id, session_id, fields, request_hash)
+    services.guard.charge_session(principal)
+    pool = await services.db()
+    taken = await _count_new_session(services, pool, principal.org_id, session_id, repeatable=body.session_id is not None)
+    try:
+        result = await services.shard(session_id).create_session(principal.org_id, session_id, fields, request_hash)
+    except BaseException:
+        await quotas.refund(pool, taken)
+        raise
+    if not result["created"]:  # a repeat of an existing session is no new session
+        await quotas.refund(pool, taken)
     status = 201 if result["created"] else 200
     return JSONResponse({"session_id": result["session_id"], "status": result["status"]}, status_code=status)
+
+
+async def _count_new_session(services: Services, pool: Any, org_id: uuid.UUID, session_id: uuid.UUID, *,
+                             repeatable: bool) -> quotas.Charge | None:
+    """Count the session against its organisation's daily quota (refunded when it turns out
+    to be a repeat). Over the quota, a client retrying the creation of a session it already
+    has still gets its idempotent answer; any other creation is refused."""
+    try:
+        return await quotas.charge(pool, services.settings.quotas, org_id, "sessions_per_day", 1)
+    except QuotaExceeded:
+        if not repeatable or await sessions_repo.fetch_session(pool, session_id, org_id) is None:
+            raise
+        return None
 
 
 async def readable_session(services: Services, request: Request, raw_id: str) -> tuple[Any, uuid.UUID]:
@@ -78,10 +101,11 @@ async def post_events(services: Services, request: Request, raw_id: str) -> dict
         )
     try:
         events = parse_events(raw["events"], services.settings.ingest)
+        services.guard.charge_events(principal, len(events))
         services.metrics.record_received("http", len(events))  # as the stream counts them
         ack = await services.shard(session_id).ingest(principal.org_id, session_id, events)
-    except Overloaded:
-        services.metrics.record_slow_down()
+    except Overloaded as exc:
+        services.metrics.record_slow_down(exc.code)
         raise
     except TracemillError as exc:
         services.metrics.record_rejected(exc.code)

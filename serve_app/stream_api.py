@@ -32,6 +32,7 @@ from actors.ingest.events import parse_events
 from actors.logs import bound_request
 from serve_app.error_responses import error_body
 from serve_app.http_io import decode_json, session_uuid
+from serve_app.rate_limits import bound_peer
 from serve_app.services import Services
 
 __all__ = ["stream_session"]
@@ -57,7 +58,8 @@ _PIPELINE_DEPTH = 16
 
 async def stream_session(services: Services, ws: WebSocket, raw_id: str) -> None:
     request_id = ws.headers.get("x-request-id") or str(uuid.uuid4())
-    with bound_request(request_id):  # the whole stream is one request: its frames share the id
+    # The whole stream is one request: its frames share the id and the client address.
+    with bound_request(request_id), bound_peer(ws.client, ws.headers.get("x-forwarded-for")):
         await _serve_stream(services, ws, raw_id, request_id)
 
 
@@ -134,6 +136,7 @@ def _submit(services: Services, principal: Principal, session_id: uuid.UUID, mes
     if data is None:
         data = message.get("bytes") or b""
     try:
+        services.guard.charge_frame(principal)  # refused: slow_down, nothing of the frame stored
         if _frame_bytes(data, limits.max_frame_bytes) > limits.max_frame_bytes:
             raise PayloadTooLarge(f"the frame exceeds the limit of {limits.max_frame_bytes} bytes")
         frame = decode_json(data)
@@ -148,6 +151,7 @@ def _submit(services: Services, principal: Principal, session_id: uuid.UUID, mes
                 [{"field": "type", "error": "expected 'events'"}],
             )
         events = parse_events(frame["events"], limits)
+        services.guard.charge_events(principal, len(events))
     except TracemillError as exc:
         return exc
     services.metrics.record_received("ws", len(events))
@@ -172,7 +176,7 @@ async def _write_answers(services: Services, ws: WebSocket, queue: asyncio.Queue
                 raise item
             ack = await item
         except Overloaded as exc:
-            services.metrics.record_slow_down()
+            services.metrics.record_slow_down(exc.code)
             await ws.send_json({"type": "slow_down", "retry_after_ms": int(exc.retry_after_s * 1000)})
             continue
         except TracemillError as exc:

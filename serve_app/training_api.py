@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from actors.errors import Conflict, InvalidInput, NotFound, details_from_validation_error
+from actors import quotas
 from actors.storage import finetune_repo, training_repo
 from actors.storage.postgres import with_retries
 from actors.version import code_version
@@ -76,8 +77,9 @@ async def create_dataset(services: Services, request: Request) -> JSONResponse:
                                                        "error": "datasets draw on your own organisation only"}])
     dataset_id = uuid.uuid4()
     pool = await services.db()
-    await training_repo.insert_dataset(pool, dataset_id, principal.org_id, config.name,
-                                       config.model_dump(mode="json"), code_version())
+    async with quotas.job_slot(pool, services.settings.quotas, principal.org_id, "dataset") as conn:
+        await training_repo.insert_dataset(conn, dataset_id, principal.org_id, config.name,
+                                           config.model_dump(mode="json"), code_version())
     try:
         job = await ray_jobs.submit(f"tracemill-dataset-{dataset_id}", "jobs.build_dataset",
                                     ["--dataset-id", str(dataset_id)])
@@ -177,8 +179,9 @@ async def create_finetune(services: Services, request: Request) -> JSONResponse:
 
         preflight(ft, ds)  # no base model or no candidates: refused before a row or a job exists
     finetune_id = uuid.uuid4()
-    await finetune_repo.insert_finetune(pool, finetune_id, principal.org_id, body.dataset_id, ft.provider,
-                                        ft.base_model, ft.model_dump(mode="json", exclude={"api_key"}))
+    async with quotas.job_slot(pool, services.settings.quotas, principal.org_id, "finetune") as conn:
+        await finetune_repo.insert_finetune(conn, finetune_id, principal.org_id, body.dataset_id, ft.provider,
+                                            ft.base_model, ft.model_dump(mode="json", exclude={"api_key"}))
     try:
         job = await ray_jobs.submit(f"tracemill-finetune-{finetune_id}", "jobs.finetune",
                                     ["--resume", str(finetune_id)])

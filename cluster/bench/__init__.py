@@ -20,6 +20,8 @@ BENCH: dict[str, Command] = {
                       "cluster.chaos.spread"),
     "dataset": Command("dataset build examples/s: 1 and 2 CPUs, ray job submit", "cluster.bench.dataset"),
     "badinput": Command("the bad-input corpus and schemathesis: every answer 4xx, none 5xx", "cluster.badinput.bench"),
+    "bruteforce": Command("thousands of bad keys from one address: first 429, key lookups, a client's p99",
+                          "cluster.bench.bruteforce"),
     "redaction": Command("worst time of every redaction regex on 256 KiB hostile strings vs the pre-fix patterns",
                          "cluster.bench.redaction"),
 }
