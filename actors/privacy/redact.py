@@ -67,7 +67,7 @@ def _copy_json(value: Any) -> Any:
     return value  # str, numbers, booleans, None: immutable
 
 
-_CAMEL = re.compile(r"([a-z0-9])([A-Z])")
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")  # a zero-width split point: no template per hit
 _NON_WORD = re.compile(r"[^a-z0-9]+")
 _PASSWORD_AUTOCOMPLETE = frozenset({"current-password", "new-password", "one-time-code"})
 _PASSWORD_WORDS = frozenset({"password", "passwd", "pwd", "passcode", "passphrase", "otp"})
@@ -87,7 +87,7 @@ _FORM_TAGS = frozenset({"input", "textarea", "select"})
 @functools.lru_cache(maxsize=4096)
 def name_kind(name: str) -> str | None:
     """The type a field, JSON key or query parameter name implies ("apiKey" -> SECRET)."""
-    words = [w for w in _NON_WORD.split(_CAMEL.sub(r"\1_\2", name).lower()) if w]
+    words = [w for w in _NON_WORD.split(_CAMEL.sub("_", name).lower()) if w]
     if not words or words[-1] in _DESCRIBING:
         return None
     joined, last, found = "".join(words), words[-1], set(words)

@@ -5,7 +5,8 @@ Hostile strings are long runs (spaces, tabs, digits, separators, quotes), short 
 ("1 ", "a.", "[value=", "passw") and keywords followed by filler ("phone" + spaces, the input
 that made the context phone pattern quadratic), each ending in a near miss. Every pattern runs
 to exhaustion (finditer) on each; the figure per pattern is its worst string. The goal is under
-50 ms each.
+50 ms each. Times are the CPU time of the benchmark's thread (time.thread_time), so that other
+work on a shared machine does not show up as a slow pattern; the machine's load is recorded.
 
 The baseline, in the same run: the patterns as they were before issue 13's fix (OLD_PATTERNS,
 kept here only), on their worst string found at 512 characters, doubled until one run takes a
@@ -68,9 +69,14 @@ OLD_PATTERNS: dict[str, tuple[str, int]] = {
 }
 
 
+_OLD_GATES = {"SECRET.bearer": r"(?i:bearer|basic|digest)", "SECRET.key_value": _OLD_KEY_VALUE_GATE,
+              "SSN.context": r"(?i:ssn|social)", "PHONE.national": r"0\d{1,4}\)?[ .-]\d\d",
+              "PHONE.context": r"(?i:tel|phone|mobile|cell|fax|whatsapp|sms|call)"}
+
+
 def _old_scanner_gate() -> str:
-    gates = [d.gate.pattern for d in patterns.BUILTIN if d.gate is not None]
-    gates[BUILTIN_LABELS.index("SECRET.key_value")] = _OLD_KEY_VALUE_GATE
+    gates = [_OLD_GATES.get(label, d.gate.pattern) for label, d in zip(BUILTIN_LABELS, patterns.BUILTIN)
+             if d.gate is not None]
     return "|".join(f"(?:{g})" for g in gates)
 
 
@@ -117,7 +123,7 @@ def current() -> dict[str, Work]:
     # These three are only ever used to rewrite or split a string: timed as that, in C, rather
     # than as a Python loop over a match at every character.
     work["patterns.non_digit"] = lambda s: patterns._NON_DIGIT.sub("", s)
-    work["redact.camel"] = lambda s: redact._CAMEL.sub(r"\1_\2", s)
+    work["redact.camel"] = lambda s: redact._CAMEL.sub("_", s)
     work["redact.non_word"] = redact._NON_WORD.split
     # The union of the gates is tried only on strings of up to 4 KiB (patterns.Scanner.scan).
     work["privacy.scanner_gate"] = lambda s: gate.search(s[:patterns._UNION_MAX_CHARS])
@@ -173,9 +179,11 @@ def hostile_one(label: str, size: int) -> str:
 
 
 def _time(work: Work, s: str) -> float:
-    start = time.perf_counter()
+    # CPU time of this thread: on a shared machine wall time adds the wait for a core, which is
+    # not the pattern's doing (a regex holds the CPU, and a shard's loop, for its CPU time).
+    start = time.thread_time()
     work(s)
-    return time.perf_counter() - start
+    return time.thread_time() - start
 
 
 def _best_of(work: Work, s: str, repeats: int) -> float:
@@ -221,7 +229,7 @@ def baseline(name: str, new: Work, scout: int = 512, budget_s: float = 0.25) -> 
     size, points = scout, []
     while True:
         s = hostile_one(label, size)
-        points.append((size, _time(old, s)))
+        points.append((size, _best_of(old, s, 2)))  # best of two, as the new figures: no hiccups
         if points[-1][1] >= budget_s or size >= SIZE:
             break
         size *= 2
