@@ -149,22 +149,23 @@ _HOSTILE = {
 @pytest.mark.parametrize("name", sorted(_HOSTILE))
 def test_hostile_strings_of_256_kib_take_milliseconds_not_minutes(name: str) -> None:
     # A regression guard, not a speed claim: the old patterns take minutes on these strings and
-    # the new ones tens of milliseconds even on a loaded machine, so 1 s is a wide margin.
+    # the new ones about 0.2 s of CPU at most (the whole redactor), so 1 s is a wide margin;
+    # CPU time of this thread, so a loaded machine does not make it fail.
     work = current()[name]
     for label in _HOSTILE[name]:
         s = hostile_one(label, 256 * 1024)
-        start = time.perf_counter()
+        start = time.thread_time()
         work(s)
-        assert time.perf_counter() - start < 1.0, label
+        assert time.thread_time() - start < 1.0, label
 
 
 def test_old_patterns_are_the_baseline_only() -> None:
     assert set(OLD_PATTERNS) >= {"privacy.css_value", "context.price", "privacy.PHONE.context"}
     old = old_regex("privacy.PHONE.context")
     s = "phone" + " " * 2000 + "x"
-    start = time.perf_counter()
+    start = time.thread_time()
     old.search(s)
-    slow = time.perf_counter() - start
-    start = time.perf_counter()
+    slow = time.thread_time() - start
+    start = time.thread_time()
     _detector("PHONE.context").regex.search(s)
-    assert time.perf_counter() - start < slow  # the guard above could fail: the old one is slow
+    assert time.thread_time() - start < slow  # the guard above could fail: the old one is slow
