@@ -68,6 +68,10 @@ def settings_for_cluster(env: Mapping[str, str], objects_dir: Path | None = None
     store must be reachable from all of them, so nothing embedded is started here."""
     if not env.get("DATABASE_URL"):
         raise SettingsError("set DATABASE_URL: every node of the cluster must reach the same PostgreSQL")
+    if not (env.get("TRACEMILL_KEY_PEPPER") or env.get("TRACEMILL_KEY_PEPPER_FILE")):
+        # Checked here, before anything is deployed: replicas without it would fail only once started.
+        raise SettingsError("set TRACEMILL_KEY_PEPPER (or TRACEMILL_KEY_PEPPER_FILE): API keys are stored as "
+                            "HMACs under it, and every node and `tracemill keys` must use the same one")
     overrides: dict[str, Any] = {}
     if not env.get("TRACEMILL_S3_BUCKET"):
         if objects_dir is None:

@@ -60,8 +60,10 @@ log = logging.getLogger(__name__)
 _NAME = re.compile(r"^session-shard-(?:(?P<fp>[0-9a-f]{12})-)?(?P<index>\d+)$")  # fp-less: before generations
 _RESEND_AFTER_S = 0.5
 _DRAIN_TIMEOUT_S = 60.0
-# Answered while draining: the deployer's probe, the ingress's health check, and drain itself.
-_ALWAYS_OPEN = frozenset({"ping", "check_health", "drain", "reopen"})
+# Answered while draining: the deployer's probe, the ingress's health check, drain itself, and
+# `call`, which only dispatches (by getattr, so to the gated methods): gated too, it would make a
+# draining shard fail the readiness check that goes through it to `check_health`.
+_ALWAYS_OPEN = frozenset({"ping", "check_health", "drain", "reopen", "call"})
 
 
 def shard_fingerprint(settings: TracemillSettings) -> str:

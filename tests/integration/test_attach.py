@@ -87,6 +87,9 @@ def test_deploy_then_down_on_a_running_cluster(head: str, serve_port: int, stack
     env = clean_env() | {"DATABASE_URL": stack.settings.database.url.get_secret_value()}
     refused = tracemill("deploy", "--address", head, "--port", str(port), env=clean_env())
     assert refused.returncode == 2 and "DATABASE_URL" in refused.stderr
+    refused = tracemill("deploy", "--address", head, "--port", str(port), env=env)
+    assert refused.returncode == 2 and "TRACEMILL_KEY_PEPPER" in refused.stderr
+    env["TRACEMILL_KEY_PEPPER"] = stack.settings.auth.pepper.get_secret_value()
 
     deployed = tracemill("deploy", "--address", head, "--host", "127.0.0.1", "--port", str(port),
                          "--objects-dir", str(tmp_path / "objects"), env=env, timeout=180)

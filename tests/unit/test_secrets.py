@@ -75,7 +75,7 @@ def test_the_shipped_serve_config_and_ingress_carry_no_options_of_their_own() ->
 
     [app] = yaml.safe_load((CONFIG_DIR / "serve.yaml").read_text())["applications"]
     assert app["args"] == {}
-    [ingress] = app["deployments"]
+    [ingress] = [d for d in app["deployments"] if d["name"] == "Ingress"]
     assert {"max_ongoing_requests", "autoscaling_config", "health_check_period_s"} <= set(ingress)
     assert Ingress._deployment_config.user_configured_option_names <= {"name"}
 
@@ -95,7 +95,7 @@ def test_every_public_shard_method_passes_the_drain_gate() -> None:
     assert {"ingest", "create_session", "finish"} <= set(public)
     for name in public:
         gated = getattr(ManagedShard, name) is not getattr(SessionShard, name)
-        assert gated == (name not in ("ping", "check_health")), name
+        assert gated == (name not in ("ping", "check_health", "call")), name
 
 
 def test_a_draining_shard_refuses_new_work_and_reopens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -112,6 +112,9 @@ def test_a_draining_shard_refuses_new_work_and_reopens(tmp_path: Path, monkeypat
         await shard.drain(timeout_s=5)
         with pytest.raises(Overloaded, match="being replaced"):
             await shard.check_recording(org, sid)
+        with pytest.raises(Overloaded, match="being replaced"):  # `call` dispatches to the gated method
+            await shard.call("check_recording", org, sid)
+        await shard.check_health()  # the readiness probe still answers
         await shard.reopen()
         await shard.check_recording(org, sid)
 
