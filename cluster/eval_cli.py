@@ -3,6 +3,10 @@
     tracemill eval run --dataset ID --model MODEL [--config eval.yaml] [--limit N] [--concurrency N]
     tracemill eval compare MODEL_A MODEL_B [--dataset ID]
 
+A model is what its provider serves (`ft:gpt-4o-mini:…`) or a ranker of this cluster:
+`local:<model id>` from the registry, `local:base` for the untrained base encoder; the two kinds
+compare on the measures they share, and rankers also on recall@k.
+
 `run` is the evaluation job's code (jobs/evaluate.py) in this process. Both find the
 deployment's settings as a job driver does: DATABASE_URL when set, else the settings the
 running cluster published (cluster.remote.cluster_settings), the cluster being RAY_ADDRESS,
@@ -98,6 +102,11 @@ def format_comparison(a: dict[str, Any], b: dict[str, Any]) -> str:
              row("examples", a["examples"], b["examples"], f"{b['examples'] - a['examples']:+d}"),
              row("answered", a["answered"], b["answered"], f"{b['answered'] - a['answered']:+d}")]
     lines += [row(label, _pct(a[key]), _pct(b[key]), _diff(a[key], b[key])) for label, key in _ROWS]
+    rank_a, rank_b = a["details"].get("ranking") or {}, b["details"].get("ranking") or {}
+    if rank_a or rank_b:  # a chat model ranks nothing: its column stays "-"
+        for k in (1, 5, 10):
+            ra, rb = rank_a.get(f"recall_at_{k}"), rank_b.get(f"recall_at_{k}")
+            lines.append(row(f"ranker recall@{k}", _pct(ra), _pct(rb), _diff(ra, rb)))
     per_a, per_b = a["details"].get("per_action", {}), b["details"].get("per_action", {})
     lines.append("step accuracy by action type")
     for kind in sorted(set(per_a) | set(per_b)):

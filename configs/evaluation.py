@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from configs.base import SettingsError, load_yaml, validated
 from configs.openai import OpenAISettings
@@ -30,7 +30,8 @@ class EvaluationSettings(OpenAISettings):
 
     section: ClassVar[str] = "evaluation"
 
-    provider: Literal["openai"] = Field("openai", description="the only provider so far")
+    provider: Literal["openai", "local"] = Field(
+        "openai", description="'local': a ranker of this cluster, model local:<model id> or local:base")
     model: str = Field(min_length=1, description="the model id the host serves, e.g. ft:gpt-4o-mini:…")
     concurrency: int = Field(4, ge=1, le=256, description="requests in flight at once")
     requests_per_minute: int = Field(
@@ -47,6 +48,19 @@ class EvaluationSettings(OpenAISettings):
         0.1, ge=0, le=1, description="fail the evaluation when more than this share of examples "
         "got no reply after all attempts: its accuracy would measure the outage, not the model")
     progress_every: int = Field(20, ge=1, description="log progress every N examples")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _local_models(cls, data: Any) -> Any:
+        """A `local:` model is the local provider's; any other model is not."""
+        if isinstance(data, dict) and isinstance(data.get("model"), str):
+            local = data["model"].startswith("local:")
+            if data.get("provider") is None:
+                data = {**data, "provider": "local" if local else "openai"}
+            elif (data["provider"] == "local") != local:
+                raise ValueError("provider 'local' goes with a model local:<model id> (or local:base), "
+                                 "and only with one")
+        return data
 
 
 def load_evaluation_settings(path: Path | None = None,

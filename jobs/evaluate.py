@@ -3,6 +3,8 @@
     ray job submit --working-dir . -- python -m jobs.evaluate \\
         --dataset <dataset id> --model <model id> [--provider openai] [--config eval.yaml] \\
         [--limit N] [--concurrency N]
+    … --model local:<model id>    a local ranker of the registry (local:base: the untrained
+                                  base encoder), scored on validation.ranking.jsonl
 
 The settings (file, then flags) are validated before anything else: a bad value is one line
 on stderr and exit code 2, with no cluster joined and no row written. The model's host comes
@@ -40,8 +42,10 @@ def _positive(value: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options shared by this job and `tracemill eval run`."""
     parser.add_argument("--dataset", required=True, help="the dataset id (a succeeded build)")
-    parser.add_argument("--model", required=True, help="the model id its provider serves")
-    parser.add_argument("--provider", default=None, help="only 'openai' (any compatible host)")
+    parser.add_argument("--model", required=True, help="the model id its provider serves, or "
+                        "local:<model id> / local:base for a ranker of this cluster")
+    parser.add_argument("--provider", default=None, help="'openai' (any compatible host) or 'local' "
+                        "(default: local for a local: model)")
     parser.add_argument("--config", type=Path, help="YAML with an `evaluation:` mapping")
     parser.add_argument("--limit", type=_positive, help="evaluate the first N examples only")
     parser.add_argument("--concurrency", type=_positive, help="requests in flight at once")
@@ -71,6 +75,9 @@ def format_report(report: EvalReport) -> str:
         f"  action-type accuracy  {_pct(m['action_type_accuracy'])}",
         f"  value accuracy        {_pct(m['value_accuracy'])}",
     ]
+    if ranking := m.get("ranking"):
+        lines.append("  ranker recall@1/5/10  " + " / ".join(
+            _pct(ranking.get(f"recall_at_{k}")) for k in (1, 5, 10)) + f" of {ranking['ranked_steps']} steps")
     for kind, sub in m["per_action"].items():
         lines.append(f"    {kind:10} {sub['examples']:6} examples  step {_pct(sub['step_accuracy'])}")
     lines.append(f"  throughput            {report.details.get('examples_per_s', 0):.2f} examples/s")

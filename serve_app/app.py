@@ -7,6 +7,7 @@ from ray.serve import Application
 from actors.ingest.shard_pool import create_shards
 from configs.settings import TracemillSettings
 from serve_app.ingress import Ingress
+from serve_app.model_server import ModelServer
 
 __all__ = ["build_app"]
 
@@ -28,4 +29,5 @@ def build_app(args: dict[str, Any]) -> Application:
     else:
         settings = TracemillSettings.from_env()
         create_shards(settings, secrets_file=None)
-    return Ingress.bind(settings.public_args())
+    public = settings.public_args()
+    return Ingress.bind(public, ModelServer.bind(public))

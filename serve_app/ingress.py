@@ -29,7 +29,8 @@ from serve_app.bodies import (
 from actors.storage.postgres import ping as ping_db
 from configs.settings import TracemillSettings
 from configs.dataset import DatasetBuildConfig
-from serve_app import dashboard_api, results_api, screenshots_api, sessions_api, stream_api, training_api
+from serve_app import dashboard_api, models_api, results_api, screenshots_api, sessions_api, stream_api, training_api
+from serve_app.models_api import PredictRequest, PredictResponse
 from serve_app.training_api import FineTuneCreate
 from serve_app.dashboard_api import StatsResponse
 from serve_app.results_api import EventsPage
@@ -73,7 +74,7 @@ async def bind_request_id(request: Request, call_next: Any) -> Response:
     with bound_request(request_id_of(request)), bound_peer(request.client, request.headers.get("x-forwarded-for")):
         return await call_next(request)
 install_openapi(api, [SessionCreate, FinishRequest, EventsBatch, ErrorResponse, DatasetBuildConfig,
-                      FineTuneCreate])
+                      FineTuneCreate, PredictRequest])
 install_docs(api)
 api.add_middleware(cors.Cors)
 api.add_middleware(http_security.SecurityHeaders)  # added last, so outermost: plain request ids first
@@ -86,9 +87,11 @@ _SESSION = "/v1/sessions/{session_id}"
 @serve.deployment(name="Ingress")
 @serve.ingress(api)
 class Ingress:
-    def __init__(self, settings: dict[str, Any]):
+    def __init__(self, settings: dict[str, Any], model_server: Any = None):
         # `settings` holds no secret (Serve keeps bound arguments in its checkpoint): they come
-        # from this replica's environment (configs/secrets.py).
+        # from this replica's environment (configs/secrets.py). `model_server`: the handle of
+        # the ModelServer deployment (serve_app/model_server.py), which the app builder binds.
+        self.model_server = model_server
         resolved = TracemillSettings.with_secrets(settings)
         setup_logging("ingress", resolved.log_level)
         self.services = Services.create(resolved)
@@ -213,6 +216,14 @@ class Ingress:
               responses=errors_of(401, 403, 404, 503), summary="Ask the fine-tune's driver to cancel it")
     async def cancel_finetune(self, finetune_id: str, request: Request) -> JSONResponse:
         return await training_api.cancel_finetune(self.services, request, finetune_id)
+
+    @api.post(
+        "/v1/models/{model_id}/predict", response_model=PredictResponse, tags=["models"],
+        openapi_extra=body_of(PredictRequest), responses=errors_of(400, 401, 403, 404, 409, 413, 415, 422, 503),
+        summary="Rank a page's candidate elements for a task with a registered local model (read scope)",
+    )
+    async def predict(self, model_id: str, request: Request) -> dict[str, Any]:
+        return await models_api.predict(self.services, request, model_id, self.model_server)
 
     @api.get(
         "/v1/stats", response_model=StatsResponse, tags=["dashboard"],

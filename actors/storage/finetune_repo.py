@@ -14,7 +14,7 @@ from actors.training.finetune.provider import Checkpoint, JobEvent
 from actors.storage.postgres import json_dumps
 
 __all__ = [
-    "cancel_requested", "finetune_row", "insert_finetune", "model_for",
+    "cancel_requested", "finetune_row", "insert_finetune", "model_for", "model_row",
     "record_checkpoints", "record_events", "register_model", "request_cancel", "update_finetune",
 ]
 
@@ -101,3 +101,8 @@ async def register_model(conn: asyncpg.Connection, row: asyncpg.Record, name: st
 
 async def model_for(conn: Conn, finetune_id: uuid.UUID) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM models WHERE finetune_id = $1", finetune_id)
+
+
+async def model_row(conn: Conn, model_id: uuid.UUID) -> asyncpg.Record | None:
+    """A registered model by its id (the caller checks the organisation)."""
+    return await conn.fetchrow("SELECT * FROM models WHERE model_id = $1", model_id)

@@ -135,10 +135,10 @@ def test_serve_config_v2_is_configs_serve_yaml_for_pods() -> None:
     [source_app] = [a for a in source["applications"] if a["name"] == APP_NAME]
     assert app["args"] == {}, "the manifest carries no settings: the builder reads the pod environment"
     assert {k: v for k, v in app.items() if k != "args"} == {k: v for k, v in source_app.items() if k != "args"}
-    [ingress] = app["deployments"]
-    [source_ingress] = source_app["deployments"]
-    for option in ("max_ongoing_requests", "autoscaling_config", "ray_actor_options"):
-        assert ingress[option] == source_ingress[option], option
+    assert [d["name"] for d in app["deployments"]] == [d["name"] for d in source_app["deployments"]]
+    for ingress, source_ingress in zip(app["deployments"], source_app["deployments"]):
+        for option in ("max_ongoing_requests", "autoscaling_config", "ray_actor_options"):
+            assert ingress[option] == source_ingress[option], option
     assert app["import_path"] == "serve_app.app:build_app"
 
 

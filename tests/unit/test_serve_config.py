@@ -23,7 +23,7 @@ def test_shipped_config_renders_with_runtime_values(tmp_path: Path) -> None:
     # only the name of the file that holds it.
     assert "url" not in app["args"]["database"] and "pw" not in str(config)
     assert app["runtime_env"]["env_vars"] == {"TRACEMILL_SECRETS_FILE": str(tmp_path / "s.json")}
-    [ingress] = app["deployments"]
+    [ingress] = [d for d in app["deployments"] if d["name"] == "Ingress"]
     assert ingress["max_ongoing_requests"] >= 1000 and ingress["ray_actor_options"]["num_cpus"] < 1
     assert ingress["autoscaling_config"]["min_replicas"] >= 1
     assert "args: {}" in DEFAULT_SERVE_CONFIG.read_text()  # secrets are filled in at start, never stored

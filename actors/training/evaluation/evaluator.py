@@ -19,7 +19,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,10 @@ from actors.errors import DependencyUnavailable, InvalidInput
 from actors.storage.objectstore import ObjectStore, make_object_store
 from actors.storage.postgres import connect_pool
 from actors.training.evaluation.compare import StepResult, aggregate, compare_step, parse_action
+from actors.training.evaluation.local import (
+    is_local, load_ranking_validation, local_model_uri, rank_rows, require_train_extra,
+)
+from actors.training.evaluation.ranker_scoring import VALUE_RULE, score_all
 from actors.training.evaluation.predictor import ChatPredictor, OpenAIChatPredictor, estimate_request_tokens
 from actors.storage.evaluation_repo import (
     DatasetRef, finish_evaluation, get_dataset, insert_running, mark_failed,
@@ -170,16 +174,23 @@ def _details(metrics: dict[str, Any], outcomes: list[Outcome], settings: Evaluat
 async def evaluate_dataset(settings: TracemillSettings, ev: EvaluationSettings,
                            dataset_id: str | uuid.UUID,
                            predictor: ChatPredictor | None = None) -> EvalReport:
-    """Run one evaluation end to end and store it; see the module docstring for the order."""
+    """Run one evaluation end to end and store it; see the module docstring for the order.
+    A `local:` model is a ranker of this cluster (actors.training.evaluation.local)."""
     pool = await connect_pool(settings.database)
     store = make_object_store(settings.object_store)
     try:
         dataset = await get_dataset(pool, dataset_id)
+        if is_local(ev.model):
+            return await _evaluate_local(pool, store, settings, ev, dataset)
         examples = await load_validation(store, dataset)
         examples = examples[:ev.max_examples] if ev.max_examples else examples
         predictor = predictor or OpenAIChatPredictor(ev)  # a missing key fails here, no row yet
         try:
-            return await _run(pool, ev, dataset, examples, predictor)
+            async def produce() -> tuple[list[Outcome], dict[str, Any]]:
+                started = time.monotonic()
+                return await run_predictions(examples, predictor, ev, _progress_logger(started)), {}
+
+            return await _run(pool, ev, dataset, len(examples), produce)
         finally:
             await predictor.aclose()
     finally:
@@ -187,18 +198,42 @@ async def evaluate_dataset(settings: TracemillSettings, ev: EvaluationSettings,
         await store.close()
 
 
-async def _run(pool: Any, ev: EvaluationSettings, dataset: DatasetRef,
-               examples: list[dict[str, Any]], predictor: ChatPredictor) -> EvalReport:
+async def _evaluate_local(pool: Any, store: ObjectStore, settings: TracemillSettings, ev: EvaluationSettings,
+                          dataset: DatasetRef) -> EvalReport:
+    """A local ranker on the validation ranking rows: model, rows and the train extra checked
+    before the row is written; ranking in a thread (torch), scored like any model."""
+    rows = await load_ranking_validation(store, dataset)
+    rows = rows[:ev.max_examples] if ev.max_examples else rows
+    uri = await local_model_uri(pool, ev.model, dataset.org_id)
+    require_train_extra("evaluating a local model")
+    started = time.monotonic()
+
+    def progress(n: int, total: int) -> None:
+        log.info("ranked %d/%d steps (%.1f steps/s)", n, total, n / max(time.monotonic() - started, 1e-6))
+
+    async def produce() -> tuple[list[Outcome], dict[str, Any]]:
+        results = await asyncio.to_thread(rank_rows, uri, rows, settings.object_store, progress)
+        scored, ranking = score_all(rows, results)
+        outcomes = [Outcome(i, verdict, predicted) for i, (verdict, predicted, _) in enumerate(scored)]
+        return outcomes, {"ranking": ranking, "value_rule": VALUE_RULE, "model_uri": uri}
+
+    return await _run(pool, ev, dataset, len(rows), produce)
+
+
+async def _run(pool: Any, ev: EvaluationSettings, dataset: DatasetRef, n_examples: int,
+               produce: Callable[[], Awaitable[tuple[list[Outcome], dict[str, Any]]]]) -> EvalReport:
+    """Write the running row, get the outcomes (and extra measures, kept in the metrics and
+    the details), store them; the row ends failed on any error."""
     eval_id = await insert_running(pool, org_id=dataset.org_id, dataset_id=dataset.dataset_id,
-                                   provider=ev.provider, model=ev.model, examples=len(examples),
+                                   provider=ev.provider, model=ev.model, examples=n_examples,
                                    details={"settings": ev.model_dump(mode="json", exclude={"api_key"})})
     log.info("evaluation %s: %s on %d validation examples of dataset %s (concurrency %d)",
-             eval_id, ev.model, len(examples), dataset.dataset_id, ev.concurrency)
+             eval_id, ev.model, n_examples, dataset.dataset_id, ev.concurrency)
     started = time.monotonic()
     try:
-        outcomes = await run_predictions(examples, predictor, ev, _progress_logger(started))
-        metrics = aggregate(o.result for o in outcomes)
-        details = _details(metrics, outcomes, ev, dataset, time.monotonic() - started)
+        outcomes, extra = await produce()
+        metrics = {**aggregate(o.result for o in outcomes), **extra}
+        details = {**_details(metrics, outcomes, ev, dataset, time.monotonic() - started), **extra}
         failed = sum(details["errors"].values())
         if failed > ev.max_error_share * len(outcomes):
             raise DependencyUnavailable(

@@ -25,6 +25,7 @@ from typing import Any
 import ray
 
 from actors.training.dataset.ranking import RankingRow
+from actors.training.evaluation.ranker_scoring import positive_rank, ranking_measures
 from actors.training.ranker.model import (
     Featurizer,
     RankerModel,
@@ -57,7 +58,8 @@ def evaluate(model: Any, featurizer: Featurizer, rows: list[RankingRow], batch_s
     """Element accuracy (top-1 is the positive), recall@5, action-type accuracy and loss."""
     if not rows:
         return {}
-    hits = top5 = ranked = actions = 0
+    ranks: list[int | None] = []
+    actions = 0
     loss_sum = 0.0
     model.eval()
     with torch.no_grad():
@@ -69,14 +71,12 @@ def evaluate(model: Any, featurizer: Featurizer, rows: list[RankingRow], batch_s
             actions += int((logits.argmax(-1) == batch.action).sum())
             for i, pos in enumerate(batch.positive.tolist()):
                 if pos >= 0:
-                    order = scores[i].argsort(descending=True).tolist()
-                    ranked += 1
-                    hits += order[0] == pos
-                    top5 += pos in order[:5]
+                    ranks.append(positive_rank(scores[i].argsort(descending=True).tolist(), pos))
     model.train()
     out = {"val_loss": loss_sum / len(rows), "val_action_accuracy": actions / len(rows)}
-    if ranked:
-        out.update(val_element_accuracy=hits / ranked, val_recall_at_5=top5 / ranked)
+    if ranks:
+        measures = ranking_measures(ranks)
+        out.update(val_element_accuracy=measures["recall_at_1"], val_recall_at_5=measures["recall_at_5"])
     return out
 
 
