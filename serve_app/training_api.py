@@ -28,7 +28,9 @@ __all__ = ["FineTuneCreate", "cancel_finetune", "create_dataset", "create_finetu
 
 DATASET_FILES = {"train.jsonl": "application/jsonl", "validation.jsonl": "application/jsonl",
                  "report.json": "application/json", "quality.png": "image/png",
-                 "train.ranking.jsonl": "application/jsonl", "validation.ranking.jsonl": "application/jsonl"}
+                 "train.ranking.jsonl": "application/jsonl", "validation.ranking.jsonl": "application/jsonl",
+                 "train.parquet": "application/vnd.apache.parquet",
+                 "validation.parquet": "application/vnd.apache.parquet"}
 _LIST_LIMIT = 100
 
 
@@ -139,7 +141,10 @@ async def dataset_file(services: Services, request: Request, raw_id: str, name: 
     if row["status"] != "succeeded":
         raise NotFound(f"dataset {row['dataset_id']} is {row['status']}; its files exist once it "
                        "succeeds", code="dataset_not_ready")
-    data = await services.store.get(json.loads(row["files"])[name]["key"])
+    files = json.loads(row["files"])
+    if name not in files:  # e.g. a build from before the format existed, or with ranking off
+        raise NotFound(f"dataset {row['dataset_id']} has no {name}; it has {', '.join(files)}")
+    data = await services.store.get(files[name]["key"])
     return Response(content=data, media_type=DATASET_FILES[name],
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 

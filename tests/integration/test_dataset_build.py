@@ -4,6 +4,7 @@ bad configs and rule-breaking datasets rejected."""
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 import time
@@ -11,12 +12,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 import ray
 import yaml
 
 from jobs import build_dataset
 from actors.training.dataset.formats import example_key, validate_examples
+from actors.training.dataset.parquet import read_parquet
+from actors.training.dataset.ranking import RankingRow
 from tests.support.client import Api
 from tests.support.sessions import record_ready
 from tests.support.stack import read_object, run_db
@@ -52,7 +56,9 @@ def test_build_writes_split_files_report_and_lineage(stack: Any, ready_sessions:
     train_ids, val_ids = {str(s) for s in row["train_sessions"]}, {str(s) for s in row["validation_sessions"]}
     assert train_ids | val_ids == set(ready_sessions) and not train_ids & val_ids and val_ids
     files = json.loads(row["files"])
-    assert set(files) == {"train.jsonl", "validation.jsonl", "report.json", "quality.png"}
+    assert set(files) == {"train.jsonl", "validation.jsonl", "report.json", "quality.png",
+                          "train.ranking.jsonl", "validation.ranking.jsonl", "train.parquet",
+                          "validation.parquet"}
     blobs = {name: read_object(stack, f["key"]) for name, f in files.items()}
     assert blobs["quality.png"].startswith(b"\x89PNG")
     train = [json.loads(line) for line in blobs["train.jsonl"].decode().splitlines()]
@@ -71,6 +77,15 @@ def test_build_writes_split_files_report_and_lineage(stack: Any, ready_sessions:
     assert images and all(u.startswith("data:image/webp;base64,") for u in images)
     assert all(len(ex["messages"][1]["content"]) <= 3 for ex in train if isinstance(ex["messages"][1]["content"], list))
     assert json.loads(row["counts"])["train_examples"] == len(train)
+    # The report lists every other file; the Parquet export holds the ranking rows, one per step.
+    assert set(report["files"]) == set(files) - {"report.json"}
+    assert report["files"]["train.parquet"]["bytes"] == files["train.parquet"]["bytes"]
+    for split in ("train", "validation"):
+        table = pq.read_table(io.BytesIO(blobs[f"{split}.parquet"]))
+        ranking = blobs[f"{split}.ranking.jsonl"].decode().splitlines()
+        assert table.num_rows == len(ranking) == report["files"][f"{split}.parquet"]["rows"] > 0
+        assert read_parquet(blobs[f"{split}.parquet"]) == [RankingRow.model_validate_json(line) for line in ranking]
+        assert set(table.column("session_id").to_pylist()) <= (train_ids if split == "train" else val_ids)
 
 
 @pytest.mark.parametrize("body, message", [

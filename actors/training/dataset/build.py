@@ -31,7 +31,8 @@ from configs.dataset import DatasetBuildConfig, DatasetFormatSettings
 from configs.settings import TracemillSettings
 from actors.training.dataset.formats import build_examples, dedupe, split_by_session, validate_examples
 from actors.training.dataset.ranking import RankingRow, dedupe_rows, ranking_rows, ranking_stats
-from actors.training.dataset.report import build_report, quality_plot_png
+from actors.training.dataset.parquet import MEDIA_TYPE as PARQUET_MEDIA_TYPE, parquet_bytes
+from actors.training.dataset.report import build_report, file_listing, quality_plot_png
 
 __all__ = ["BuildResult", "build_chunk", "dataset_prefix", "run_build"]
 
@@ -217,17 +218,19 @@ def _ranking(results: list[dict]) -> dict[str, list[RankingRow]]:
 async def _write_files(store: ObjectStore, prefix: str, train: list[dict], validation: list[dict],
                        report: dict[str, Any], plot: bytes,
                        ranking: dict[str, list[RankingRow]]) -> dict[str, Any]:
-    report_bytes = json.dumps(report, indent=2, sort_keys=True).encode()
-    contents = {"train.jsonl": (_jsonl(train), "application/jsonl"),
-                "validation.jsonl": (_jsonl(validation), "application/jsonl"),
-                "quality.png": (plot, "image/png"),
-                "report.json": (report_bytes, "application/json")}
+    contents = {"train.jsonl": (_jsonl(train), "application/jsonl", len(train)),
+                "validation.jsonl": (_jsonl(validation), "application/jsonl", len(validation)),
+                "quality.png": (plot, "image/png", None)}
     if any(ranking.values()):
         for split, rows in ranking.items():
             contents[f"{split}.ranking.jsonl"] = (_jsonl([r.model_dump(mode="json") for r in rows]),
-                                                  "application/jsonl")
+                                                  "application/jsonl", len(rows))
+            # The open export: the same rows for pyarrow, pandas, DuckDB and HF `datasets`.
+            contents[f"{split}.parquet"] = (parquet_bytes(rows), PARQUET_MEDIA_TYPE, len(rows))
+    report["files"] = file_listing(contents)
+    contents["report.json"] = (json.dumps(report, indent=2, sort_keys=True).encode(), "application/json", None)
     files = {}
-    for name, (data, content_type) in contents.items():
+    for name, (data, content_type, _) in contents.items():
         await store.put(prefix + name, data, content_type)
         files[name] = {"key": prefix + name, "bytes": len(data), "content_type": content_type,
                        "sha256": hashlib.sha256(data).hexdigest()}

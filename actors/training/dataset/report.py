@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import io
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from configs.dataset import DatasetBuildConfig
 from actors.training.dataset.formats import dataset_stats
 
-__all__ = ["TOKEN_ESTIMATE_NOTE", "build_report", "quality_plot_png"]
+__all__ = ["TOKEN_ESTIMATE_NOTE", "build_report", "file_listing", "quality_plot_png"]
 
 TOKEN_ESTIMATE_NOTE = (
     "Tokens are estimated without tokenizer files (they cannot be downloaded here): "
@@ -19,6 +19,14 @@ TOKEN_ESTIMATE_NOTE = (
     "images (85 low detail, 1105 for a 1280x800 screenshot otherwise); see "
     "jobs/dataset_format.estimate_tokens. Expect about +-35% on prose, up to ~30% low on JSON.")
 _BINS = 10
+# What each file of a build holds, by the end of its name (most specific first).
+_FILE_KINDS = (
+    (".ranking.jsonl", "ranking rows, one per action step: candidates with the positive marked"),
+    (".parquet", "the ranking rows as Parquet (one row per step, candidates as list<struct>; "
+                 "columns documented in actors/training/dataset/parquet.py)"),
+    (".jsonl", "OpenAI chat fine-tuning examples, one per action step"),
+    (".png", "quality histogram of the selected sessions"),
+)
 
 
 def _histogram(values: Sequence[float]) -> dict[str, list[float] | list[int]]:
@@ -56,6 +64,13 @@ def build_report(config: DatasetBuildConfig, *, qualities: dict[str, float | Non
                   "sessions_per_task": config.sessions_per_task,
                   "examples_per_s": round(examples / seconds, 1) if seconds > 0 else None},
     }
+
+
+def file_listing(contents: Mapping[str, tuple[bytes, str, int | None]]) -> dict[str, dict[str, Any]]:
+    """The files of a build for its report: (data, content type, rows or None) by name."""
+    return {name: {"bytes": len(data), "content_type": content_type, "rows": rows,
+                   "holds": next((what for end, what in _FILE_KINDS if name.endswith(end)), None)}
+            for name, (data, content_type, rows) in contents.items()}
 
 
 def quality_plot_png(qualities: dict[str, float | None], validation_ids: Sequence[str],
