@@ -16,9 +16,9 @@ from actors.errors import DependencyUnavailable
 from actors.settings_registry import dashboard_url
 from configs.settings import CLUSTER_ADDRESS_ENV
 
-__all__ = ["job_outcome", "submit"]
+__all__ = ["job_ended", "submit"]
 
-_TERMINAL_FAILURES = ("FAILED", "STOPPED")
+_ENDED = ("FAILED", "STOPPED", "SUCCEEDED")
 _AGENT_WAIT_S = 60.0
 
 
@@ -56,18 +56,31 @@ async def submit(submission_id: str, module: str, args: list[str]) -> str:
                                     retry_after_s=5.0) from None
 
 
-def _outcome(submission_id: str) -> str | None:
+def _reason(message: str | None) -> str:
+    """Ray's message, short: for a failed entrypoint it is "Job entrypoint command failed with
+    exit code N, last available logs (...):" and the log tail, whose last line is our drivers'
+    one-line error (jobs.entrypoint prints it last)."""
+    lines = [line.strip() for line in (message or "").splitlines() if line.strip()]
+    if not lines:
+        return "no message"
+    head = lines[0].split(", last available logs")[0].rstrip(":")
+    return head if len(lines) == 1 else f"{head}; last log line: {lines[-1][:500]}"
+
+
+def _ended(submission_id: str) -> str | None:
     info = _client().get_job_info(submission_id)
     status = str(getattr(info.status, "value", info.status))
-    if status in _TERMINAL_FAILURES:
-        return f"the Ray job {submission_id} ended {status}: {info.message or 'no message'}"
-    return None
+    if status not in _ENDED:
+        return None
+    return f"the Ray job {submission_id} ended {status}: {_reason(info.message)}"
 
 
-async def job_outcome(submission_id: str) -> str | None:
-    """Why the Ray job ended without success, or None (still going, succeeded, or unknown:
-    the row, not Ray, is the record, so an unreachable Jobs API is not an error here)."""
+async def job_ended(submission_id: str) -> str | None:
+    """How the Ray job ended (FAILED, STOPPED, or SUCCEEDED, with Ray's reason), or None while
+    it is pending or running, or when the Jobs API cannot say (the row, not Ray, is the record,
+    so an unreachable Jobs API is not an error here). A caller whose row is not terminal when
+    its job has ended knows the driver is gone without recording an outcome."""
     try:
-        return await asyncio.to_thread(_outcome, submission_id)
+        return await asyncio.to_thread(_ended, submission_id)
     except Exception:  # noqa: BLE001
         return None

@@ -4,6 +4,7 @@ same code `ray job submit` and the CLI run; these handlers only record, submit a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from typing import Any, Literal
@@ -100,11 +101,16 @@ async def _dataset(services: Services, request: Request, raw_id: str) -> Any:
     row = await with_retries(lambda: training_repo.dataset_row(pool, dataset_id), attempts=2, what="dataset read")
     if row is None or row["org_id"] != principal.org_id:
         raise NotFound(f"no dataset {dataset_id}")
+    return await _settle_dataset(pool, row)
+
+
+async def _settle_dataset(pool: Any, row: Any) -> Any:
+    """The row, failed with Ray's reason when its driver's job ended while the row still says
+    queued/running (a driver killed, or gone before it could record anything)."""
     if row["status"] in ("queued", "running") and row["ray_job_id"]:
-        # A driver that died before it could record the failure: Ray knows why.
-        if (why := await ray_jobs.job_outcome(row["ray_job_id"])) is not None:
-            await training_repo.fail_dataset(pool, dataset_id, why)
-            row = await training_repo.dataset_row(pool, dataset_id)
+        if (why := await ray_jobs.job_ended(row["ray_job_id"])) is not None:
+            await training_repo.fail_dataset(pool, row["dataset_id"], f"{why} (the build recorded no outcome)")
+            row = await training_repo.dataset_row(pool, row["dataset_id"])
     return row
 
 
@@ -129,7 +135,9 @@ async def get_dataset(services: Services, request: Request, raw_id: str) -> dict
 
 async def list_datasets(services: Services, request: Request) -> dict[str, Any]:
     principal = await services.principal(bearer_key(request), "read")
-    rows = await training_repo.list_datasets(await services.db(), principal.org_id, _LIST_LIMIT)
+    pool = await services.db()
+    rows = await training_repo.list_datasets(pool, principal.org_id, _LIST_LIMIT)
+    rows = await asyncio.gather(*(_settle_dataset(pool, r) for r in rows))
     return {"datasets": [{k: v for k, v in dataset_view(r).items() if k not in ("report", "config")}
                          for r in rows]}
 
@@ -205,11 +213,22 @@ async def _finetune(services: Services, request: Request, raw_id: str, scope: st
     row = await finetune_repo.finetune_row(pool, finetune_id)
     if row is None or row["org_id"] != principal.org_id:
         raise NotFound(f"no fine-tune {finetune_id}")
-    if row["status"] not in finetune_repo.TERMINAL and row["ray_job_id"]:
-        if (why := await ray_jobs.job_outcome(row["ray_job_id"])) is not None:
-            # The driver is gone; the provider job may live on: `--resume` picks it up again.
-            row = {**dict(row), "error": f"{why}; resume with `python -m jobs.finetune --resume {finetune_id}`"}
-    return row
+    return await _settle_finetune(pool, row)
+
+
+async def _settle_finetune(pool: Any, row: Any) -> Any:
+    """The row, failed with Ray's reason when its driver's job ended while the row is not
+    terminal, so a client polling for succeeded|failed|cancelled gets an answer. The row is
+    the record: a provider job the driver had started is named, since it may still run."""
+    if row["status"] in finetune_repo.TERMINAL or not row["ray_job_id"]:
+        return row
+    if (why := await ray_jobs.job_ended(row["ray_job_id"])) is None:
+        return row
+    why = f"{why} (the fine-tune was {row['status']} and recorded no outcome)"
+    if row["provider_job_id"]:
+        why += f"; provider job {row['provider_job_id']} may still be running: cancel it at the provider"
+    await finetune_repo.update_finetune(pool, row["finetune_id"], status="failed", error=why)
+    return await finetune_repo.finetune_row(pool, row["finetune_id"])
 
 
 async def get_finetune(services: Services, request: Request, raw_id: str) -> dict[str, Any]:
@@ -225,7 +244,8 @@ async def get_finetune(services: Services, request: Request, raw_id: str) -> dic
         "trained_tokens": row["trained_tokens"], "error": row["error"],
         "cancel_requested": row["cancel_requested"], "ray_job_id": row["ray_job_id"],
         "settings": json.loads(row["settings"]),
-        "model": None if model is None else {"name": model["name"], "version": model["version"],
+        "model": None if model is None else {"model_id": str(model["model_id"]), "name": model["name"],
+                                             "version": model["version"],
                                              "metrics": json.loads(model["metrics"])},
         "events": [{"at": e["created_at"].isoformat() if e["created_at"] else None, "level": e["level"],
                     "message": e["message"]} for e in reversed(events)],

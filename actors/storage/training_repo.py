@@ -60,9 +60,12 @@ async def finish_dataset(conn: Conn, dataset_id: uuid.UUID, *, train_sessions: S
 
 async def fail_dataset(conn: Conn, dataset_id: uuid.UUID, error: str,
                        report: dict[str, Any] | None = None) -> None:
+    """Mark a queued or running build failed; one that has ended keeps its outcome (a late
+    reconcile never overwrites the outcome, or the reason, its driver recorded)."""
     await conn.execute(
         "UPDATE datasets SET status = 'failed', error = $2, report = coalesce($3::jsonb, report),"
-        " finished_at = now(), updated_at = now() WHERE dataset_id = $1 AND status <> 'succeeded'",
+        " finished_at = now(), updated_at = now()"
+        " WHERE dataset_id = $1 AND status IN ('queued', 'running')",
         dataset_id, error[:2000], None if report is None else json_dumps(report))
 
 

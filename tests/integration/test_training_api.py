@@ -3,14 +3,18 @@ as Ray Jobs; status, report and files read back; bad requests change nothing."""
 
 from __future__ import annotations
 
+import io
 import json
+import socket
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
 from pydantic import SecretStr
 
@@ -65,6 +69,11 @@ def test_dataset_built_through_the_api(built: dict[str, Any], admin: httpx.Clien
     assert json.loads(lines[0])["messages"][0]["role"] == "system"
     png = api.http.get(built["files"]["quality.png"]["url"])
     assert png.headers["content-type"] == "image/png" and png.content.startswith(b"\x89PNG")
+    parquet = api.http.get(built["files"]["train.parquet"]["url"])
+    assert parquet.status_code == 200 and parquet.headers["content-type"] == "application/vnd.apache.parquet"
+    frame = pd.read_parquet(io.BytesIO(parquet.content))
+    assert len(frame) == built["counts"]["ranking"]["train"]["rows"] == built["report"]["files"]["train.parquet"]["rows"]
+    assert all(sum(c["positive"] for c in cands) <= 1 for cands in frame["candidates"])
     assert api.http.get(f"/v1/datasets/{built['dataset_id']}/files/secrets.txt").status_code == 404
     assert other_org_api.http.get(f"/v1/datasets/{built['dataset_id']}").status_code == 404
     listed = admin.get("/v1/datasets").json()["datasets"]
@@ -92,19 +101,24 @@ def test_training_routes_need_their_scope(api: Api, stack: Any) -> None:
     assert count(stack, "datasets") == before
 
 
+@contextmanager
+def deployment_provider(stack: Any, tmp_path: Path, base_url: str) -> Iterator[None]:
+    """The deployment's fine-tune provider pointed at `base_url`, as an operator's
+    OPENAI_BASE_URL would (job drivers read the published settings)."""
+    settings = stack.settings.model_copy(update={"finetune": stack.settings.finetune.model_copy(
+        update={"base_url": base_url, "api_key": SecretStr("sk-deployment")})})
+    # The key is a secret: published as a 0600 file's name, as `tracemill deploy` does.
+    publish_settings(settings, str(write_secrets_file(tmp_path / "secrets.json", settings.secret_values())))
+    try:
+        yield
+    finally:
+        publish_settings(stack.settings, str(stack.secrets_file))
+
+
 @pytest.fixture
 def provider(stack: Any, tmp_path: Path) -> Iterator[OpenAITestServer]:
-    """The deployment's fine-tune provider pointed at the test server, as an operator's
-    OPENAI_BASE_URL would (job drivers read the published settings)."""
-    with OpenAITestServer() as server:
-        settings = stack.settings.model_copy(update={"finetune": stack.settings.finetune.model_copy(
-            update={"base_url": server.base_url, "api_key": SecretStr("sk-deployment")})})
-        # The key is a secret: published as a 0600 file's name, as `tracemill deploy` does.
-        publish_settings(settings, str(write_secrets_file(tmp_path / "secrets.json", settings.secret_values())))
-        try:
-            yield server
-        finally:
-            publish_settings(stack.settings, str(stack.secrets_file))
+    with OpenAITestServer() as server, deployment_provider(stack, tmp_path, server.base_url):
+        yield server
 
 
 def test_finetune_through_the_api(built: dict[str, Any], admin: httpx.Client, stack: Any,
@@ -118,6 +132,52 @@ def test_finetune_through_the_api(built: dict[str, Any], admin: httpx.Client, st
     assert view["model"]["name"] == view["fine_tuned_model"] and view["events"]
     assert all(r.authorization == "Bearer sk-deployment" for r in provider.finetune_requests)
     assert "sk-deployment" not in json.dumps(view)
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # closed again on leaving: connections are refused
+
+
+def test_a_finetune_whose_job_failed_ends_failed_with_the_reason(
+        built: dict[str, Any], admin: httpx.Client, stack: Any, tmp_path: Path) -> None:
+    """The provider host unreachable: the driver's upload gives up and its Ray job fails; the
+    row, left `uploading` by the driver, must still end `failed` for a polling client."""
+    with deployment_provider(stack, tmp_path, f"http://127.0.0.1:{closed_port()}/v1"):
+        answer = admin.post("/v1/finetunes", json={"dataset_id": built["dataset_id"], "suffix": "down"})
+        assert answer.status_code == 202, answer.text
+        path = f"/v1/finetunes/{answer.json()['finetune_id']}"
+        view = wait_for(admin, path, ("succeeded", "failed", "cancelled"))
+    assert view["status"] == "failed", view
+    assert f"the Ray job {view['ray_job_id']} ended FAILED" in view["error"]
+    assert "recorded no outcome" in view["error"] and view["finished_at"]
+    assert "upload file failed after" in view["error"] and "connection_error" in view["error"]  # the driver's line
+    row = run_db(stack, "SELECT status, error FROM finetunes WHERE finetune_id = $1",
+                 uuid.UUID(view["finetune_id"]))[0]
+    assert row["status"] == "failed" and row["error"] == view["error"]  # stored, not only shown
+    assert "sk-deployment" not in json.dumps(view)
+
+
+def test_a_dataset_whose_driver_was_stopped_is_listed_failed(admin: httpx.Client, stack: Any) -> None:
+    """A driver killed before it could record anything (its Ray job stopped): the list, not
+    only the dataset's own page, shows it failed with Ray's reason."""
+    from ray.job_submission import JobSubmissionClient
+
+    from actors.settings_registry import dashboard_url
+
+    answer = admin.post("/v1/datasets", json={"name": "stopped", "selection": {"task_contains": TASK}})
+    assert answer.status_code == 202, answer.text
+    dataset_id, job = answer.json()["dataset_id"], answer.json()["ray_job_id"]
+    JobSubmissionClient(dashboard_url()).stop_job(job)
+    deadline = time.monotonic() + 60
+    while (listed := {d["dataset_id"]: d for d in admin.get("/v1/datasets").json()["datasets"]}
+           )[dataset_id]["status"] not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline, listed[dataset_id]
+        time.sleep(0.5)
+    assert listed[dataset_id]["status"] == "failed", listed[dataset_id]
+    assert f"the Ray job {job} ended STOPPED" in listed[dataset_id]["error"]
+    assert admin.get(f"/v1/datasets/{dataset_id}").json()["status"] == "failed"
 
 
 @pytest.mark.parametrize("body, status", [
