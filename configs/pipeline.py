@@ -108,6 +108,7 @@ _RANKED_KINDS = frozenset(SelectorRanks.model_fields)
 class QualitySettings(_Strict):
     weights: QualityWeights = QualityWeights()
     reject_below: Unit = 0.45
+    reject_without_steps: bool = True
     explain_below: Unit = 0.70
     neutral: Unit = 0.50
     completeness_parts: CompletenessParts = CompletenessParts()

@@ -10,6 +10,10 @@ Four components in [0, 1], mixed into `overall` with `QualitySettings.weights`:
 * training_value        is it worth learning from: action diversity, a task, a sensible
                         length, little noise (scroll-only stretches, repeated identical events)
 
+A session is rejected when `overall` is below `reject_below`, and also, whatever it scores,
+when it has no action step at all (the dataset build's step extraction finds none, so it
+yields no training example; `reject_without_steps`).
+
 Each score below `explain_below` comes with sentences in `reasons` and advice for whoever
 records in `suggestions`, so a rejected session says what to do differently next time. Lost
 data (seq gaps, targets missing, no /finish, quality not measured) is always reported.
@@ -29,10 +33,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from actors.context import INTERACTIONS, PASSIVE, Event, ordered, target_key, target_of
 from actors.errors import ConfigError, InvalidInput, details_from_validation_error
+from actors.training.dataset.formats import action_steps
 from configs.pipeline import PipelineSettings, QualitySettings
 from configs.settings import SettingsError
 
-__all__ = ["QualityScores", "SessionFacts", "load_pipeline_settings", "score_session"]
+__all__ = ["NO_STEPS", "QualityScores", "SessionFacts", "load_pipeline_settings", "score_session"]
 
 Score = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 _STEPS = frozenset({"navigation", "click"})  # what a screenshot is expected to follow
@@ -66,6 +71,8 @@ class QualityScores(BaseModel):
 
 
 _ALWAYS = -1.0  # a note with this score is shown whatever the scores: lost data is news
+NO_STEPS = ("No action steps (click, typing, select, submit, Enter/Escape/Tab, typed "
+             "navigation): the session yields no training example.")
 
 
 class _Note(NamedTuple):
@@ -311,6 +318,11 @@ def score_session(events: Iterable[Event], facts: SessionFacts | Mapping[str, An
     if rejected:
         reasons.insert(0, f"Overall quality {overall:.2f} is below the rejection threshold "
                           f"{q.reject_below:.2f}.")
+    # The dataset build's own step extraction decides, so "no step" means "no example".
+    if q.reject_without_steps and not action_steps({}, evs):
+        rejected = True
+        reasons.insert(0, NO_STEPS)
+        tips.insert(0, "record the task itself: the clicks, typing and submits that complete it")
     parts = {f"{name}.{k}": round(float(np.clip(v, 0.0, 1.0)), 4)
              for name, comp in comps.items() for k, v in comp.parts.items()}
     return QualityScores(**scores, overall=overall, rejected=rejected, parts=parts,

@@ -12,9 +12,11 @@ from typing import Any
 
 from PIL import Image
 
+from actors.context.scoring import NO_STEPS
 from tests.support.stack import run_db
 from tests.support.client import Api, new_id
-from tests.support.sessions import CHECKOUT_FIELDS, poor_session, record, shop_session, wait_terminal
+from tests.support.sessions import (CHECKOUT_FIELDS, T0, page_png, poor_session, record, shop_session,
+                                    wait_terminal)
 
 def test_good_session_ends_ready_with_scores_and_a_verified_archive(api: Api, stack: Any) -> None:
     events, shots = shop_session(200, 40)
@@ -71,6 +73,18 @@ def test_poor_session_is_rejected_with_reasons(api: Api) -> None:
     assert view["quality"]["overall"] < 0.45
     assert view["quality"]["reasons"] and view["quality"]["suggestions"]
     assert view["archive"] is not None  # rejected sessions are kept, never trained on
+
+
+def test_scroll_only_session_is_rejected_for_having_no_action_step(api: Api) -> None:
+    """Finished, described, with screenshots of every page: it scores well, but it yields no
+    training example, so it ends rejected with that reason."""
+    events = [{"seq": seq, "ts": T0 + seq * 700, "url": f"https://shop.example/p/{seq // 10}",
+               **({"type": "navigation", "title": "Shop", "transition": "link"} if seq % 10 == 0
+                  else {"type": "scroll", "x": 0, "y": seq * 10})} for seq in range(40)]
+    shots = [(f"shot-{seq:04d}", seq, page_png(seq)) for seq in range(0, 40, 10)]
+    view = wait_terminal(api, record(api, events, shots, type="human", task="look at kettles"))
+    assert view["status"] == "rejected", view
+    assert view["quality"]["reasons"][0] == NO_STEPS and view["quality"]["overall"] >= 0.45, view["quality"]
 
 
 def test_events_are_paged_in_seq_order(api: Api) -> None:

@@ -12,11 +12,13 @@ import pytest
 
 from actors.errors import ConfigError, InvalidInput
 from actors.context.scoring import (
+    NO_STEPS,
     QualityScores,
     SessionFacts,
     load_pipeline_settings,
     score_session,
 )
+from actors.training.dataset.formats import action_steps
 from configs.pipeline import DEFAULT_PIPELINE_FILE, PipelineSettings
 from configs.settings import SettingsError
 
@@ -184,7 +186,30 @@ def test_scores_always_in_unit_interval_and_deterministic(seed: int) -> None:
     for name in COMPONENTS:
         assert 0.0 <= getattr(first, name) <= 1.0
     assert all(0.0 <= v <= 1.0 for v in first.parts.values())
-    assert first.rejected == (first.overall < 0.45)
+    no_steps = not action_steps({}, events)
+    assert first.rejected == (first.overall < 0.45 or no_steps)
+    assert (NO_STEPS in first.reasons) == no_steps
+
+
+def scroll_only(n: int = 12) -> list[dict[str, Any]]:
+    return events_of([("navigation", {"url": SHOP + "/", "transition": "link"}),
+                      *[("scroll", {"x": 0, "y": 100 * i}) for i in range(n)]])
+
+
+def test_a_session_without_action_steps_is_rejected_whatever_it_scores() -> None:
+    s = score_session(scroll_only(), GOOD_FACTS)
+    assert s.overall >= 0.45, "the rule, not the score, rejects it"
+    assert s.rejected and s.reasons[0] == NO_STEPS and s.suggestions[0].startswith("record the task")
+    assert score_session([], GOOD_FACTS).rejected  # nothing at all, however well described
+    kept = PipelineSettings.build({"quality": {"reject_without_steps": False}})
+    assert not score_session(scroll_only(), GOOD_FACTS, kept).rejected
+
+
+def test_one_action_step_is_enough_for_the_step_rule() -> None:
+    typed = events_of([("navigation", {"url": SHOP + "/", "transition": "typed"}),
+                       *[("scroll", {"x": 0, "y": 100 * i}) for i in range(12)]])
+    assert NO_STEPS not in score_session(typed, GOOD_FACTS).reasons
+    assert NO_STEPS not in score_session(clean_session(), GOOD_FACTS).reasons
 
 
 def test_empty_session() -> None:
