@@ -88,9 +88,11 @@ class QuotaSettings(_Strict):
     bytes an organisation has uploaded."""
 
     enabled: bool = True
-    concurrent_datasets: int = Field(4, ge=0)
-    concurrent_finetunes: int = Field(2, ge=0)
-    finetunes_per_day: int = Field(20, ge=0)
+    # Generous by default (a deployment tightens them per organisation): a job whose driver
+    # died counts as running until a read of it records the failure.
+    concurrent_datasets: int = Field(16, ge=0)
+    concurrent_finetunes: int = Field(16, ge=0)
+    finetunes_per_day: int = Field(500, ge=0)
     sessions_per_day: int = Field(1_000_000, ge=0)
     stored_bytes: int = Field(1024**4, ge=0)  # 1 TiB
 
