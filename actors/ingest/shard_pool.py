@@ -66,10 +66,17 @@ _DRAIN_TIMEOUT_S = 60.0
 _ALWAYS_OPEN = frozenset({"ping", "check_health", "drain", "reopen", "call"})
 
 
+# Sections only the ingress reads: changing a rate limit, a quota or the CORS list redeploys the
+# replicas and must not drain and replace every shard.
+_INGRESS_ONLY = ("limits", "quotas", "security")
+
+
 def shard_fingerprint(settings: TracemillSettings) -> str:
     """What a generation of shards is keyed by: every setting that is not secret (a shard runs
-    processing, privacy and storage with them, not only its own `shards` section)."""
-    canonical = json.dumps(settings.public_args(), sort_keys=True, separators=(",", ":"))
+    processing, privacy and storage with them, not only its own `shards` section), less the
+    ingress-only sections."""
+    public = {k: v for k, v in settings.public_args().items() if k not in _INGRESS_ONLY}
+    canonical = json.dumps(public, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 

@@ -86,6 +86,10 @@ def test_a_generation_is_keyed_by_the_public_settings(tmp_path: Path) -> None:
     more_shards = settings(tmp_path, TRACEMILL_SHARDS="7")
     assert shard_fingerprint(base) == shard_fingerprint(same_but_secrets)
     assert shard_fingerprint(base) != shard_fingerprint(more_shards)
+    # Ingress-only sections redeploy the replicas but keep the shards.
+    tighter = base.model_copy(update={"limits": base.limits.model_copy(update={"trusted_proxies": ("10.0.0.1",)})})
+    assert tighter.public_args() != base.public_args()
+    assert shard_fingerprint(tighter) == shard_fingerprint(base)
     rebuilt = TracemillSettings.with_secrets(base.public_args(), ENV)
     assert shard_name(rebuilt, 3) == shard_name(base, 3) == f"session-shard-{shard_fingerprint(base)}-3"
 
