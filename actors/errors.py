@@ -109,21 +109,6 @@ class SessionClosed(Conflict):
     code = "session_closed"
 
 
-class NotReady(Conflict):
-    code = "not_ready"
-
-    def __init__(
-        self,
-        message: str,
-        retry_after_s: float = 1.0,
-        details: list[Detail] | None = None,
-        code: str | None = None,
-    ):
-        super().__init__(message, details, code)
-        self.args = (message, retry_after_s, details, code)
-        self.retry_after_s = retry_after_s
-
-
 class _RetryableError(TracemillError):
     def __init__(
         self,
@@ -136,6 +121,13 @@ class _RetryableError(TracemillError):
         # Re-pass every argument so pickling rebuilds the same object.
         self.args = (message, retry_after_s, details, code)
         self.retry_after_s = retry_after_s
+
+
+class NotReady(_RetryableError, Conflict):
+    """A Conflict (409) that carries when to come back: the same constructor and pickling as
+    the retryable errors, through the MRO rather than a copy of it."""
+
+    code = "not_ready"
 
 
 class Overloaded(_RetryableError):
