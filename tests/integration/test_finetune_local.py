@@ -179,3 +179,34 @@ def test_a_dataset_without_candidates_is_refused_by_job_cli_and_api(stack: Any, 
                                                 "local": {"fail_once_after_epoch": 1}})
         assert hook.status_code == 422 and "fail_once_after_epoch" in hook.text
     assert count(stack, "finetunes") == before
+
+
+@pytest.mark.timeout(300)
+def test_a_cancel_request_stops_the_workers_and_registers_nothing(stack: Any, dataset_id: uuid.UUID,
+                                                                  tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    ft_id = uuid.uuid4()
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    proc = subprocess.Popen([sys.executable, "-m", "jobs.finetune", "--dataset", str(dataset_id), "--finetune-id",
+                             str(ft_id), "--config", str(config(tmp_path, epochs=50, log_every_steps=1))],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while not run_db(stack, "SELECT 1 FROM finetune_events WHERE finetune_id = $1 AND message LIKE 'epoch 1/50 step%'",
+                         ft_id):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate(timeout=5)[0].decode()[-3000:]
+            time.sleep(0.5)
+        run_db(stack, "UPDATE finetunes SET cancel_requested = true WHERE finetune_id = $1", ft_id)
+        out = proc.communicate(timeout=120)[0].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, out[-3000:]
+    ft = run_db(stack, "SELECT status, fine_tuned_model FROM finetunes WHERE finetune_id = $1", ft_id)[0]
+    assert (ft["status"], ft["fine_tuned_model"]) == ("cancelled", None)
+    assert not run_db(stack, "SELECT 1 FROM models WHERE finetune_id = $1", ft_id)
+    messages = [e["message"] for e in run_db(stack, "SELECT message FROM finetune_events WHERE finetune_id = $1", ft_id)]
+    assert any(m.startswith("cancel requested") for m in messages)
+    assert not any(m.startswith("epoch 2/50") for m in messages)
