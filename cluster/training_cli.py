@@ -101,7 +101,8 @@ async def _read(args: argparse.Namespace) -> int:
         model = await finetune_repo.model_for(pool, row["finetune_id"])
         print(json.dumps({k: str(row[k]) if row[k] is not None else None for k in (
             "finetune_id", "dataset_id", "status", "attempt", "provider", "base_model", "provider_job_id",
-            "fine_tuned_model", "error", "updated_at")} | {"model_version": model and model["version"]}, indent=2))
+            "fine_tuned_model", "error", "updated_at")} | {"model_version": model and model["version"],
+                                                 "model_id": model and str(model["model_id"])}, indent=2))
         return 0
     finally:
         await pool.close()

@@ -85,6 +85,13 @@ def _header() -> list[dict[str, Any]]:
             _el("a", "Cart", "cart-link", 14, href="/cart.html", **{"aria-label": "Cart"})]
 
 
+def _chrome() -> list[dict[str, Any]]:
+    """The category bar under the header and the footer links every page has."""
+    return [*(_el("a", c, f"nav-{_slug(c)}", 60, href=f"/products.html?category={_slug(c)}") for c in _CATEGORIES),
+            *(_el("a", t, f"footer-{_slug(t)}", 760, href=f"/{_slug(t)}.html")
+              for t in ("About us", "Shipping", "Returns", "Contact"))]
+
+
 def _card(name: str, y: int) -> dict[str, Any]:
     return _el("a", name, f"product-{_slug(name)}", y, href=f"/product.html?id={_slug(name)}")
 
@@ -117,7 +124,8 @@ class _Recorder:
         self.url = _BASE + path
         self.add({"type": "navigation", "title": title, "transition": transition})
         self.shots += 1
-        self.add({"type": "dom_snapshot", "elements": elements})
+        chrome = _chrome()  # in DOM order: header, category bar, the page's own elements, footer
+        self.add({"type": "dom_snapshot", "elements": [*elements[:5], *chrome[:3], *elements[5:], *chrome[3:]]})
         if self.rng.random() < 0.3:
             self.add({"type": "scroll", "x": 0, "y": self.rng.randrange(100, 900)})
 

@@ -8,8 +8,8 @@ scored on, and its answers.
 
 A local model is scored on the dataset's `validation.ranking.jsonl` (the same validation
 sessions as `validation.jsonl`, with each step's candidates), through the same `compare_step`
-and `aggregate` as a chat model (actors.training.evaluation.ranker_scoring says how a ranker's answer
-becomes an action), plus recall@1/5/10. torch loads only here, when a local model is scored.
+and `aggregate` as a chat model (`ranker_scoring` says how a ranker's answer becomes an
+action), plus recall@1/5/10. torch loads only here, when a local model is scored.
 """
 
 from __future__ import annotations
