@@ -14,8 +14,10 @@ log and sends them to the job actor, whose events reach `finetune_events`.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -41,6 +43,19 @@ from configs.settings import ObjectStoreSettings
 __all__ = ["FitOutcome", "evaluate", "fit", "train_loop"]
 
 _HOOK_DELAY_S = 5.0  # > 2 health checks of the controller: the checkpoint is registered first
+_log = logging.getLogger("tracemill.ranker")
+
+
+def _progress_log() -> logging.Logger:
+    """Straight to the worker's stdout (the job log), once: Ray Train's patched print would
+    write every line twice (to its logger and, stdout being redirected, to stdout too)."""
+    if not _log.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        _log.addHandler(handler)
+        _log.setLevel(logging.INFO)
+        _log.propagate = False
+    return _log
 
 
 @dataclass(frozen=True)
@@ -104,7 +119,7 @@ class _Progress:
     def say(self, message: str, data: dict[str, Any] | None = None) -> None:
         if self.rank != 0:
             return
-        print(message, flush=True)
+        _progress_log().info(message)
         if self.actor is not None:
             self.actor.add_event.remote(message, data)
 
