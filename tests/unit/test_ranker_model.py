@@ -60,7 +60,7 @@ def test_a_few_steps_lower_the_loss_and_the_saved_model_ranks_the_same(parts: tu
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    after = float(ranking_loss(*model(batch), batch)[0])
+    after = float(ranking_loss(*model(batch), batch)[0].detach())
     assert after < first
     save_model(model, featurizer.tokenizer, tmp_path, {"epoch": 1, "max_length": 32, "seed": 0})
     ranker = load_ranker(tmp_path)
