@@ -70,3 +70,13 @@ def _assert_unique_names(packages: tuple[str, ...]) -> None:
                 by_name[path.name].append(str(path.relative_to(ROOT)))
     twice = {name: paths for name, paths in by_name.items() if len(paths) > 1}
     assert not twice, f"file names used twice: {twice}"
+
+
+def test_no_two_test_modules_share_a_file_name() -> None:
+    """pytest imports test files by their base name (tests/*/ have no __init__.py): two of one
+    name stop the whole run at collection."""
+    by_name: dict[str, list[str]] = defaultdict(list)
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        by_name[path.name].append(str(path.relative_to(ROOT)))
+    twice = {name: paths for name, paths in by_name.items() if len(paths) > 1}
+    assert not twice, f"test file names used twice: {twice}"
