@@ -37,6 +37,7 @@ import yaml
 from ray.serve.schema import ServeDeploySchema
 
 from cluster.local import THROUGHPUT_ENV
+from serve_app.serve_hooks import CALLBACK_ENV
 from cluster.serve_deploy import APP_NAME, DEFAULT_SERVE_CONFIG
 from configs.settings import SettingsError, load_yaml
 
@@ -170,9 +171,10 @@ def _pod_template(name: str, image: str, secret_name: str, resources: dict[str, 
         # DATABASE_URL, TRACEMILL_KEY_PEPPER, TRACEMILL_S3_*, AWS_*, OPENAI_* arrive as environment
         # variables; the manifest names the Secret, never its values.
         "envFrom": [{"secretRef": {"name": secret_name}}],
-        # Serve's throughput mode (DESIGN.md decision 4) must be in the environment of every
-        # Ray process, head and workers alike, as `tracemill up` sets it locally.
-        "env": [{"name": key, "value": value} for key, value in sorted(THROUGHPUT_ENV.items())],
+        # Serve's throughput mode (DESIGN.md decision 4) and the proxy hook that replaces a request
+        # id that is not short and plain must be in the environment of every Ray process, head
+        # and workers alike, as `tracemill up` sets them locally.
+        "env": [{"name": key, "value": value} for key, value in sorted({**THROUGHPUT_ENV, **CALLBACK_ENV}.items())],
         "ports": ports,
         # Requests equal to limits: Ray sizes itself from the limits, and a throttled or
         # evicted head takes every open WebSocket with it.

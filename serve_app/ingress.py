@@ -194,7 +194,7 @@ class Ingress:
         "/v1/datasets/{dataset_id}/files/{name}", tags=["training"], response_class=Response,
         responses={200: {"content": {"application/jsonl": {}, "application/json": {}, "image/png": {}}},
                    **errors_of(401, 403, 404, 503)},
-        summary="Download train.jsonl, validation.jsonl, report.json or quality.png",
+        summary="Download a built dataset's file: the chat JSONL, the ranking JSONL, the Parquet export, report.json or quality.png",
     )
     async def get_dataset_file(self, dataset_id: str, name: str, request: Request) -> Response:
         return await training_api.dataset_file(self.services, request, dataset_id, name)

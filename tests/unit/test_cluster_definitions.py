@@ -15,6 +15,7 @@ from ray.serve.schema import ServeDeploySchema
 
 from cluster import kuberay
 from cluster.local import THROUGHPUT_ENV
+from serve_app.serve_hooks import CALLBACK_ENV
 from cluster.serve_deploy import APP_NAME, DEFAULT_SERVE_CONFIG
 from configs.settings import SettingsError, load_yaml
 
@@ -23,7 +24,7 @@ RAY_UP_YAML = REPO / "cluster" / "deploy" / "aws-ray-cluster.yaml"
 PINNED = "ghcr.io/acme/tracemill:0.1.0@sha256:" + "0f" * 32
 RERENDER = (f"python -m cluster.kuberay --image {kuberay.EXAMPLE_IMAGE} "
             "--output cluster/deploy/kuberay-rayservice.yaml")
-THROUGHPUT_FLAGS = [f"{key}={value}" for key, value in THROUGHPUT_ENV.items()]
+THROUGHPUT_FLAGS = [f"{key}={value}" for key, value in (THROUGHPUT_ENV | CALLBACK_ENV).items()]
 
 
 def ray_up_config() -> dict[str, Any]:
@@ -163,7 +164,8 @@ def test_manifest_structure() -> None:
         assert container["image"] == kuberay.EXAMPLE_IMAGE
         assert container["envFrom"] == [{"secretRef": {"name": "tracemill-env"}}]
         assert {"containerPort": 8080, "name": "metrics"} in container["ports"]
-        assert {e["name"]: e["value"] for e in container["env"]} == THROUGHPUT_ENV
+        # Throughput mode, and the proxy hook that replaces a request id that is not plain.
+        assert {e["name"]: e["value"] for e in container["env"]} == THROUGHPUT_ENV | CALLBACK_ENV
         assert container["resources"]["requests"] and container["resources"]["limits"]
     assert {"containerPort": 8000, "name": "serve"} in head["template"]["spec"]["containers"][0]["ports"]
 
@@ -180,7 +182,7 @@ def test_manifest_holds_no_secret_even_when_the_renderer_has_them(monkeypatch: p
     cluster = manifest["spec"]["rayClusterConfig"]
     for template in [cluster["headGroupSpec"]["template"], *(g["template"] for g in cluster["workerGroupSpecs"])]:
         for container in template["spec"]["containers"]:
-            assert {e["name"] for e in container["env"]} <= set(THROUGHPUT_ENV)
+            assert {e["name"] for e in container["env"]} <= set(THROUGHPUT_ENV | CALLBACK_ENV)
 
 
 def test_generator_uses_its_arguments() -> None:
