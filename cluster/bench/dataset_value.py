@@ -161,6 +161,22 @@ def _throughput(trained: dict[str, Any], baselines: list[dict[str, Any]]) -> dic
                     "the same rows with the same batch per step"}
 
 
+def _start_ray() -> None:
+    """A Ray instance of this run's own that its processes know by address. Ray Train's
+    placement-group cleaner asks the State API whether the run's controller lives at
+    RAY_ADDRESS, or else at the cluster started last on this machine: with another Ray cluster
+    started meanwhile (a test stack) it found no controller there and removed the run's workers."""
+    import ray
+    from ray._private.services import get_node_ip_address
+
+    from cluster.doubles.net import free_port
+
+    port = free_port()
+    os.environ["RAY_GCS_SERVER_PORT"] = str(port)  # read when the GCS starts
+    os.environ["RAY_ADDRESS"] = f"{get_node_ip_address()}:{port}"  # inherited by the raylet and workers
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+
+
 def bench_dataset_value(args: argparse.Namespace) -> dict[str, Any]:
     import ray
 
@@ -189,7 +205,7 @@ def bench_dataset_value(args: argparse.Namespace) -> dict[str, Any]:
         _progress(f"baseline: a plain PyTorch loop, one process, one thread, {args.baseline_steps} steps")
         baseline = _single_process(train_all, local, args.baseline_steps)
         _progress(f"  {baseline['examples_per_s']:.2f} examples/s")
-        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+        _start_ray()
         try:
             trained = {}
             for name, rows in (("all", train_all), ("filtered", train_kept)):
@@ -202,6 +218,8 @@ def bench_dataset_value(args: argparse.Namespace) -> dict[str, Any]:
                     _progress(f"baseline again: {baselines[-1]['examples_per_s']:.2f} examples/s")
         finally:
             ray.shutdown()
+            for name in ("RAY_ADDRESS", "RAY_GCS_SERVER_PORT"):
+                os.environ.pop(name, None)
         from actors.training.ranker.storage import resolve_base_model
 
         uris = {"base": str(resolve_base_model(local)), **{n: t["checkpoint"] for n, t in trained.items()}}

@@ -54,6 +54,12 @@ NOT_RUN = {
     "tracemill bench faults": "a benchmark of minutes on stacks of its own; test_chaos_smoke.py runs the scenarios"
                               " at small N, test_installed.py starts the command",
     "tracemill bench spread": "a three-node cluster of its own, minutes; test_chaos_smoke.py runs it with --smoke",
+    "# a local fine-tune: the CLI, a Ray job, or the API": "minutes of training; test_finetune_local.py runs the"
+                                                          " job, the CLI and the API, test_local_models.py a tiny one",
+    "# rank a page's candidates": "needs a trained model; test_local_models.py trains a tiny one and calls the route",
+    "# evaluate local models": "needs a trained model (and an OpenAI model for the last line); test_local_models.py"
+                               " runs eval run and compare for local:<id>, local:base and an OpenAI-compatible model",
+    "# the dataset's value": "a benchmark of minutes (its figures are in results/dataset_value.json)",
 }
 
 
