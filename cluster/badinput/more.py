@@ -97,6 +97,9 @@ def injection_cases() -> list[BadCase]:
         add(_EV, "POST", f"/v1/sessions/{seg}/events", f"session_id_{i}", U404, "ingest", b'{"events": []}', JSON)
         add("/v1/datasets/{id}", "GET", f"/v1/datasets/{seg}", f"dataset_id_{i}", U404, "read")
         add("/v1/finetunes/{id}/cancel", "POST", f"/v1/finetunes/{seg}/cancel", f"finetune_id_{i}", U404, "admin")
+        # The model is looked up (and must be the caller's) before the body is read.
+        add("/v1/models/{id}/predict", "POST", f"/v1/models/{seg}/predict", f"model_id_{i}", U404, "read",
+            _j({"task": "t", "candidates": [{"id": "a", "text": "b"}]}), JSON)
     for i, bad in enumerate(_SQL):
         add(_EV, "GET", f"{S}/events?after_seq={quote(bad)}", f"after_seq_{i}", U422, "read")
         add("/v1/stats", "GET", f"/v1/stats?limit={quote(bad)}", f"limit_{i}", U422, "read")

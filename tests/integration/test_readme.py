@@ -53,6 +53,9 @@ NOT_RUN = {
     "tracemill bench load": "a benchmark of minutes at N = 1,000; test_load_smoke.py runs the load at small N",
     "tracemill bench faults": "a benchmark of minutes on stacks of its own; test_chaos_smoke.py runs the scenarios"
                               " at small N, test_installed.py starts the command",
+    "tracemill bench redaction": "a minute of CPU on 574 hostile 256 KiB strings, with the bruteforce benchmark"
+                                 " on a stack of its own; test_redaction_worst_case.py and test_rate_limits.py"
+                                 " check what they measure",
     "tracemill bench spread": "a three-node cluster of its own, minutes; test_chaos_smoke.py runs it with --smoke",
     "# a local fine-tune: the CLI, a Ray job, or the API": "minutes of training; test_finetune_local.py runs the"
                                                           " job, the CLI and the API, test_local_models.py a tiny one",
