@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,26 +29,6 @@ from cluster.doubles.openai_server import OpenAITestServer
 pytestmark = pytest.mark.anyio
 
 SECRET_KEY = "sk-tracemill-finetune-DO-NOT-LEAK-8c2f1a"
-OPENAI_ENV = (
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "OPENAI_ADMIN_KEY",
-    "OPENAI_CUSTOM_HEADERS",
-)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[OpenAITestServer]:
-    with OpenAITestServer() as srv:
-        yield srv
-
-
-@pytest.fixture(autouse=True)
-def _fresh(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in OPENAI_ENV:
-        monkeypatch.delenv(name, raising=False)
-    if "server" in request.fixturenames:
-        request.getfixturevalue("server").reset()
 
 
 def settings_for(server: OpenAITestServer, **overrides: Any) -> FineTuneSettings:

@@ -9,7 +9,7 @@ the remote vendor, never our code. Sleeps are recorded instead of slept, so wait
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -33,21 +33,6 @@ pytestmark = pytest.mark.anyio
 
 SECRET = "sk-tracemill-layer-DO-NOT-LEAK-41c9e2aa"
 MESSAGES = [{"role": "user", "content": "hello"}]
-OPENAI_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ADMIN_KEY", "OPENAI_CUSTOM_HEADERS")
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[OpenAITestServer]:
-    with OpenAITestServer() as srv:
-        yield srv
-
-
-@pytest.fixture(autouse=True)
-def _fresh(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in OPENAI_ENV:  # the developer's own key or endpoint must not leak in
-        monkeypatch.delenv(name, raising=False)
-    if "server" in request.fixturenames:
-        request.getfixturevalue("server").reset()
 
 
 def settings(base_url: str | None = "http://vendor.test/v1", **overrides: Any) -> OpenAISettings:

@@ -12,7 +12,6 @@ import base64
 import hashlib
 import logging
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
@@ -42,26 +41,6 @@ pytestmark = pytest.mark.anyio
 
 SECRET_KEY = "sk-tracemill-vision-DO-NOT-LEAK-5d1e0c7b"
 IMAGE = b"\x89PNG\r\n\x1a\n" + b"tracemill screenshot " * 50
-OPENAI_ENV = (
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "OPENAI_ADMIN_KEY",
-    "OPENAI_CUSTOM_HEADERS",
-)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[OpenAITestServer]:
-    with OpenAITestServer() as srv:
-        yield srv
-
-
-@pytest.fixture(autouse=True)
-def _fresh(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in OPENAI_ENV:  # the developer's own key or endpoint must not leak in
-        monkeypatch.delenv(name, raising=False)
-    if "server" in request.fixturenames:
-        request.getfixturevalue("server").reset()
 
 
 def settings_for(server: OpenAITestServer, **overrides: Any) -> VisionSettings:
