@@ -1,11 +1,9 @@
 """Redaction of text, URLs, Elements, events and DOM snapshots (PROTOCOL.md v1 shapes).
 
-* Form fields are classified by attributes: ``type=password`` or autocomplete current-password,
-  new-password, one-time-code is PASSWORD, whose value is removed, never replaced; ``cc-*`` is
-  CARD, ``type``/autocomplete email or tel is EMAIL or PHONE, replaced whole (people type
-  "555 123 4567" into forms, which the text detectors leave alone elsewhere on purpose). Names
-  (name/id attributes, JSON keys, query parameters) classify the same way but weakly: the value
-  goes whole only when it has the shape (digits, "@"), so ``{"card": "Visa"}`` stays.
+* Form fields, JSON keys and query parameters are classified by ``actors.privacy.fields``. A
+  PASSWORD value is removed, never replaced; a field whose type says CARD, EMAIL or PHONE is
+  replaced whole (people type "555 123 4567" into forms, which the text detectors leave alone
+  elsewhere on purpose); a field only named so goes whole when its value has the shape.
 * URLs keep scheme, host (it names the site, not the person), port and the shape of path, query
   and fragment; detectors see percent-decoded parts, and only changed parts are re-encoded.
 * Keypresses stay (they are the action learned), except single characters typed into PASSWORD,
@@ -15,7 +13,6 @@
 
 from __future__ import annotations
 
-import functools
 import html as html_lib
 import re
 from collections.abc import Callable, Mapping
@@ -26,14 +23,12 @@ from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit, url
 from pydantic import ValidationError
 
 from actors.errors import ConfigError, details_from_validation_error
+from actors.privacy.fields import FieldKind, field_kind, has_shape, name_kind
 from actors.privacy.patterns import BUILTIN, PLACEHOLDERS, Scanner, compile_extra
 from configs.processing import ExtraPattern, RedactionSettings
 
 __all__ = ["ExtraPattern", "FieldKind", "RedactionReport", "RedactionSettings", "Redactor",
            "field_kind", "name_kind"]
-
-FieldKind = tuple[str, bool]  # (type, strong): strong when the field's type says so outright
-
 
 @dataclass
 class RedactionReport:
@@ -65,77 +60,6 @@ def _copy_json(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {k: _copy_json(v) for k, v in value.items()}
     return value  # str, numbers, booleans, None: immutable
-
-
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")  # a zero-width split point: no template per hit
-_NON_WORD = re.compile(r"[^a-z0-9]+")
-_PASSWORD_AUTOCOMPLETE = frozenset({"current-password", "new-password", "one-time-code"})
-_PASSWORD_WORDS = frozenset({"password", "passwd", "pwd", "passcode", "passphrase", "otp"})
-# "password_hint", "show_password" describe the field, they do not hold the password.
-_DESCRIBING = frozenset({"url", "link", "href", "hint", "label", "policy", "strength", "rules",
-                         "visible", "show", "toggle", "type", "error", "message", "placeholder",
-                         "required", "length", "min", "max", "forgot", "reset"})
-_SECRET_LAST = frozenset({"token", "secret", "apikey", "sessionid", "sid", "jwt", "signature",
-                          "sig", "auth", "authorization", "credential", "credentials"})
-_SECRET_ENDINGS = ("apikey", "secretkey", "accesskey", "privatekey", "sessionid")
-_CARD_WORDS = frozenset({"cvc", "cvv", "cvv2", "csc", "ccnum", "ccnumber", "cardnumber"})
-_PHONE_WORDS = frozenset({"phone", "telephone", "tel", "mobile", "msisdn", "fax", "phonenumber"})
-_EMAIL_WORDS = frozenset({"email", "mail", "emailaddress"})
-_FORM_TAGS = frozenset({"input", "textarea", "select"})
-
-
-@functools.lru_cache(maxsize=4096)
-def name_kind(name: str) -> str | None:
-    """The type a field, JSON key or query parameter name implies ("apiKey" -> SECRET)."""
-    words = [w for w in _NON_WORD.split(_CAMEL.sub("_", name).lower()) if w]
-    if not words or words[-1] in _DESCRIBING:
-        return None
-    joined, last, found = "".join(words), words[-1], set(words)
-    if found & _PASSWORD_WORDS:
-        return "PASSWORD"
-    if last in _SECRET_LAST or joined.endswith(_SECRET_ENDINGS):
-        return "SECRET"
-    if found & _CARD_WORDS or last == "card" or (words[0] == "cc" and len(words) > 1):
-        return "CARD"
-    if found & _PHONE_WORDS:
-        return "PHONE"
-    return "EMAIL" if found & _EMAIL_WORDS or joined.endswith("email") else None
-
-
-def field_kind(attrs: Mapping[str, Any] | None, tag: str | None = None) -> FieldKind | None:
-    """What a form field holds, from its attributes (PROTOCOL Element `attributes`)."""
-    a = {str(k).lower(): v.strip() for k, v in (attrs or {}).items() if isinstance(v, str)}
-    kind, auto = a.get("type", "").lower(), set(a.get("autocomplete", "").lower().split())
-    if kind == "password" or auto & _PASSWORD_AUTOCOMPLETE:
-        return ("PASSWORD", True)
-    if any(token.startswith("cc-") for token in auto):
-        return ("CARD", True)
-    if kind == "email" or "email" in auto:
-        return ("EMAIL", True)
-    if kind == "tel" or any(token.startswith("tel") for token in auto):
-        return ("PHONE", True)
-    if tag is not None and tag.lower() not in _FORM_TAGS:
-        return None  # a <div id="card"> is a product card
-    for key in ("name", "id"):
-        named = name_kind(a.get(key, ""))
-        if named is not None:
-            return (named, False)
-    return None
-
-
-def _has_shape(kind: FieldKind, value: str) -> bool:
-    name, strong = kind
-    digits = sum(c.isdigit() for c in value)
-    if name == "EMAIL":
-        return strong or "@" in value
-    if name == "PHONE":
-        return digits >= (3 if strong else 7)
-    if name == "CARD":
-        return digits >= (1 if strong else 3)
-    if name == "SECRET":
-        no_space = len(value) >= 8 and not any(c.isspace() for c in value)
-        return no_space and (not value.isalpha() or len(value) >= 24)
-    return False
 
 
 _MARKUP = re.compile(
@@ -287,7 +211,7 @@ class Redactor:
             r.add("PASSWORD", int(bool(value)))
             return None
         red = self._text(value, r)  # a specific detector names it best (a JWT in "token")
-        if kind is None or red != value or _PLACEHOLDER.fullmatch(value) or not _has_shape(kind, value):
+        if kind is None or red != value or _PLACEHOLDER.fullmatch(value) or not has_shape(kind, value):
             return red
         r.add(kind[0])
         return PLACEHOLDERS[kind[0]]

@@ -27,7 +27,7 @@ from typing import Any
 
 from actors.context import scoring, vocabulary
 from actors.ingest import events as ingest_events
-from actors.privacy import patterns, redact
+from actors.privacy import fields, patterns, redact
 from actors.privacy.redact import Redactor
 from actors.training.dataset import formats
 from cluster.results import write_result
@@ -106,7 +106,8 @@ def current() -> dict[str, Work]:
     gate = patterns.Scanner(patterns.BUILTIN)._gate
     assert gate is not None
     for module, names in ((patterns, ("_NON_DIGIT", "_PLACEHOLDER", "_PASSWORD_KEY")),
-                          (redact, ("_MARKUP", "_ATTR", "_CAMEL", "_NON_WORD", "_CSS_VALUE_AT")),
+                          (redact, ("_MARKUP", "_ATTR", "_CSS_VALUE_AT")),
+                          (fields, ("_CAMEL", "_NON_WORD")),
                           (vocabulary, ("_ADD_TO_CART", "_CHECKOUT", "_PAYMENT", "_LOGIN",
                                         "_COMPARE", "_DEAL")),
                           (scoring, ("_CSS_ID", "_GENERATED")),
@@ -123,8 +124,8 @@ def current() -> dict[str, Work]:
     # These three are only ever used to rewrite or split a string: timed as that, in C, rather
     # than as a Python loop over a match at every character.
     work["patterns.non_digit"] = lambda s: patterns._NON_DIGIT.sub("", s)
-    work["redact.camel"] = lambda s: redact._CAMEL.sub("_", s)
-    work["redact.non_word"] = redact._NON_WORD.split
+    work["fields.camel"] = lambda s: fields._CAMEL.sub("_", s)
+    work["fields.non_word"] = fields._NON_WORD.split
     # The union of the gates is tried only on strings of up to 4 KiB (patterns.Scanner.scan).
     work["privacy.scanner_gate"] = lambda s: gate.search(s[:patterns._UNION_MAX_CHARS])
     work["privacy.css_value"] = redact._css_values

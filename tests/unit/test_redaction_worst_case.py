@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from actors.context import vocabulary
-from actors.privacy import patterns, redact
+from actors.privacy import fields, patterns
 from actors.privacy.redact import Redactor, _css_values
 from cluster.bench.redaction import BUILTIN_LABELS, OLD_PATTERNS, current, hostile_one, old_regex
 
@@ -128,7 +128,7 @@ def test_price_pattern_finds_a_price_exactly_where_it_did() -> None:
 def test_camel_case_split_points_are_where_the_old_template_put_them() -> None:
     old = re.compile(r"([a-z0-9])([A-Z])")
     for s in _strings(13, ("a", "A", "1", "_", "Z", "z", "aB", "ID", "\u212a", "\u00e9")):
-        assert redact._CAMEL.sub("_", s) == old.sub(r"\1_\2", s), s
+        assert fields._CAMEL.sub("_", s) == old.sub(r"\1_\2", s), s
 
 
 def test_redaction_of_hostile_selectors_still_removes_the_value() -> None:
