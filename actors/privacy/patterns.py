@@ -29,9 +29,10 @@ from dataclasses import dataclass
 from actors.errors import ConfigError
 
 __all__ = ["BUILTIN", "BUILTIN_NAMES", "PLACEHOLDERS", "Detector", "Scanner", "compile_extra",
-           "iban_ok", "looks_random", "luhn_ok"]
+           "iban_ok", "looks_random", "luhn_ok", "may_match"]
 
 Span = tuple[int, int]
+Counts = tuple[tuple[str, int], ...]  # (type, values found) pairs
 Check = Callable[[re.Match[str]], "Span | None"]
 
 _TYPES = ("EMAIL", "PHONE", "CARD", "IBAN", "SSN", "IP", "JWT", "SECRET", "PASSWORD")
@@ -234,6 +235,34 @@ BUILTIN: tuple[Detector, ...] = (
        _digit_count(7, 15), r"(?i:(?=[tpmcfws])(?:tel|phone|mobile|cell|fax|whatsapp|sms|call))"),
 )
 
+# The pre-filter: what every built-in detector's regex needs in a string before it can match
+# at all, one alternative per need. A string with none of them skips every regex (and the
+# scanner's memo). Derived from BUILTIN above; keep the two in step (a unit test generates
+# strings and checks that a skipped one matches no built-in regex):
+#   a digit          IBAN, CARD, SSN (both), IPv4, PHONE (all four)
+#   "@"              EMAIL
+#   ":" or "="       SECRET.key_value, the auth branch of SECRET.bearer, IPv6 (two colons)
+#   "ey" at a start  JWT (its own lookbehind)
+#   "bearer" (i)     the bearer branch of SECRET.bearer
+#   "-----BEGIN"     SECRET.pem
+#   the prefixes     SECRET.prefixed, its own alternatives ("github_pat_" starts with no "gh?_")
+_TRIGGERS = re.compile(
+    r"[\d@:=]|(?<![\w-])ey|(?i:bearer)|-----BEGIN |sk-|[sr]k_|gh[pousr]_|github_pat_|xox[abprs]-"
+    r"|AKIA|ASIA|AIza|glpat-|npm_"
+)
+# A single run of letters (no space, digit or mark) can only be an AKIA/ASIA key (20 chars)
+# or a Google key (39): shorter ones skip even the regex above, at the cost of str.isalpha.
+_LETTERS_ONLY_MIN = 20
+
+
+def may_match(text: str) -> bool:
+    """False when no built-in detector's regex can match `text` (the pre-filter); True means
+    "look", not "found"."""
+    if len(text) < _LETTERS_ONLY_MIN and text.isalpha():
+        return False
+    return _TRIGGERS.search(text) is not None
+
+
 _NAME = re.compile(r"[A-Z][A-Z0-9_]{0,31}")
 _PROBE = "a A 0 _-.@:/\n\t[]"  # a zero-width regex matches somewhere in here
 
@@ -272,10 +301,15 @@ class Scanner:
         gated = [d.gate.pattern for d in self.detectors if d.gate is not None]
         self._gate = re.compile("|".join(f"(?:{g})" for g in gated)) if gated else None
         self._ungated = tuple(d for d in self.detectors if d.gate is None)
-        self._memo: dict[str, tuple[str, tuple[tuple[str, int], ...]]] = {}
+        # The pre-filter knows the built-ins only: a configured extra pattern turns it off.
+        builtin = {id(d) for d in BUILTIN}
+        self._prefilter = all(id(d) in builtin for d in self.detectors)
+        self._memo: dict[str, tuple[str, Counts]] = {}
 
     def scan(self, text: str) -> list[tuple[int, int, Detector]]:
         """Non-overlapping hits sorted by position; on overlap the earlier detector wins."""
+        if self._prefilter and not may_match(text):
+            return []
         detectors = self.detectors
         # The union saves a search per detector on short strings; on long ones it costs what
         # the detectors' own gates cost together (all its branches at every position).
@@ -292,8 +326,9 @@ class Scanner:
                 hits.insert(i, (start, end, det))
         return hits
 
-    def redact(self, text: str) -> tuple[str, Counter[str]]:
-        """`text` with every hit replaced by its placeholder, and the hits counted by type.
+    def redact(self, text: str) -> tuple[str, Counts]:
+        """`text` with every hit replaced by its placeholder, and the hits counted by type
+        ((type, n) pairs, empty when nothing was found: the common case costs no Counter).
 
         Short strings repeat a lot within and across sessions (selectors, labels, URLs), so
         their answers are remembered; the cache holds redacted text only beside its input."""
@@ -301,19 +336,21 @@ class Scanner:
             return self._redact(text)
         found = self._memo.get(text)
         if found is None:
-            out, counts = self._redact(text)
-            found = (out, tuple(counts.items()))
+            found = self._redact(text)
             if len(self._memo) >= _MEMO_ENTRIES:
                 self._memo.clear()  # cheaper than LRU bookkeeping; refills within a batch
             self._memo[text] = found
-        return found[0], Counter(dict(found[1]))
+        return found
 
-    def _redact(self, text: str) -> tuple[str, Counter[str]]:
+    def _redact(self, text: str) -> tuple[str, Counts]:
+        hits = self.scan(text)
+        if not hits:
+            return text, ()
         parts: list[str] = []
         counts: Counter[str] = Counter()
         pos = 0
-        for start, end, det in self.scan(text):
+        for start, end, det in hits:
             parts += (text[pos:start], det.placeholder)
             counts[det.name] += 1
             pos = end
-        return ("".join(parts) + text[pos:] if parts else text), counts
+        return "".join(parts) + text[pos:], tuple(counts.items())

@@ -201,7 +201,7 @@ class Redactor:
         if not s or s.isspace():
             return s
         out, counts = self._scanner.redact(s)
-        for kind, n in counts.items():
+        for kind, n in counts:
             r.add(kind, n)
         return out
 
