@@ -138,7 +138,7 @@ class Ingress:
         tags=["screenshots"], responses=errors_of(401, 403, 404, 408, 409, 413, 415, 422, 503),
         openapi_extra={"requestBody": {"required": True, "content": {
             m: {"schema": {"type": "string", "format": "binary"}} for m in screenshots_api.MEDIA_TYPES
-        }}},
+        }}, "parameters": [screenshots_api.PAINTED_BOXES_PARAMETER]},
         summary="Upload a screenshot (idempotent; 200 when repeated)",
     )
     async def put_screenshot(self, session_id: str, screenshot_id: str, request: Request) -> JSONResponse:

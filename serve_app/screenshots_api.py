@@ -2,23 +2,22 @@
 
 An image is checked before anything is written: its declared type, its size in bytes, its
 pixel count (against decompression bombs), and a full decode (against truncated or hostile
-files). The bytes become durable in the object store first, the row in PostgreSQL second, and
-only then does the client get its 2xx.
+files). That one decode also measures a WebP whose client lists the boxes it painted
+(`X-Painted-Boxes`), so the compress task can store it without a second decode or encode
+(actors/media/upload.py). The bytes become durable in the object store first, the row in
+PostgreSQL second, and only then does the client get its 2xx.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import re
 import uuid
-import warnings
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
-from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from actors.errors import (
@@ -26,23 +25,43 @@ from actors.errors import (
     InvalidInput,
     NotFound,
     NotReady,
-    PayloadTooLarge,
     UnsupportedMedia,
     details_from_validation_error,
 )
 from actors import quotas
 from actors.ingest.events import Timestamp
+from actors.media.upload import (
+    MAX_PAINTED_BOXES,
+    PAINTED_BOXES_HEADER,
+    Rect,
+    UploadFacts,
+    open_checked,
+    parse_painted_boxes,
+    webp_upload_facts,
+)
 from actors.storage import sessions_repo
 from actors.storage.postgres import with_retries
-from serve_app.http_io import bearer_key, read_body, session_uuid
+from serve_app.http_io import read_body, session_uuid
 from serve_app.services import Services
 from serve_app.sessions_api import readable_session
 
-__all__ = ["put_screenshot", "get_screenshot", "inspect_image", "MEDIA_TYPES"]
+__all__ = ["put_screenshot", "get_screenshot", "check_upload", "inspect_image", "MEDIA_TYPES", "PAINTED_BOXES_PARAMETER"]
 
 # Content-Type → (Pillow format, file extension)
 MEDIA_TYPES = {"image/png": ("PNG", "png"), "image/jpeg": ("JPEG", "jpg"), "image/webp": ("WEBP", "webp")}
 _SCREENSHOT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# OpenAPI: the optional header of a client that paints sensitive boxes itself (PROTOCOL.md).
+PAINTED_BOXES_PARAMETER: dict[str, Any] = {
+    "name": PAINTED_BOXES_HEADER, "in": "header", "required": False,
+    "description": (
+        f"JSON list of at most {MAX_PAINTED_BOXES} `[x, y, width, height]` boxes, in the image's own "
+        "pixels, that the client painted over before encoding. The server still paints every sensitive "
+        "box it knows of that no listed box covers; a WebP within the limits (opaque, one frame, no "
+        "EXIF/XMP/ICC, no wider than stored screenshots) whose boxes are all covered is stored as "
+        "uploaded, without a second encode. Absent: nothing painted (the full path). Malformed: 422."
+    ),
+    "schema": {"type": "string", "example": "[[96, 196, 408, 48]]"},
+}
 # A screenshot is painted once the events it belongs to are committed, or at finalisation:
 # usually within a second or two.
 NOT_READY_RETRY_S = 2.0
@@ -57,30 +76,18 @@ class ScreenshotQuery(BaseModel):
 
 def inspect_image(data: bytes, media_type: str, max_pixels: int) -> tuple[int, int]:
     """(width, height) of a fully decodable image of the declared type, or a clear refusal."""
-    fmt, _ = MEDIA_TYPES[media_type]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=[fmt]) as img:
-                width, height = img.size
-                if width * height > max_pixels:
-                    raise PayloadTooLarge(
-                        f"the image is {width}x{height} pixels; the limit is {max_pixels} pixels"
-                    )
-                if fmt == "PNG":
-                    # Pillow's decoder checks neither the chunk CRCs nor the IEND chunk, so a
-                    # corrupt or cut-off PNG would be stored, served, and sent to a fine-tune
-                    # provider that refuses it; verify() checks both (and needs a fresh open).
-                    img.verify()
-            with Image.open(io.BytesIO(data), formats=[fmt]) as img:
-                img.load()
-    except PayloadTooLarge:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise PayloadTooLarge("the image declares too many pixels") from None
-    except Exception:  # noqa: BLE001 - Pillow raises many types for bad data; all mean the same
-        raise UnsupportedMedia(f"the body is not a decodable {media_type} image") from None
-    return width, height
+    with open_checked(data, MEDIA_TYPES[media_type][0], max_pixels, label=media_type) as img:
+        return img.size
+
+
+def check_upload(
+    data: bytes, media_type: str, max_pixels: int, max_width: int, painted: list[Rect] | None
+) -> tuple[int, int, UploadFacts | None]:
+    """One decode: the size, and for a WebP whose painted boxes the client lists, what the
+    compress task needs to store it as is (None: the full path)."""
+    with open_checked(data, MEDIA_TYPES[media_type][0], max_pixels, label=media_type) as img:
+        facts = None if painted is None or media_type != "image/webp" else webp_upload_facts(img, painted, max_width)
+        return img.width, img.height, facts
 
 
 def _query(request: Request) -> ScreenshotQuery:
@@ -106,17 +113,22 @@ def _screenshot_id(raw: str) -> str:
 
 
 async def put_screenshot(services: Services, request: Request, raw_id: str, raw_shot: str) -> JSONResponse:
-    principal = await services.principal(bearer_key(request), "ingest")
+    principal = await services.authorize(request)
     session_id = session_uuid(raw_id)
+    await services.check_session(principal, session_id)
     screenshot_id = _screenshot_id(raw_shot)
     query = _query(request)
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media not in MEDIA_TYPES:
         raise UnsupportedMedia(f"Content-Type must be one of {sorted(MEDIA_TYPES)}")
+    painted = parse_painted_boxes(request.headers.get(PAINTED_BOXES_HEADER))
     limits = services.settings.ingest
     data = await read_body(request, limits.max_screenshot_bytes)
     services.guard.charge_screenshot_bytes(principal, len(data))  # before the decode's CPU
-    width, height = await asyncio.to_thread(inspect_image, data, media, limits.max_screenshot_pixels)
+    width, height, facts = await asyncio.to_thread(
+        check_upload, data, media, limits.max_screenshot_pixels,
+        services.settings.processing.compress.max_width, painted,
+    )
     shard = services.shard(session_id)
     await shard.check_recording(principal.org_id, session_id)
     digest = hashlib.sha256(data).hexdigest()
@@ -132,6 +144,7 @@ async def put_screenshot(services: Services, request: Request, raw_id: str, raw_
             "session_id": session_id, "screenshot_id": screenshot_id, "seq": query.seq,
             "captured_at": query.captured_at, "trigger": query.trigger, "content_type": media,
             "raw_key": raw_key, "bytes": len(data), "width": width, "height": height, "sha256": digest,
+            "upload_facts": None if facts is None else facts.model_dump(mode="json"),
         }
         created = await shard.register_screenshot(principal.org_id, session_id, row)
     except BaseException:

@@ -27,6 +27,7 @@ __all__ = [
     "CompressedImage",
     "compress_screenshot",
     "decode_image",
+    "device_rects",
     "flatten_to_rgb",
     "hamming",
     "is_near_duplicate",
@@ -145,6 +146,18 @@ def paint_boxes_over(
     A malformed box raises InvalidInput rather than being skipped: skipping it would
     silently publish the field it was meant to hide.
     """
+    device_boxes = device_rects(boxes, device_pixel_ratio, img.size)
+    for rect in device_boxes:  # all validated before any is painted
+        if rect is not None:
+            img.paste(PAINT_COLOUR, rect)
+    return sum(rect is not None for rect in device_boxes)
+
+
+def device_rects(
+    boxes: Iterable[Mapping[str, Any]], device_pixel_ratio: float, size: tuple[int, int]
+) -> list[tuple[int, int, int, int] | None]:
+    """Each CSS box as the device-pixel rect (left, top, right, bottom) that painting fills,
+    None where it misses an image of `size`; InvalidInput for a malformed box or ratio."""
     if isinstance(device_pixel_ratio, bool) or not (
         isinstance(device_pixel_ratio, (int, float))
         and math.isfinite(device_pixel_ratio) and device_pixel_ratio > 0
@@ -153,11 +166,7 @@ def paint_boxes_over(
             "invalid device pixel ratio",
             [{"field": "device_pixel_ratio", "error": "must be a finite number > 0"}],
         )
-    device_boxes = [_device_box(b, i, device_pixel_ratio, img.size) for i, b in enumerate(boxes)]
-    for rect in device_boxes:  # validate all before painting any
-        if rect is not None:
-            img.paste(PAINT_COLOUR, rect)
-    return sum(rect is not None for rect in device_boxes)
+    return [_device_box(b, i, device_pixel_ratio, size) for i, b in enumerate(boxes)]
 
 
 def _target_size(width: int, height: int, max_width: int) -> tuple[int, int]:

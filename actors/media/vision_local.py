@@ -197,9 +197,12 @@ def _text_density(lum: np.ndarray) -> float:
     """Share of row positions whose next TEXT_WINDOW pixels hold a glyph-like edge count."""
     if lum.shape[1] <= TEXT_WINDOW:
         return 0.0
-    edges = (np.abs(np.diff(lum, axis=1)) >= TEXT_EDGE_MIN).astype(np.int32)
-    csum = np.pad(np.cumsum(edges, axis=1), ((0, 0), (1, 0)))
-    counts = csum[:, TEXT_WINDOW:] - csum[:, :-TEXT_WINDOW]
+    edges = (np.abs(np.diff(lum, axis=1)) >= TEXT_EDGE_MIN).view(np.uint8)
+    # Window sums as TEXT_WINDOW shifted byte adds: a third of a cumulative sum's time.
+    n = edges.shape[1] - TEXT_WINDOW + 1
+    counts = edges[:, :n].copy()
+    for k in range(1, TEXT_WINDOW):
+        counts += edges[:, k:k + n]
     return float(((counts >= TEXT_MIN_EDGES) & (counts <= TEXT_MAX_EDGES)).mean())
 
 

@@ -11,21 +11,24 @@ only once those events are committed (or at finalisation).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from actors.errors import InvalidInput, NotFound, PayloadTooLarge, UnsupportedMedia
-from actors.media.compress import compress_screenshot, hamming
-from actors.media.vision_local import analyze_image
+from actors.media.compress import CompressedImage, compress_screenshot, device_rects, hamming
+from actors.media.upload import UploadFacts, covered
+from actors.media.vision_local import LocalVision, analyze_image
 from actors.privacy.redact import Redactor
 from actors.ingest.rows import as_event, jsonb
 from actors.processing.task_resources import TaskResources
 from actors.storage import processing_repo as repo
 from actors.storage import sessions_repo
+from configs.processing import CompressSettings
 
-__all__ = ["compress_stored_screenshot", "device_pixel_ratio", "near_duplicates", "paint_boxes", "webp_key"]
+__all__ = ["as_uploaded", "compress_stored_screenshot", "device_pixel_ratio", "near_duplicates", "paint_boxes", "webp_key"]
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +123,14 @@ async def compress_stored_screenshot(res: TaskResources, session_id: uuid.UUID, 
         return await _fail(res, session_id, row, "the raw upload is gone")
     viewport = session["viewport"]
     dpr = device_pixel_ratio(row["width"], jsonb(viewport))
+    facts = jsonb(row.get("upload_facts"))
     try:
-        image = compress_screenshot(raw, res.settings.processing.compress, boxes, device_pixel_ratio=dpr)
-        local = analyze_image(image.webp)
+        if facts is None:
+            image = compress_screenshot(raw, res.settings.processing.compress, boxes, device_pixel_ratio=dpr)
+            local = analyze_image(image.webp)
+        else:
+            image, local = as_uploaded(raw, row, UploadFacts.model_validate(facts), boxes, dpr,
+                                       res.settings.processing.compress)
     except (InvalidInput, UnsupportedMedia, PayloadTooLarge) as exc:
         # Checked at upload, so this is a decoder disagreement: keep the session, lose the frame.
         log.warning("screenshot %s of session %s cannot be compressed: %s", screenshot_id, session_id, exc)
@@ -140,6 +148,28 @@ async def compress_stored_screenshot(res: TaskResources, session_id: uuid.UUID, 
     return {"screenshot_id": screenshot_id, "status": "compressed", "original_bytes": image.original_bytes,
             "webp_bytes": image.compressed_bytes}
 
+
+def as_uploaded(
+    raw: bytes, row: Mapping[str, Any], facts: UploadFacts, boxes: Sequence[Mapping[str, Any]],
+    dpr: float, settings: CompressSettings,
+) -> tuple[CompressedImage, LocalVision]:
+    """A WebP the client painted: stored unchanged when its boxes cover every box the server
+    knows of; otherwise only the uncovered boxes are painted, and that picture is encoded.
+    Either way `boxes_painted` counts every server box the stored picture hides."""
+    rects = device_rects(boxes, dpr, (row["width"], row["height"]))
+    missing = [box for box, rect in zip(boxes, rects) if rect is not None and not covered(rect, facts.painted)]
+    hidden = sum(rect is not None for rect in rects)
+    if missing:
+        painted = compress_screenshot(raw, settings, missing, device_pixel_ratio=dpr)
+        return painted.model_copy(update={"boxes_painted": hidden}), analyze_image(painted.webp)
+    if hashlib.sha256(raw).hexdigest() != row["sha256"]:  # the facts describe other bytes
+        raise UnsupportedMedia("the stored upload is not the one measured at the ingress")
+    image = CompressedImage(
+        webp=raw, source_format="WEBP", original_width=row["width"], original_height=row["height"],
+        width=row["width"], height=row["height"], original_bytes=len(raw), compressed_bytes=len(raw),
+        boxes_painted=hidden, phash=facts.phash, sha256=row["sha256"],
+    )
+    return image, LocalVision.model_validate(facts.local_vision)
 
 
 def near_duplicates(rows: Sequence[Mapping[str, Any]], max_bits: int) -> list[tuple[str, str | None]]:

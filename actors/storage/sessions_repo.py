@@ -110,12 +110,13 @@ async def insert_screenshot(pool: asyncpg.Pool, row: dict[str, Any]) -> bool:
     async with pool.acquire() as tx, tx.transaction():
         created = await tx.fetchval(
             "INSERT INTO screenshots (session_id, screenshot_id, seq, captured_at, trigger,"
-            " content_type, raw_key, bytes, width, height, sha256)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            " content_type, raw_key, bytes, width, height, sha256, upload_facts)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb)"
             " ON CONFLICT (session_id, screenshot_id) DO NOTHING RETURNING true",
             row["session_id"], row["screenshot_id"], row.get("seq"), row.get("captured_at"),
             row.get("trigger"), row["content_type"], row["raw_key"], row["bytes"],
             row["width"], row["height"], row["sha256"],
+            None if row.get("upload_facts") is None else json_dumps(row["upload_facts"]),
         )
         if created:
             await tx.execute(
