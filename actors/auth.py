@@ -9,7 +9,7 @@ could be brute-forced from it. Keys chosen by an operator (the bootstrap key) mu
 form and pass `check_key_strength` (at least 128 bits by a conservative estimate).
 
 A key may expire (`expires_at`); rotating one makes a replacement with the same organisation,
-scopes and name, and lets the old key work until the end of an overlap window.
+workspace, role, recorder and name, and lets the old key work until the end of an overlap window.
 """
 
 from __future__ import annotations
@@ -24,15 +24,17 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Literal
+from typing import Any, Literal
 
 import asyncpg
 
 from actors.errors import ConfigError, Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
+from actors.permissions import Permission, Role, check_role, permissions_of, role_for_scopes
 from configs.settings import AuthSettings
 
 __all__ = [
     "DEFAULT_ORG_ID",
+    "DEFAULT_WORKSPACE_ID",
     "Scope",
     "ALL_SCOPES",
     "Principal",
@@ -55,8 +57,10 @@ __all__ = [
 ]
 
 DEFAULT_ORG_ID = uuid.UUID("00000000-0000-0000-0000-000000000001")
-Scope = Literal["ingest", "read", "admin"]
-ALL_SCOPES: tuple[Scope, ...] = ("ingest", "read", "admin")
+DEFAULT_WORKSPACE_ID = uuid.UUID("00000000-0000-0000-0001-000000000001")  # its default workspace (0009)
+# review: flag sessions and steps, move flags along, read the review queue (issue 16).
+Scope = Literal["ingest", "read", "admin", "review"]
+ALL_SCOPES: tuple[Scope, ...] = ("ingest", "read", "admin", "review")
 KEY_TAG = "tm_"
 LOOKUP_HEX_CHARS = 16
 SECRET_ALPHABET = frozenset(string.ascii_letters + string.digits + "-_")
@@ -69,17 +73,47 @@ KEY_FORM = f"{KEY_TAG}<{LOOKUP_HEX_CHARS} hex chars>_<at least {MIN_SECRET_CHARS
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the organisation and the scopes of the key it presented."""
+    """Who is calling: an API key or a signed-in account, acting in one workspace of one
+    organisation with one role (actors/permissions.py gives the role's permissions)."""
 
     org_id: uuid.UUID
-    key_id: uuid.UUID
-    scopes: frozenset[str]
+    key_id: uuid.UUID | None
+    scopes: frozenset[str] = frozenset()  # a key's old scopes, kept for display only
     expires_at: datetime | None = None
+    workspace_id: uuid.UUID = DEFAULT_WORKSPACE_ID
+    role: Role = "recorder"
+    actor_kind: Literal["key", "account"] = "key"
+    account_id: uuid.UUID | None = None
+    recorder_id: uuid.UUID | None = None
 
-    def require(self, scope: Scope) -> None:
-        # admin is a superset: an operator's key can do what any client's key can.
-        if scope not in self.scopes and "admin" not in self.scopes:
-            raise Forbidden(f"this API key lacks the '{scope}' scope")
+    @property
+    def permissions(self) -> frozenset[Permission]:
+        return permissions_of(self.role)
+
+    def allows(self, permission: Permission) -> bool:
+        return permission in self.permissions
+
+    def require(self, permission: Permission) -> None:
+        if permission not in self.permissions:
+            who = "API key" if self.actor_kind == "key" else "account"
+            raise Forbidden(f"this {who}'s role '{self.role}' lacks the '{permission}' permission",
+                            [{"permission": permission, "role": self.role}])
+
+    def in_workspace(self, row: Any) -> bool:
+        """Whether a row (with org_id and workspace_id) belongs to this caller's workspace."""
+        return row is not None and row["org_id"] == self.org_id and row["workspace_id"] == self.workspace_id
+
+    def owns_session(self, workspace_id: uuid.UUID, created_by_key: uuid.UUID | None,
+                     recorder_id: uuid.UUID | None) -> bool:
+        """Whether this caller may see a session with these owner columns: one of its workspace,
+        and (without `sessions.all`) one its key or its recorder created."""
+        if workspace_id != self.workspace_id:
+            return False
+        if self.allows("sessions.all"):
+            return True
+        if self.key_id is not None and created_by_key == self.key_id:
+            return True
+        return self.recorder_id is not None and recorder_id == self.recorder_id
 
 
 @dataclass(frozen=True)
@@ -93,6 +127,9 @@ class KeyInfo:
     revoked_at: datetime | None
     expires_at: datetime | None
     replaced_by: uuid.UUID | None
+    workspace_id: uuid.UUID = DEFAULT_WORKSPACE_ID
+    role: str = "recorder"
+    recorder_id: uuid.UUID | None = None
 
     @property
     def display_id(self) -> str:
@@ -187,6 +224,11 @@ def _check_scopes(scopes: list[str]) -> list[str]:
     return sorted(set(scopes))
 
 
+def _scopes_of(role: str) -> list[str]:
+    """The old scopes column, still written for older readers: the closest of the old scopes."""
+    return {"owner": ["admin"], "admin": ["admin"], "reviewer": ["read"], "analyst": ["read"]}.get(role, ["ingest"])
+
+
 def _check_expiry(expires_in: timedelta | None) -> timedelta | None:
     if expires_in is not None and expires_in <= timedelta(0):
         raise InvalidInput("an expiry must lie in the future")
@@ -197,22 +239,32 @@ async def register_key(
     pool: asyncpg.Pool | asyncpg.Connection,
     key: str,
     *,
-    scopes: list[str],
+    scopes: list[str] | None = None,
     pepper: bytes,
     org_id: uuid.UUID = DEFAULT_ORG_ID,
     name: str = "",
     expires_in: timedelta | None = None,
+    role: str | None = None,
+    workspace_id: uuid.UUID | None = None,
+    recorder_id: uuid.UUID | None = None,
 ) -> uuid.UUID:
     """Store a key (its lookup id and HMAC). Registering the same key again is a no-op
-    returning the same id; another key with a lookup id already taken is refused."""
+    returning the same id; another key with a lookup id already taken is refused.
+    The key gets `role` (or the role its old `scopes` map to) in `workspace_id` (default: the
+    organisation's default workspace); `recorder_id` names who records with it."""
     parsed = check_key_strength(key)
-    scopes = _check_scopes(scopes)
+    if role is None:
+        role = role_for_scopes(_check_scopes(scopes or []))
+    role = check_role(role)
+    scopes = _scopes_of(role) if scopes is None else _check_scopes(scopes)
     digest = hash_key(key, pepper)
     row = await pool.fetchrow(
-        "INSERT INTO api_keys (key_id, org_id, name, lookup_id, key_hmac, scopes, expires_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, now() + $7::interval)"  # the database's clock, as checks use
+        "INSERT INTO api_keys (key_id, org_id, name, lookup_id, key_hmac, scopes, expires_at, role,"
+        " workspace_id, recorder_id)"
+        " VALUES ($1, $2, $3, $4, $5, $6, now() + $7::interval, $8, $9, $10)"  # the database's clock, as checks use
         " ON CONFLICT (lookup_id) DO NOTHING RETURNING key_id",
-        uuid.uuid4(), org_id, name, parsed.lookup_id, digest, scopes, _check_expiry(expires_in),
+        uuid.uuid4(), org_id, name, parsed.lookup_id, digest, scopes, _check_expiry(expires_in), role,
+        workspace_id, recorder_id,
     )
     if row is not None:
         return row["key_id"]
@@ -227,23 +279,29 @@ async def register_key(
 async def create_key(
     pool: asyncpg.Pool | asyncpg.Connection,
     *,
-    scopes: list[str],
+    scopes: list[str] | None = None,
     pepper: bytes,
     org_id: uuid.UUID = DEFAULT_ORG_ID,
     name: str = "",
     expires_in: timedelta | None = None,
+    role: str | None = None,
+    workspace_id: uuid.UUID | None = None,
+    recorder_id: uuid.UUID | None = None,
 ) -> tuple[uuid.UUID, str]:
     """Make a new key; the plain text is returned once and never stored."""
     key = generate_key()
     key_id = await register_key(pool, key, scopes=scopes, pepper=pepper, org_id=org_id, name=name,
-                                expires_in=expires_in)
+                                expires_in=expires_in, role=role, workspace_id=workspace_id,
+                                recorder_id=recorder_id)
     return key_id, key
 
 
-async def list_keys(pool: asyncpg.Pool) -> list[KeyInfo]:
+async def list_keys(pool: asyncpg.Pool, *, workspace_id: uuid.UUID | None = None) -> list[KeyInfo]:
+    """Every key, or one workspace's."""
     rows = await pool.fetch(
-        "SELECT key_id, org_id, name, lookup_id, scopes, created_at, revoked_at, expires_at, replaced_by"
-        " FROM api_keys ORDER BY created_at"
+        "SELECT key_id, org_id, name, lookup_id, scopes, created_at, revoked_at, expires_at, replaced_by,"
+        " workspace_id, role, recorder_id FROM api_keys WHERE $1::uuid IS NULL OR workspace_id = $1"
+        " ORDER BY created_at", workspace_id,
     )
     return [KeyInfo(**dict(r)) for r in rows]
 
@@ -300,7 +358,8 @@ async def rotate_key(
     async with pool.acquire() as conn, conn.transaction():
         key_id = await _resolve(conn, key_ref)
         old = await conn.fetchrow(
-            "SELECT org_id, name, scopes, created_at, expires_at, replaced_by, lookup_id,"
+            "SELECT org_id, name, scopes, created_at, expires_at, replaced_by, lookup_id, role, workspace_id,"
+            " recorder_id,"
             " (expires_at IS NOT NULL AND expires_at <= now()) AS expired"
             " FROM api_keys WHERE key_id = $1 AND revoked_at IS NULL FOR UPDATE",
             key_id,
@@ -313,7 +372,9 @@ async def rotate_key(
         if expires_in is None and old["expires_at"] is not None:
             expires_in = old["expires_at"] - old["created_at"]
         new_id, new_key = await create_key(conn, scopes=list(old["scopes"]), pepper=pepper,
-                                           org_id=old["org_id"], name=old["name"], expires_in=expires_in)
+                                           org_id=old["org_id"], name=old["name"], expires_in=expires_in,
+                                           role=old["role"], workspace_id=old["workspace_id"],
+                                           recorder_id=old["recorder_id"])
         old_expires = await conn.fetchval(
             "UPDATE api_keys SET replaced_by = $2,"
             " expires_at = LEAST(coalesce(expires_at, 'infinity'), now() + $3::interval)"
@@ -339,7 +400,7 @@ async def authenticate(pool: asyncpg.Pool, presented: str | None, pepper: bytes)
     if parsed is None:  # malformed, or the old format (invalidated): no query
         raise Unauthenticated("unknown API key")
     row = await pool.fetchrow(
-        "SELECT key_id, org_id, key_hmac, scopes, revoked_at, expires_at,"
+        "SELECT key_id, org_id, key_hmac, scopes, revoked_at, expires_at, role, workspace_id, recorder_id,"
         " (expires_at IS NOT NULL AND expires_at <= now()) AS expired"
         " FROM api_keys WHERE lookup_id = $1",
         parsed.lookup_id,
@@ -354,7 +415,8 @@ async def authenticate(pool: asyncpg.Pool, presented: str | None, pepper: bytes)
     if row["expired"]:
         raise Unauthenticated("this API key has expired; use its replacement or ask for a new one")
     return Principal(org_id=row["org_id"], key_id=row["key_id"], scopes=frozenset(row["scopes"]),
-                     expires_at=row["expires_at"])
+                     expires_at=row["expires_at"], workspace_id=row["workspace_id"], role=row["role"],
+                     recorder_id=row["recorder_id"])
 
 
 @dataclass

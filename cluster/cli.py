@@ -32,6 +32,8 @@ COMMANDS: dict[str, Command] = {
     "down": Command("remove tracemill's application and actors; the cluster stays", "cluster.cli:DOWN"),
     "status": Command("what a running `tracemill up` is doing", "cluster.cli:STATUS"),
     "keys": Command("API keys: generate, create, list, revoke, rotate", "cluster.keys_cli"),
+    "orgs": Command("organisations: list, create (with an owner key)", "cluster.orgs_cli:ORGS"),
+    "workspaces": Command("an organisation's workspaces: list, create", "cluster.orgs_cli:WORKSPACES"),
     "loadgen": Command("drive WebSocket load at an endpoint", "cluster.bench.loadgen"),
     "bench": Command("benchmarks that print figures", "cluster.bench"),
     "dataset": Command("build fine-tuning datasets from ready sessions", "cluster.training_cli:DATASET"),

@@ -15,10 +15,12 @@ import secrets
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr
 
 from actors import auth
+from actors.permissions import ALL_ROLES, role_for_scopes
 from configs.settings import SettingsError, TracemillSettings, secret_from_env
 
 __all__ = ["PEPPER_ENV", "PEPPER_FILE_NAME", "add_arguments", "parse_duration", "run",
@@ -77,7 +79,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="keys_command", required=True)
     sub.add_parser("generate", help="print a fresh key without storing it (for TRACEMILL_BOOTSTRAP_API_KEY)")
     create = sub.add_parser("create", help="make a key (shown once; only an HMAC of it is stored)")
-    create.add_argument("--scopes", default="ingest,read", help="comma-separated: ingest, read, admin")
+    create.add_argument("--role", choices=ALL_ROLES,
+                        help="owner, admin, reviewer, analyst or recorder (README: the permission table)")
+    create.add_argument("--scopes", help="the old way, mapped to a role: admin -> admin, review -> reviewer, "
+                                         "ingest -> recorder, read -> analyst (default: ingest,read -> recorder)")
+    create.add_argument("--org", help="organisation id or name (default: the default organisation)")
+    create.add_argument("--workspace", help="workspace id or name (default: the organisation's default)")
+    create.add_argument("--recorder", help="the person or extension install using the key (made if new)")
     create.add_argument("--name", default="")
     create.add_argument("--expires-in", type=parse_duration, help="e.g. 90d (default: never)")
     sub.add_parser("list", help="list keys (ids only, never secrets)")
@@ -106,10 +114,8 @@ async def _run(args: argparse.Namespace) -> int:
     pepper = _pepper(state_dir)
     async with _database(state_dir) as pool:
         if args.keys_command == "create":
-            scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
-            key_id, key = await auth.create_key(pool, scopes=scopes, name=args.name, pepper=pepper,
-                                                expires_in=args.expires_in)
-            print(f"key id  {key_id}\nscopes  {','.join(sorted(scopes))}\nkey     {key}")
+            key_id, key, role = await _create(pool, args, pepper)
+            print(f"key id  {key_id}\nrole    {role}\nkey     {key}")
             print("The key is shown once; only an HMAC of it is stored.", file=sys.stderr)
         elif args.keys_command == "list":
             _print_keys(await auth.list_keys(pool))
@@ -124,10 +130,29 @@ async def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _create(pool: Any, args: argparse.Namespace, pepper: bytes) -> tuple[Any, str, str]:
+    """A key of a role (or of old scopes, mapped) in a workspace, with a recorder if named."""
+    from actors.storage import orgs_repo
+    from cluster.orgs_cli import org_of
+
+    if args.role and args.scopes:
+        raise SettingsError("give --role or --scopes, not both")
+    scopes = [s.strip() for s in (args.scopes or "ingest,read").split(",") if s.strip()]
+    role = args.role or role_for_scopes(scopes)
+    org_id = await org_of(pool, args.org) if args.org else auth.DEFAULT_ORG_ID
+    workspace_id = await (orgs_repo.workspace_of_org(pool, org_id, args.workspace) if args.workspace
+                          else orgs_repo.default_workspace(pool, org_id))
+    recorder_id = await orgs_repo.recorder_named(pool, org_id, workspace_id, args.recorder) if args.recorder else None
+    key_id, key = await auth.create_key(pool, role=role, scopes=None if args.role else scopes, org_id=org_id,
+                                        workspace_id=workspace_id, recorder_id=recorder_id, name=args.name,
+                                        pepper=pepper, expires_in=args.expires_in)
+    return key_id, key, role
+
+
 def _print_keys(keys: list[auth.KeyInfo]) -> None:
     now = datetime.now(timezone.utc)
-    print(f"{'key id':36}  {'lookup id':19}  {'scopes':18}  {'name':16}  {'state':8}  expires")
+    print(f"{'key id':36}  {'lookup id':19}  {'role':8}  {'workspace':36}  {'name':16}  {'state':8}  expires")
     for k in keys:
         expires = k.expires_at.strftime("%Y-%m-%d %H:%M:%S") if k.expires_at else "-"
-        print(f"{str(k.key_id):36}  {k.display_id:19}  {','.join(k.scopes):18}  {k.name[:16]:16}  "
+        print(f"{str(k.key_id):36}  {k.display_id:19}  {k.role:8}  {str(k.workspace_id):36}  {k.name[:16]:16}  "
               f"{k.state(now):8}  {expires}")

@@ -79,6 +79,8 @@ class SessionSelection(_Strict):
     org_id: uuid.UUID | None = Field(None, description="None: the default organisation "
                                      "(the API always uses the caller's)")
     max_sessions: int | None = Field(None, ge=1, le=1_000_000)
+    workspace_id: uuid.UUID | None = Field(None, description="None: every workspace of the organisation "
+                                           "(the API always uses the caller's)")
 
     @model_validator(mode="after")
     def _window(self) -> SessionSelection:

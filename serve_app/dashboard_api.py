@@ -23,7 +23,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from actors.errors import InvalidInput, NotFound, details_from_validation_error
 from actors.storage import stats_repo
 from actors.storage.postgres import with_retries
-from serve_app.http_io import bearer_key
 from serve_app.services import Services
 
 __all__ = [
@@ -160,12 +159,12 @@ def _quality(rows: list[Any], window: int) -> dict[str, Any]:
 
 
 async def get_stats(services: Services, request: Request) -> dict[str, Any]:
-    principal = await services.principal(bearer_key(request), "read")
+    principal = await services.authorize(request)
     query = _stats_query(request)
     pool = await services.db()
     snap = await with_retries(
         lambda: stats_repo.snapshot(
-            pool, principal.org_id, live_limit=query.limit, quality_window=QUALITY_WINDOW,
+            pool, principal.workspace_id, live_limit=query.limit, quality_window=QUALITY_WINDOW,
             long_window_s=LONG_WINDOW_S, short_window_s=SHORT_WINDOW_S,
         ),
         attempts=2, what="dashboard stats",

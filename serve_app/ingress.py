@@ -41,6 +41,8 @@ from serve_app.openapi import body_of, errors_of, install_docs, install_openapi
 from serve_app import cors, http_security
 from serve_app.rate_limits import bound_peer
 from serve_app.services import Services
+from serve_app import admin_api
+from serve_app.admin_api import KeyCreate, NameBody
 
 __all__ = ["Ingress", "api"]
 
@@ -74,7 +76,7 @@ async def bind_request_id(request: Request, call_next: Any) -> Response:
     with bound_request(request_id_of(request)), bound_peer(request.client, request.headers.get("x-forwarded-for")):
         return await call_next(request)
 install_openapi(api, [SessionCreate, FinishRequest, EventsBatch, ErrorResponse, DatasetBuildConfig,
-                      FineTuneCreate, PredictRequest])
+                      FineTuneCreate, PredictRequest, NameBody, KeyCreate])
 install_docs(api)
 api.add_middleware(cors.Cors)
 api.add_middleware(http_security.SecurityHeaders)  # added last, so outermost: plain request ids first
@@ -257,6 +259,39 @@ class Ingress:
     )
     async def dashboard_style(self) -> Response:
         return dashboard_api.static_file("dashboard.css")
+
+    @api.get("/v1/orgs", tags=["admin"], responses=errors_of(401, 403, 503),
+             summary="The caller's organisation (owner); the operator's CLI lists them all")
+    async def list_orgs(self, request: Request) -> dict[str, Any]:
+        return await admin_api.list_orgs(self.services, request)
+
+    @api.post("/v1/orgs", status_code=201, tags=["admin"], openapi_extra=body_of(NameBody),
+              responses=errors_of(400, 401, 403, 409, 413, 415, 422, 503),
+              summary="Create an organisation with its default workspace and an owner key, shown once (owner)")
+    async def create_org(self, request: Request) -> JSONResponse:
+        return await admin_api.create_org(self.services, request)
+
+    @api.get("/v1/workspaces", tags=["admin"], responses=errors_of(401, 403, 503),
+             summary="The organisation's workspaces (admin)")
+    async def list_workspaces(self, request: Request) -> dict[str, Any]:
+        return await admin_api.list_workspaces(self.services, request)
+
+    @api.post("/v1/workspaces", status_code=201, tags=["admin"], openapi_extra=body_of(NameBody),
+              responses=errors_of(400, 401, 403, 409, 413, 415, 422, 503),
+              summary="Create a workspace in the caller's organisation (admin)")
+    async def create_workspace(self, request: Request) -> JSONResponse:
+        return await admin_api.create_workspace(self.services, request)
+
+    @api.get("/v1/keys", tags=["admin"], responses=errors_of(401, 403, 503),
+             summary="The workspace's API keys: ids, roles, states, never secrets (admin)")
+    async def list_keys(self, request: Request) -> dict[str, Any]:
+        return await admin_api.list_keys(self.services, request)
+
+    @api.post("/v1/keys", status_code=201, tags=["admin"], openapi_extra=body_of(KeyCreate),
+              responses=errors_of(400, 401, 403, 404, 413, 415, 422, 503),
+              summary="Create a key with a role (no more than the caller's) for a workspace and recorder; shown once")
+    async def create_key(self, request: Request) -> JSONResponse:
+        return await admin_api.create_key(self.services, request)
 
     @api.get("/healthz", tags=["operations"], summary="Liveness: 200 while the process lives")
     async def healthz(self) -> dict[str, str]:

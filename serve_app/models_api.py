@@ -19,7 +19,7 @@ from actors.errors import Conflict, DependencyUnavailable, InvalidInput, NotFoun
 from actors.storage import finetune_repo
 from actors.training.evaluation.local import LOCAL_PREFIX
 from serve_app.error_responses import unwrap
-from serve_app.http_io import bearer_key, read_json
+from serve_app.http_io import read_json
 from serve_app.model_server import train_extra_error
 from serve_app.services import Services
 
@@ -81,10 +81,10 @@ def _model_id(raw: str) -> uuid.UUID:
 
 
 async def predict(services: Services, request: Request, raw_id: str, model_server: Any) -> dict[str, Any]:
-    principal = await services.principal(bearer_key(request), "read")
+    principal = await services.authorize(request)
     model_id = _model_id(raw_id)
     row = await finetune_repo.model_row(await services.db(), model_id)
-    if row is None or row["org_id"] != principal.org_id:
+    if not principal.in_workspace(row):
         raise NotFound(f"no model {model_id}")
     if row["provider"] != "local":
         raise Conflict(f"model {model_id} is a {row['provider']} model: its provider serves it, not tracemill",

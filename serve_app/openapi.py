@@ -43,7 +43,7 @@ _REF = "#/components/schemas/{model}"
 _ERROR_TEXT = {
     400: "Malformed JSON",
     401: "Missing or unknown API key",
-    403: "The key lacks the scope this route needs",
+    403: "The caller's role lacks the permission this route needs (the README's permission table)",
     404: "No such session or screenshot",
     408: "The body stopped arriving before its end",
     409: "Conflict, the session is closed, or not ready yet (see Retry-After)",

@@ -9,15 +9,20 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 import asyncpg
+from starlette.requests import HTTPConnection
 
-from actors.auth import KeyCache, Principal, Scope
+from actors.auth import KeyCache, Principal
+from actors.permissions import LEGACY_SCOPE_ROLES, Permission
 from actors.ingest.shard_pool import ShardRouter, shard_index
 from actors.storage.objectstore import ObjectStore, make_object_store
 from actors.storage.postgres import connect_pool, with_retries
 from configs.limits import RateLimitSettings
 from configs.settings import TracemillSettings
+from serve_app.http_io import bearer_key
 from serve_app.metrics import IngressMetrics
+from serve_app.permissions_table import permission_for
 from serve_app.rate_limits import RateGuard
+from serve_app.session_access import SessionOwners
 from serve_app.shard_client import ShardClient
 
 __all__ = ["Services"]
@@ -33,6 +38,7 @@ class Services:
     metrics: IngressMetrics = field(default_factory=IngressMetrics)
     # Rate limits, auth backoff and the negative key cache (create() wires its metrics).
     guard: RateGuard = field(default_factory=lambda: RateGuard(RateLimitSettings()))
+    owners: SessionOwners = field(default_factory=SessionOwners)  # who may touch which session
     _pool: asyncpg.Pool | None = None
     _pool_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -58,16 +64,36 @@ class Services:
                     self._pool = await connect_pool(self.settings.database)
         return self._pool
 
-    async def principal(self, api_key: str | None, scope: Scope) -> Principal:
+    async def authorize(self, request: HTTPConnection, credential: str | None = None) -> Principal:
+        """The caller, holding the permission the request's route needs (serve_app/permissions_table.py):
+        the one check every route makes. `credential`: one not sent as a bearer header (a
+        WebSocket's auth frame)."""
+        method = "WS" if request.scope["type"] == "websocket" else request.method
+        permission = permission_for(method, request.url.path)
+        return await self.principal(bearer_key(request) if credential is None else credential, permission)
+
+    async def principal(self, api_key: str | None, permission: Permission | str) -> Principal:
         pool = await self.db()
 
         def lookup() -> Awaitable[Principal]:
             return with_retries(lambda: self.keys.authenticate(pool, api_key), attempts=2, what="API key check")
 
         principal = await self.guard.authenticate(api_key, self.keys, lookup)
-        principal.require(scope)
+        principal.require(_LEGACY_SCOPE_PERMISSIONS.get(permission, permission))  # type: ignore[arg-type]
         return principal
+
+    async def check_session(self, principal: Principal, session_id: uuid.UUID) -> None:
+        """404 unless the caller may touch the session (its workspace; its own for a recorder)."""
+        await self.owners.check(await self.db(), principal, session_id)
 
     def shard(self, session_id: uuid.UUID) -> ShardClient:
         """The client through which every call for this session reaches its shard."""
         return self.clients[shard_index(session_id, len(self.clients))]
+
+
+# Callers not yet converted to authorize() may still name an old scope; each stands for the
+# permission its role was mapped to (actors/permissions.LEGACY_SCOPE_ROLES).
+_LEGACY_SCOPE_PERMISSIONS: dict[str, Permission] = {
+    "ingest": "sessions.write", "read": "sessions.read", "review": "review.write", "admin": "keys.manage",
+}
+assert set(_LEGACY_SCOPE_PERMISSIONS) == set(LEGACY_SCOPE_ROLES)

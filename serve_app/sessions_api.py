@@ -18,8 +18,9 @@ from actors.ingest.events import parse_events
 from serve_app.bodies import parse_finish, parse_session_create
 from actors.storage import sessions_repo
 from actors.storage.postgres import with_retries
-from serve_app.http_io import bearer_key, read_json, session_uuid
+from serve_app.http_io import read_json, session_uuid
 from serve_app.services import Services
+from serve_app.session_access import Owner, visible
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +28,15 @@ __all__ = ["create_session", "finish_session", "get_session", "post_events", "re
 
 
 async def create_session(services: Services, request: Request) -> JSONResponse:
-    principal = await services.principal(bearer_key(request), "ingest")
+    principal = await services.authorize(request)
     raw = await read_json(request, services.settings.ingest.max_body_bytes)
     body = parse_session_create(raw, services.settings.ingest)
     session_id = body.session_id or uuid.uuid4()
     fields = body.model_dump(exclude={"session_id"}, mode="python")
+    # Who owns it (part of the stored hash: a repeat from another key is a conflict, not a reply).
+    owner = Owner(principal.org_id, principal.workspace_id, principal.key_id, principal.recorder_id)
+    fields |= {"workspace_id": str(owner.workspace_id), "created_by_key": _str_or_none(owner.created_by_key),
+               "recorder_id": _str_or_none(owner.recorder_id)}
     canonical = json.dumps(body.model_dump(exclude={"session_id"}, mode="json"), sort_keys=True)
     request_hash = hashlib.sha256(canonical.encode()).digest()
     services.guard.charge_session(principal)
@@ -44,6 +49,8 @@ async def create_session(services: Services, request: Request) -> JSONResponse:
         raise
     if not result["created"]:  # a repeat of an existing session is no new session
         await quotas.refund(pool, taken)
+    else:
+        services.owners.remember(session_id, owner)
     status = 201 if result["created"] else 200
     return JSONResponse({"session_id": result["session_id"], "status": result["status"]}, status_code=status)
 
@@ -62,14 +69,15 @@ async def _count_new_session(services: Services, pool: Any, org_id: uuid.UUID, s
 
 
 async def readable_session(services: Services, request: Request, raw_id: str) -> tuple[Any, uuid.UUID]:
-    """The session's row, for a key with `read` scope in the session's organisation."""
-    principal = await services.principal(bearer_key(request), "read")
+    """The session's row, for a caller allowed this route that may see the session (its
+    workspace; for a recorder, one it recorded)."""
+    principal = await services.authorize(request)
     session_id = session_uuid(raw_id)
     pool = await services.db()
     row = await with_retries(
         lambda: sessions_repo.fetch_session(pool, session_id, principal.org_id), attempts=2, what="session read"
     )
-    if row is None:
+    if row is None or not visible(principal, row):
         raise NotFound(f"no session {session_id}")
     return row, session_id
 
@@ -80,8 +88,9 @@ async def get_session(services: Services, request: Request, raw_id: str) -> dict
 
 
 async def finish_session(services: Services, request: Request, raw_id: str) -> JSONResponse:
-    principal = await services.principal(bearer_key(request), "ingest")
+    principal = await services.authorize(request)
     session_id = session_uuid(raw_id)
+    await services.check_session(principal, session_id)
     raw = await read_json(request, services.settings.ingest.max_body_bytes, required=False)
     finish = parse_finish(raw)
     log.info("finish of session %s requested", session_id)
@@ -91,8 +100,9 @@ async def finish_session(services: Services, request: Request, raw_id: str) -> J
 
 async def post_events(services: Services, request: Request, raw_id: str) -> dict[str, Any]:
     started = time.perf_counter()
-    principal = await services.principal(bearer_key(request), "ingest")
+    principal = await services.authorize(request)
     session_id = session_uuid(raw_id)
+    await services.check_session(principal, session_id)
     raw = await read_json(request, services.settings.ingest.max_body_bytes)
     if not isinstance(raw, dict) or "events" not in raw:
         raise InvalidInput(
@@ -149,6 +159,10 @@ def session_view(row: Any) -> dict[str, Any]:
         "created_at": _iso(row["created_at"]),
         "updated_at": _iso(row["updated_at"]),
     }
+
+
+def _str_or_none(value: uuid.UUID | None) -> str | None:
+    return None if value is None else str(value)
 
 
 def _iso(value: Any) -> str | None:

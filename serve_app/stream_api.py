@@ -72,6 +72,7 @@ async def _serve_stream(services: Services, ws: WebSocket, raw_id: str, request_
         await services.shard(session_id).check_recording(principal.org_id, session_id)
         await _pump(services, ws, principal, session_id, request_id)
     except WebSocketDisconnect:
+        await services.check_session(principal, session_id)
         pass
     except TracemillError as exc:
         await _refuse(ws, exc, request_id)
@@ -83,7 +84,7 @@ async def _authenticate(services: Services, ws: WebSocket) -> Principal:
     """A bearer header if the client could set one, else the first frame within the deadline."""
     header = ws.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
-        return await services.principal(header[7:].strip(), "ingest")
+        return await services.authorize(ws, header[7:].strip())
     try:
         message = await asyncio.wait_for(ws.receive(), services.settings.ingest.ws_auth_timeout_s)
     except asyncio.TimeoutError:
@@ -99,7 +100,7 @@ async def _authenticate(services: Services, ws: WebSocket) -> Principal:
         frame = None
     if not isinstance(frame, dict) or frame.get("type") != "auth" or not isinstance(frame.get("api_key"), str):
         raise Unauthenticated('the first frame must be {"type": "auth", "api_key": "..."}')
-    return await services.principal(frame["api_key"], "ingest")
+    return await services.authorize(ws, frame["api_key"])
 
 
 async def _pump(

@@ -21,7 +21,7 @@ from actors.version import code_version
 from configs.dataset import DatasetBuildConfig
 from configs.finetune import FineTuneSettings
 from serve_app import ray_jobs
-from serve_app.http_io import bearer_key, read_json
+from serve_app.http_io import read_json
 from serve_app.services import Services
 
 __all__ = ["FineTuneCreate", "cancel_finetune", "create_dataset", "create_finetune", "dataset_file",
@@ -69,7 +69,7 @@ def _invalid(exc: ValidationError, message: str) -> InvalidInput:
 # ----------------------------------------------------------------------------- datasets
 
 async def create_dataset(services: Services, request: Request) -> JSONResponse:
-    principal = await services.principal(bearer_key(request), "admin")
+    principal = await services.authorize(request)
     raw = await read_json(request, services.settings.ingest.max_body_bytes)
     try:
         config = DatasetBuildConfig.model_validate(raw)
@@ -78,11 +78,17 @@ async def create_dataset(services: Services, request: Request) -> JSONResponse:
     if config.selection.org_id not in (None, principal.org_id):
         raise InvalidInput("invalid dataset config", [{"field": "body.selection.org_id",
                                                        "error": "datasets draw on your own organisation only"}])
+    if config.selection.workspace_id not in (None, principal.workspace_id):
+        raise InvalidInput("invalid dataset config", [{"field": "body.selection.workspace_id",
+                                                       "error": "datasets draw on your own workspace only"}])
+    config = config.model_copy(update={"selection": config.selection.model_copy(
+        update={"workspace_id": principal.workspace_id})})
     dataset_id = uuid.uuid4()
     pool = await services.db()
     async with quotas.job_slot(pool, services.settings.quotas, principal.org_id, "dataset") as conn:
         await training_repo.insert_dataset(conn, dataset_id, principal.org_id, config.name,
-                                           config.model_dump(mode="json"), code_version())
+                                           config.model_dump(mode="json"), code_version(),
+                                           workspace_id=principal.workspace_id)
     try:
         job = await ray_jobs.submit(f"tracemill-dataset-{dataset_id}", "jobs.build_dataset",
                                     ["--dataset-id", str(dataset_id)])
@@ -95,11 +101,11 @@ async def create_dataset(services: Services, request: Request) -> JSONResponse:
 
 
 async def _dataset(services: Services, request: Request, raw_id: str) -> Any:
-    principal = await services.principal(bearer_key(request), "read")
+    principal = await services.authorize(request)
     dataset_id = _uuid(raw_id, "dataset")
     pool = await services.db()
     row = await with_retries(lambda: training_repo.dataset_row(pool, dataset_id), attempts=2, what="dataset read")
-    if row is None or row["org_id"] != principal.org_id:
+    if not principal.in_workspace(row):
         raise NotFound(f"no dataset {dataset_id}")
     return await _settle_dataset(pool, row)
 
@@ -134,9 +140,9 @@ async def get_dataset(services: Services, request: Request, raw_id: str) -> dict
 
 
 async def list_datasets(services: Services, request: Request) -> dict[str, Any]:
-    principal = await services.principal(bearer_key(request), "read")
+    principal = await services.authorize(request)
     pool = await services.db()
-    rows = await training_repo.list_datasets(pool, principal.org_id, _LIST_LIMIT)
+    rows = await training_repo.list_datasets(pool, principal.org_id, _LIST_LIMIT, workspace_id=principal.workspace_id)
     rows = await asyncio.gather(*(_settle_dataset(pool, r) for r in rows))
     return {"datasets": [{k: v for k, v in dataset_view(r).items() if k not in ("report", "config")}
                          for r in rows]}
@@ -174,7 +180,7 @@ def _finetune_settings(services: Services, body: FineTuneCreate) -> FineTuneSett
 
 
 async def create_finetune(services: Services, request: Request) -> JSONResponse:
-    principal = await services.principal(bearer_key(request), "admin")
+    principal = await services.authorize(request)
     raw = await read_json(request, services.settings.ingest.max_body_bytes)
     try:
         body = FineTuneCreate.model_validate(raw)
@@ -183,7 +189,7 @@ async def create_finetune(services: Services, request: Request) -> JSONResponse:
     ft = _finetune_settings(services, body)
     pool = await services.db()
     ds = await training_repo.dataset_row(pool, body.dataset_id)
-    if ds is None or ds["org_id"] != principal.org_id:
+    if not principal.in_workspace(ds):
         raise NotFound(f"no dataset {body.dataset_id}")
     if ds["status"] != "succeeded":
         raise Conflict(f"dataset {body.dataset_id} is {ds['status']}, not succeeded", code="dataset_not_ready")
@@ -206,12 +212,12 @@ async def create_finetune(services: Services, request: Request) -> JSONResponse:
                         status_code=202)
 
 
-async def _finetune(services: Services, request: Request, raw_id: str, scope: str = "read") -> Any:
-    principal = await services.principal(bearer_key(request), scope)  # type: ignore[arg-type]
+async def _finetune(services: Services, request: Request, raw_id: str) -> Any:
+    principal = await services.authorize(request)
     finetune_id = _uuid(raw_id, "fine-tune")
     pool = await services.db()
     row = await finetune_repo.finetune_row(pool, finetune_id)
-    if row is None or row["org_id"] != principal.org_id:
+    if not principal.in_workspace(row):
         raise NotFound(f"no fine-tune {finetune_id}")
     return await _settle_finetune(pool, row)
 
@@ -254,7 +260,7 @@ async def get_finetune(services: Services, request: Request, raw_id: str) -> dic
 
 
 async def cancel_finetune(services: Services, request: Request, raw_id: str) -> JSONResponse:
-    row = await _finetune(services, request, raw_id, "admin")
+    row = await _finetune(services, request, raw_id)
     await finetune_repo.request_cancel(await services.db(), row["finetune_id"], row["org_id"])
     return JSONResponse({"finetune_id": str(row["finetune_id"]), "status": row["status"],
                          "cancel_requested": True}, status_code=202)

@@ -23,7 +23,8 @@ _SESSION_COLUMNS = (
     " acked_through, max_seq, outcome, last_seq, completeness, selector_reliability,"
     " screenshot_quality, training_value, quality_overall, quality_reasons, archive_key,"
     " archive_sha256, archive_bytes, started_at, ended_at, created_at, updated_at,"
-    " client, user_agent, viewport, metadata, quality_suggestions, finalize_stage, finalize_error"
+    " client, user_agent, viewport, metadata, quality_suggestions, finalize_stage, finalize_error,"
+    " workspace_id, created_by_key, recorder_id"
 )
 
 
@@ -35,11 +36,13 @@ async def insert_session(
     fields: dict[str, Any],
     request_hash: bytes,
 ) -> asyncpg.Record | None:
-    """Insert a new session; None when the id exists already (the caller compares)."""
+    """Insert a new session; None when the id exists already (the caller compares). The owner
+    fields (`workspace_id`, `created_by_key`, `recorder_id`) come from the creating key; a
+    missing workspace is the organisation's default (migration 0009's trigger)."""
     return await conn.fetchrow(
         "INSERT INTO sessions (session_id, org_id, type, task, client, user_agent, viewport,"
-        " metadata, started_at, request_hash)"
-        " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7::jsonb, $8::jsonb, $9, $10)"
+        " metadata, started_at, request_hash, workspace_id, created_by_key, recorder_id)"
+        " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7::jsonb, $8::jsonb, $9, $10, $11, $12, $13)"
         " ON CONFLICT (session_id) DO NOTHING RETURNING session_id, status",
         session_id,
         org_id,
@@ -51,7 +54,14 @@ async def insert_session(
         _jsonb(fields.get("metadata")),
         fields.get("started_at"),
         request_hash,
+        _uuid_or_none(fields.get("workspace_id")),
+        _uuid_or_none(fields.get("created_by_key")),
+        _uuid_or_none(fields.get("recorder_id")),
     )
+
+
+def _uuid_or_none(value: Any) -> uuid.UUID | None:
+    return None if value is None else uuid.UUID(str(value))
 
 
 async def fetch_session(

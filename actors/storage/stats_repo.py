@@ -1,8 +1,8 @@
-"""SQL of the operations dashboard: one organisation's sessions at a glance.
+"""SQL of the operations dashboard: one workspace's sessions at a glance.
 
 Every query is bounded, because the dashboard polls every few seconds while ingest runs:
 
-- status counts and the live list use `sessions_org_status_created_idx` (org_id, status, …);
+- status counts and the live list use `sessions_workspace_status_idx` (workspace_id, status, …);
 - the event rate reads only sessions updated inside the window (the group commit sets
   `updated_at` in the same transaction that inserts the events, so a session with events
   received in the window was updated in it) and, per session, at most `per_session_cap` of its
@@ -43,11 +43,11 @@ class Snapshot:
     job_tables: list[str] = field(default_factory=list)
 
 
-_STATUS_COUNTS = "SELECT status, count(*) AS n FROM sessions WHERE org_id = $1 GROUP BY status"
+_STATUS_COUNTS = "SELECT status, count(*) AS n FROM sessions WHERE workspace_id = $1 GROUP BY status"
 
 _LIVE = (
     "SELECT session_id, type, status, event_count, screenshot_count, updated_at FROM sessions"
-    " WHERE org_id = $1 AND status = 'recording' ORDER BY updated_at DESC LIMIT $2"
+    " WHERE workspace_id = $1 AND status = 'recording' ORDER BY updated_at DESC LIMIT $2"
 )
 
 # $2 long window (s), $3 short window (s), $4 most sessions read, $5 most events per session.
@@ -55,7 +55,7 @@ _EVENTS = """
 SELECT count(*) FILTER (WHERE e.received_at >= now() - make_interval(secs => $3)) AS short,
        count(*) AS long
 FROM (SELECT session_id FROM sessions
-      WHERE org_id = $1 AND updated_at >= now() - make_interval(secs => $2)
+      WHERE workspace_id = $1 AND updated_at >= now() - make_interval(secs => $2)
       ORDER BY updated_at DESC LIMIT $4) s
 CROSS JOIN LATERAL (
     SELECT i.received_at FROM interactions i
@@ -67,7 +67,7 @@ WHERE e.received_at >= now() - make_interval(secs => $2)
 # One index range per final status, newest first, then the newest `$2` of their union.
 _RECENT_FINAL = " UNION ALL ".join(
     f"(SELECT status, quality_overall, created_at FROM sessions"
-    f" WHERE org_id = $1 AND status = '{status}' ORDER BY created_at DESC LIMIT $2)"
+    f" WHERE workspace_id = $1 AND status = '{status}' ORDER BY created_at DESC LIMIT $2)"
     for status in FINAL_STATUSES
 ) + " ORDER BY created_at DESC LIMIT $2"
 
@@ -82,7 +82,7 @@ _JOB_TABLES = (
 
 async def snapshot(
     pool: asyncpg.Pool,
-    org_id: uuid.UUID,
+    workspace_id: uuid.UUID,
     *,
     live_limit: int = 20,
     quality_window: int = 200,
@@ -92,17 +92,17 @@ async def snapshot(
     per_session_cap: int = 20_000,
     jobs_limit: int = 20,
 ) -> Snapshot:
-    """Everything the dashboard shows for one organisation, read consistently."""
+    """Everything the dashboard shows for one workspace, read consistently."""
     async with pool.acquire() as conn:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             now = await conn.fetchval("SELECT now()")
-            counts = {r["status"]: int(r["n"]) for r in await conn.fetch(_STATUS_COUNTS, org_id)}
-            live = list(await conn.fetch(_LIVE, org_id, live_limit))
+            counts = {r["status"]: int(r["n"]) for r in await conn.fetch(_STATUS_COUNTS, workspace_id)}
+            live = list(await conn.fetch(_LIVE, workspace_id, live_limit))
             events = await conn.fetchrow(
-                _EVENTS, org_id, long_window_s, short_window_s, max_sessions, per_session_cap
+                _EVENTS, workspace_id, long_window_s, short_window_s, max_sessions, per_session_cap
             )
-            recent = list(await conn.fetch(_RECENT_FINAL, org_id, quality_window))
-            jobs, tables = await _jobs(conn, org_id, jobs_limit)
+            recent = list(await conn.fetch(_RECENT_FINAL, workspace_id, quality_window))
+            jobs, tables = await _jobs(conn, workspace_id, jobs_limit)
     return Snapshot(
         now=now,
         status_counts={status: counts.get(status, 0) for status in STATUSES},
@@ -115,22 +115,22 @@ async def snapshot(
     )
 
 
-async def _jobs(conn: asyncpg.Connection, org_id: uuid.UUID, limit: int) -> tuple[list[dict[str, Any]], list[str]]:
+async def _jobs(conn: asyncpg.Connection, workspace_id: uuid.UUID, limit: int) -> tuple[list[dict[str, Any]], list[str]]:
     """Recent dataset and fine-tune jobs, once their tables exist.
 
     The tables are not there yet; when they appear, rows are listed only if the table has an
-    `org_id` column (never another organisation's jobs) and are read generically: an id
+    `workspace_id` column (never another workspace's jobs) and are read generically: an id
     (`<kind>_id`, `job_id` or `id`), `status`, `created_at`, `updated_at` when present.
     """
     tables = {r["table_name"]: set(r["columns"]) for r in await conn.fetch(_JOB_TABLES, list(JOB_TABLES))}
     jobs: list[dict[str, Any]] = []
     for table, kind in JOB_TABLES.items():
         columns = tables.get(table)
-        if not columns or "org_id" not in columns:
+        if not columns or "workspace_id" not in columns:
             continue
         order = "created_at DESC" if "created_at" in columns else "1"
         # `table` comes from JOB_TABLES, never from the request.
-        rows = await conn.fetch(f"SELECT * FROM {table} WHERE org_id = $1 ORDER BY {order} LIMIT $2", org_id, limit)
+        rows = await conn.fetch(f"SELECT * FROM {table} WHERE workspace_id = $1 ORDER BY {order} LIMIT $2", workspace_id, limit)
         for row in rows:
             job_id = next((row[c] for c in (f"{kind}_id", "job_id", "id") if c in columns), None)
             jobs.append({

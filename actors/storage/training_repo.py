@@ -21,12 +21,14 @@ Conn = asyncpg.Connection | asyncpg.Pool
 
 
 async def insert_dataset(conn: Conn, dataset_id: uuid.UUID, org_id: uuid.UUID, name: str,
-                         config: dict[str, Any], code_version: str) -> None:
-    """A queued build; inserting the same id again is a no-op (a retried submit)."""
+                         config: dict[str, Any], code_version: str, *,
+                         workspace_id: uuid.UUID | None = None) -> None:
+    """A queued build (in `workspace_id`, else the organisation's default workspace);
+    inserting the same id again is a no-op (a retried submit)."""
     await conn.execute(
-        "INSERT INTO datasets (dataset_id, org_id, name, config, code_version)"
-        " VALUES ($1, $2, $3, $4::jsonb, $5) ON CONFLICT (dataset_id) DO NOTHING",
-        dataset_id, org_id, name, json_dumps(config), code_version)
+        "INSERT INTO datasets (dataset_id, org_id, name, config, code_version, workspace_id)"
+        " VALUES ($1, $2, $3, $4::jsonb, $5, $6) ON CONFLICT (dataset_id) DO NOTHING",
+        dataset_id, org_id, name, json_dumps(config), code_version, workspace_id)
 
 
 async def set_dataset_job(conn: Conn, dataset_id: uuid.UUID, ray_job_id: str) -> None:
@@ -73,9 +75,12 @@ async def dataset_row(conn: Conn, dataset_id: uuid.UUID) -> asyncpg.Record | Non
     return await conn.fetchrow("SELECT * FROM datasets WHERE dataset_id = $1", dataset_id)
 
 
-async def list_datasets(conn: Conn, org_id: uuid.UUID, limit: int = 50) -> list[asyncpg.Record]:
+async def list_datasets(conn: Conn, org_id: uuid.UUID, limit: int = 50, *,
+                        workspace_id: uuid.UUID | None = None) -> list[asyncpg.Record]:
+    """The latest builds of an organisation, or of one of its workspaces."""
     return await conn.fetch(
-        "SELECT * FROM datasets WHERE org_id = $1 ORDER BY created_at DESC LIMIT $2", org_id, limit)
+        "SELECT * FROM datasets WHERE org_id = $1 AND ($3::uuid IS NULL OR workspace_id = $3)"
+        " ORDER BY created_at DESC LIMIT $2", org_id, limit, workspace_id)
 
 
 async def select_sessions(conn: Conn, org_id: uuid.UUID,
@@ -90,7 +95,9 @@ async def select_sessions(conn: Conn, org_id: uuid.UUID,
         " AND ($6::timestamptz IS NULL OR coalesce(started_at, created_at) < $6)"
         # strpos, not LIKE: the user's text may hold % or _
         " AND ($7::text IS NULL OR strpos(lower(coalesce(task, '')), lower($7)) > 0)"
+        " AND ($9::uuid IS NULL OR workspace_id = $9)"
         " ORDER BY coalesce(started_at, created_at), session_id LIMIT $8",
         org_id, list(selection.statuses), selection.min_quality,
         list(selection.session_types) if selection.session_types else None,
-        selection.since, selection.until, selection.task_contains, selection.max_sessions)
+        selection.since, selection.until, selection.task_contains, selection.max_sessions,
+        selection.workspace_id)

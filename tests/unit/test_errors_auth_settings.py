@@ -105,12 +105,12 @@ def test_durations() -> None:
         parse_duration("1 week")
 
 
-def test_admin_scope_is_a_superset() -> None:
-    reader = Principal(uuid.uuid4(), uuid.uuid4(), frozenset({"read"}))
-    reader.require("read")
+def test_admin_role_is_a_superset_of_the_client_roles() -> None:
+    reader = Principal(uuid.uuid4(), uuid.uuid4(), role="analyst")
+    reader.require("sessions.read")
     with pytest.raises(E.Forbidden):
-        reader.require("ingest")
-    Principal(uuid.uuid4(), uuid.uuid4(), frozenset({"admin"})).require("ingest")
+        reader.require("sessions.write")
+    Principal(uuid.uuid4(), uuid.uuid4(), role="admin").require("sessions.write")
 
 
 def test_key_cache_refuses_missing_key_without_a_database() -> None:
