@@ -22,9 +22,9 @@ from __future__ import annotations
 from ipaddress import IPv4Network, IPv6Network
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["AuthBackoffSettings", "QUOTA_NAMES", "QuotaName", "QuotaSettings", "Rate", "RateLimitSettings"]
+__all__ = ["AdmissionSettings", "AuthBackoffSettings", "QUOTA_NAMES", "QuotaName", "QuotaSettings", "Rate", "RateLimitSettings"]
 
 
 class _Strict(BaseModel):
@@ -51,6 +51,28 @@ class AuthBackoffSettings(_Strict):
     max_s: float = Field(30.0, gt=0, le=86_400)
 
 
+class AdmissionSettings(_Strict):
+    """Admission control (actors/ingest/admission.py): a frame or request whose ack would come
+    later than `ack_target_ms`, judged from the work already queued and the rate this process
+    measured it completing at, is refused at once (`slow_down` / 429 with Retry-After) rather
+    than queued. Checked by each ingress replica for its streams and by each shard for its
+    commit queue. The shards read it too, so it is part of their fingerprint."""
+
+    enabled: bool = True
+    ack_target_ms: int = Field(1000, ge=10, le=600_000)
+    # Weight of the newest service-rate sample: high follows change fast, low rides out noise.
+    ewma_alpha: float = Field(0.2, gt=0, le=1)
+    # What a refused client is told to wait: the estimated excess over the target, within these.
+    retry_after_min_ms: int = Field(250, ge=1, le=600_000)
+    retry_after_max_ms: int = Field(5000, ge=1, le=600_000)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AdmissionSettings:
+        if self.retry_after_min_ms > self.retry_after_max_ms:
+            raise ValueError("retry_after_min_ms must not exceed retry_after_max_ms")
+        return self
+
+
 class RateLimitSettings(_Strict):
     """Per replica (see the module docstring). Defaults sit far above what the load generator
     drives from one address with one key (thousands of events/s), so only abuse trips them."""
@@ -74,6 +96,7 @@ class RateLimitSettings(_Strict):
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = Field(
         (), description="peers whose X-Forwarded-For names the client (e.g. a load balancer's subnet)"
     )
+    admission: AdmissionSettings = AdmissionSettings()
 
 
 QuotaName = Literal["concurrent_datasets", "concurrent_finetunes", "finetunes_per_day", "sessions_per_day",
