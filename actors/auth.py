@@ -29,7 +29,7 @@ from typing import Any, Literal
 import asyncpg
 
 from actors.errors import ConfigError, Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
-from actors.permissions import Permission, Role, check_role, permissions_of, role_for_scopes
+from actors.permissions import Permission, Role, check_role, permissions_of_key, role_for_scopes
 from configs.settings import AuthSettings
 
 __all__ = [
@@ -78,7 +78,7 @@ class Principal:
 
     org_id: uuid.UUID
     key_id: uuid.UUID | None
-    scopes: frozenset[str] = frozenset()  # a key's old scopes, kept for display only
+    scopes: frozenset[str] = frozenset()  # a key's old scopes: they add their roles' permissions
     expires_at: datetime | None = None
     workspace_id: uuid.UUID = DEFAULT_WORKSPACE_ID
     role: Role = "recorder"
@@ -88,7 +88,7 @@ class Principal:
 
     @property
     def permissions(self) -> frozenset[Permission]:
-        return permissions_of(self.role)
+        return permissions_of_key(self.role, self.scopes)
 
     def allows(self, permission: Permission) -> bool:
         return permission in self.permissions
@@ -104,12 +104,12 @@ class Principal:
         return row is not None and row["org_id"] == self.org_id and row["workspace_id"] == self.workspace_id
 
     def owns_session(self, workspace_id: uuid.UUID, created_by_key: uuid.UUID | None,
-                     recorder_id: uuid.UUID | None) -> bool:
-        """Whether this caller may see a session with these owner columns: one of its workspace,
-        and (without `sessions.all`) one its key or its recorder created."""
+                     recorder_id: uuid.UUID | None, *, write: bool = True) -> bool:
+        """Whether this caller may touch a session with these owner columns: one of its workspace,
+        and to write (without `sessions.write_all`), one its key or its recorder created."""
         if workspace_id != self.workspace_id:
             return False
-        if self.allows("sessions.all"):
+        if not write or self.allows("sessions.write_all"):
             return True
         if self.key_id is not None and created_by_key == self.key_id:
             return True
@@ -224,11 +224,6 @@ def _check_scopes(scopes: list[str]) -> list[str]:
     return sorted(set(scopes))
 
 
-def _scopes_of(role: str) -> list[str]:
-    """The old scopes column, still written for older readers: the closest of the old scopes."""
-    return {"owner": ["admin"], "admin": ["admin"], "reviewer": ["read"], "analyst": ["read"]}.get(role, ["ingest"])
-
-
 def _check_expiry(expires_in: timedelta | None) -> timedelta | None:
     if expires_in is not None and expires_in <= timedelta(0):
         raise InvalidInput("an expiry must lie in the future")
@@ -256,7 +251,7 @@ async def register_key(
     if role is None:
         role = role_for_scopes(_check_scopes(scopes or []))
     role = check_role(role)
-    scopes = _scopes_of(role) if scopes is None else _check_scopes(scopes)
+    scopes = [] if scopes is None else _check_scopes(scopes)  # a key made with a role has no old scopes
     digest = hash_key(key, pepper)
     row = await pool.fetchrow(
         "INSERT INTO api_keys (key_id, org_id, name, lookup_id, key_hmac, scopes, expires_at, role,"

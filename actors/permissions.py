@@ -5,9 +5,13 @@ A role is a set of permissions plus the roles it inherits: `admin` inherits `rev
 could); `owner` inherits `admin`. Accounts (memberships) and API keys both carry one role in one
 workspace; the API layer (serve_app/permissions_table.py) names the permission each route needs.
 
-`sessions.all` widens the session permissions from the sessions the caller's key (or recorder)
-created to every session of the workspace: a `recorder` key lacks it, so it reads and writes
-only its own recordings, and another's session answers 404 as if it did not exist.
+A `recorder` writes only to the sessions its key (or its recorder) created: another's session
+answers 404 as if it did not exist. `sessions.write_all` (admins) lifts that. Readers
+(`sessions.read`) read every session of their workspace.
+
+Keys made before roles keep what their scopes allowed: a key's permissions are its role's plus
+those of the roles its old scopes map to (`LEGACY_SCOPE_ROLES`), so an `ingest,read` key is a
+recorder that also reads like an analyst (and still writes only to its own sessions).
 """
 
 from __future__ import annotations
@@ -26,17 +30,18 @@ __all__ = [
     "can_grant",
     "check_role",
     "permissions_of",
+    "permissions_of_key",
     "role_for_scopes",
 ]
 
 Permission = Literal[
     "sessions.create",  # start a recording
-    "sessions.write",  # events, screenshots, finish (own sessions, or all with sessions.all)
-    "sessions.read",  # a session's state, events, screenshots, archive; lists and search
-    "sessions.all",  # every session of the workspace, not only those the key recorded
-    "stats.read",  # the dashboard's counters, trends
-    "review.read",  # flags and the review queue
-    "review.write",  # flag a session, move a flag along
+    "sessions.write",  # events, stream, screenshots, finish: of the sessions the key created
+    "sessions.write_all",  # ... of every session of the workspace
+    "sessions.read",  # a session's state, events, screenshots, archive, replay; list and search
+    "stats.read",  # the dashboard's counters, live updates, trends
+    "review.read",  # a session's flags
+    "review.write",  # flag a session, move a flag along, the review queue
     "datasets.read",
     "datasets.create",
     "finetunes.read",
@@ -55,12 +60,12 @@ ALL_ROLES: tuple[Role, ...] = get_args(Role)
 
 # Each role's own permissions and the roles it inherits; permissions_of resolves the closure.
 _OWN: dict[Role, frozenset[Permission]] = {
-    "recorder": frozenset({"sessions.create", "sessions.write", "sessions.read"}),
-    "analyst": frozenset({"sessions.read", "sessions.all", "stats.read", "review.read", "datasets.read",
-                          "finetunes.read", "models.predict"}),
-    "reviewer": frozenset({"sessions.read", "sessions.all", "stats.read", "review.read", "review.write"}),
-    "admin": frozenset({"datasets.create", "finetunes.create", "keys.manage", "members.manage", "audit.read",
-                        "workspaces.manage"}),
+    "recorder": frozenset({"sessions.create", "sessions.write"}),
+    "analyst": frozenset({"sessions.read", "stats.read", "review.read", "datasets.read", "finetunes.read",
+                          "models.predict"}),
+    "reviewer": frozenset({"sessions.read", "stats.read", "review.read", "review.write"}),
+    "admin": frozenset({"sessions.write_all", "datasets.create", "finetunes.create", "keys.manage",
+                        "members.manage", "audit.read", "workspaces.manage"}),
     "owner": frozenset({"orgs.manage"}),
 }
 _INHERITS: dict[Role, tuple[Role, ...]] = {
@@ -84,6 +89,21 @@ def permissions_of(role: Role) -> frozenset[Permission]:
     return frozenset(granted)
 
 
+@cache
+def _key_permissions(role: Role, legacy: frozenset[str]) -> frozenset[Permission]:
+    granted = set(permissions_of(role))
+    for scope in legacy:
+        if scope in LEGACY_SCOPE_ROLES:
+            granted |= permissions_of(LEGACY_SCOPE_ROLES[scope])
+    return frozenset(granted)
+
+
+def permissions_of_key(role: Role, scopes: frozenset[str] = frozenset()) -> frozenset[Permission]:
+    """A key's permissions: its role's, plus those of the roles its old scopes map to (keys made
+    with a role have no scopes)."""
+    return _key_permissions(role, scopes)
+
+
 def check_role(role: str) -> Role:
     if role not in ALL_ROLES:
         raise InvalidInput(f"role must be one of {list(ALL_ROLES)}; got {role!r}",
@@ -92,9 +112,8 @@ def check_role(role: str) -> Role:
 
 
 def role_for_scopes(scopes: list[str] | tuple[str, ...] | frozenset[str]) -> Role:
-    """The role a key of the old scopes gets: the first of admin, reviewer, recorder, analyst
-    it had. A key with both `ingest` and `read` becomes a recorder (it reads what it recorded);
-    giving it the reading of every session would take a role with more than it had."""
+    """The role a key of the old scopes is shown with: the first of admin, reviewer, recorder,
+    analyst it had (its permissions also include the other scopes' roles: permissions_of_key)."""
     for scope in ("admin", "review", "ingest", "read"):
         if scope in scopes:
             return LEGACY_SCOPE_ROLES[scope]

@@ -174,9 +174,7 @@ class LocalStack:
                                    pepper=pepper)
                 return bootstrap_key
             await revoke_key_by_name(pool, UP_KEY_NAME)
-            # The local operator's key: records, reads and opens the dashboard (an admin of the
-            # default workspace); give the extension a recorder key (`keys create --role recorder`).
-            _, key = await create_key(pool, role="admin", name=UP_KEY_NAME, pepper=pepper)
+            _, key = await create_key(pool, scopes=["ingest", "read"], name=UP_KEY_NAME, pepper=pepper)
             return key
         finally:
             await pool.close()

@@ -44,12 +44,12 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission | None] = {
     ("POST", "/v1/models/{model_id}/predict"): "models.predict",
     ("GET", "/v1/stats"): "stats.read",
     ("GET", "/v1/live"): "stats.read",
-    ("GET", "/v1/sessions"): "sessions.all",  # a list of the workspace's sessions: not for a recorder
+    ("GET", "/v1/sessions"): "sessions.read",
     ("GET", "/v1/analytics/trends"): "stats.read",
     ("POST", _S + "/flags"): "review.write",
     ("GET", _S + "/flags"): "review.read",
     ("PATCH", "/v1/flags/{flag_id}"): "review.write",
-    ("GET", "/v1/review/queue"): "review.read",
+    ("GET", "/v1/review/queue"): "review.write",  # the reviewers' work list
     ("POST", "/v1/invitations"): "members.manage",
     ("GET", "/v1/audit"): "audit.read",
     ("GET", "/v1/orgs"): "orgs.manage",
@@ -116,8 +116,8 @@ def app_routes(routes: Iterable[Any]) -> Iterator[tuple[str, str]]:
 def _mark(permission: Permission, held: frozenset[Permission]) -> str:
     if permission not in held:
         return ""
-    # Without sessions.all, a session route reaches only the sessions the key (or recorder) made.
-    own_only = permission in ("sessions.read", "sessions.write") and "sessions.all" not in held
+    # Without sessions.write_all, writes reach only the sessions the key (or recorder) made.
+    own_only = permission == "sessions.write" and "sessions.write_all" not in held
     return "own" if own_only else "yes"
 
 

@@ -1,5 +1,5 @@
-"""Which sessions a caller may touch: those of its workspace and, for a role without
-`sessions.all` (a recorder key), only those its key or its recorder created. Another's
+"""Which sessions a caller may touch: those of its workspace and, to write without
+`sessions.write_all` (a recorder key), only those its key or its recorder created. Another's
 session answers 404, exactly as one that does not exist.
 
 A session's owner (organisation, workspace, creating key and recorder) never changes once the
@@ -31,9 +31,9 @@ class Owner(NamedTuple):
 
 
 def visible(principal: Principal, row: Any) -> bool:
-    """Whether a session row (with the owner columns) is the caller's to see."""
+    """Whether a session row (with the owner columns) is the caller's to read."""
     return row["org_id"] == principal.org_id and principal.owns_session(
-        row["workspace_id"], row["created_by_key"], row["recorder_id"])
+        row["workspace_id"], row["created_by_key"], row["recorder_id"], write=False)
 
 
 @dataclass
@@ -63,7 +63,7 @@ class SessionOwners:
         return owner
 
     async def check(self, pool: asyncpg.Pool, principal: Principal, session_id: uuid.UUID) -> None:
-        """NotFound unless the caller may touch this session."""
+        """NotFound unless the caller may write to this session."""
         owner = await self.owner(pool, session_id)
         if owner is None or owner.org_id != principal.org_id or not principal.owns_session(
                 owner.workspace_id, owner.created_by_key, owner.recorder_id):

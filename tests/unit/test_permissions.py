@@ -10,7 +10,7 @@ import pytest
 from actors.auth import Principal
 from actors.errors import Forbidden, InvalidInput
 from actors.permissions import (ALL_PERMISSIONS, ALL_ROLES, can_grant, check_role, permissions_of,
-                                role_for_scopes)
+                                permissions_of_key, role_for_scopes)
 from serve_app.permissions_table import ROUTE_PERMISSIONS, markdown_table, permission_for
 
 
@@ -25,7 +25,7 @@ def test_admin_inherits_reviewer_analyst_and_recorder_and_owner_inherits_admin()
 def test_siblings_do_not_hold_each_others_permissions() -> None:
     assert "review.write" not in permissions_of("analyst")
     assert "datasets.read" not in permissions_of("reviewer")
-    assert not permissions_of("recorder") & {"sessions.all", "stats.read", "datasets.read"}
+    assert not permissions_of("recorder") & {"sessions.read", "sessions.write_all", "stats.read", "datasets.read"}
     assert "sessions.write" not in permissions_of("analyst") | permissions_of("reviewer")
 
 
@@ -40,6 +40,14 @@ def test_every_permission_is_held_by_some_role_and_the_owner_holds_all() -> None
 ])
 def test_old_scopes_map_to_roles(scopes: list[str], role: str) -> None:
     assert role_for_scopes(scopes) == role
+
+
+def test_an_old_key_keeps_what_its_scopes_allowed_and_no_more() -> None:
+    both = permissions_of_key("recorder", frozenset({"ingest", "read"}))
+    assert both == permissions_of("recorder") | permissions_of("analyst")
+    assert "sessions.write_all" not in both  # still writes only to its own sessions
+    assert permissions_of_key("analyst", frozenset({"read"})) == permissions_of("analyst")
+    assert permissions_of_key("reviewer") == permissions_of("reviewer")  # a key made with a role
 
 
 def test_unknown_role_or_empty_scopes_refused() -> None:
@@ -66,16 +74,19 @@ def test_require_names_the_role_and_permission() -> None:
         {"permission": "datasets.create", "role": "analyst"}]
 
 
-def test_a_recorder_owns_only_what_its_key_or_recorder_created() -> None:
+def test_a_recorder_writes_only_to_what_its_key_or_recorder_created() -> None:
     rec = Principal(org_id=uuid.uuid4(), key_id=uuid.uuid4(), workspace_id=uuid.uuid4(), role="recorder",
                     recorder_id=uuid.uuid4())
     assert rec.owns_session(rec.workspace_id, rec.key_id, None)
     assert rec.owns_session(rec.workspace_id, uuid.uuid4(), rec.recorder_id)  # a rotated key, same recorder
     assert not rec.owns_session(rec.workspace_id, uuid.uuid4(), None)
     assert not rec.owns_session(uuid.uuid4(), rec.key_id, None)  # another workspace, whoever made it
-    analyst = principal("analyst")
-    assert analyst.owns_session(analyst.workspace_id, uuid.uuid4(), None)
-    assert not analyst.owns_session(uuid.uuid4(), uuid.uuid4(), None)
+    admin = principal("admin")
+    assert admin.owns_session(admin.workspace_id, uuid.uuid4(), None)
+    assert not admin.owns_session(uuid.uuid4(), uuid.uuid4(), None)
+    reader = principal("analyst")  # reading: the whole workspace, nothing outside it
+    assert reader.owns_session(reader.workspace_id, uuid.uuid4(), None, write=False)
+    assert not reader.owns_session(uuid.uuid4(), uuid.uuid4(), None, write=False)
 
 
 def test_the_table_resolves_concrete_paths_and_refuses_unknown_ones() -> None:
