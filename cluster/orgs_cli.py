@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 from actors import auth
+from actors.errors import NotFound
 from actors.storage import orgs_repo
 from cluster.commands import Entry
 
@@ -48,7 +49,7 @@ async def org_of(pool: Any, ref: str) -> uuid.UUID:
         pass
     org_id = await pool.fetchval("SELECT org_id FROM organizations WHERE name = $1", ref)
     if org_id is None:
-        raise SystemExit(f"no organisation named {ref!r}")
+        raise NotFound(f"no organisation named {ref!r}")
     return org_id
 
 
