@@ -113,7 +113,7 @@ async def post_events(services: Services, request: Request, raw_id: str) -> dict
         events = parse_events(raw["events"], services.settings.ingest)
         services.guard.charge_events(principal, len(events))
         services.metrics.record_received("http", len(events))  # as the stream counts them
-        ack = await services.shard(session_id).ingest(principal.org_id, session_id, events)
+        ack = await services.shard(session_id).ingest(principal.org_id, session_id, events, services.settings.processing.privacy)
     except Overloaded as exc:
         services.metrics.record_slow_down(exc.code)
         raise

@@ -22,9 +22,11 @@ from typing import Any, Sequence
 from ray.actor import ActorHandle
 
 from actors.ingest.batcher import take_batch
-from actors.ingest.rows import EncodedEvent, StoredEvent, encode_events
+from actors.ingest.rows import StoredEvent
 from actors.ingest.shard import ShardCall
 from actors.logs import current_request_id
+from actors.privacy.redact import RedactionSettings
+from actors.privacy.write_path import RedactedBatch, redact_batch, redactor_for
 from serve_app.error_responses import call_actor, unwrap
 
 __all__ = ["ShardClient"]
@@ -32,12 +34,12 @@ __all__ = ["ShardClient"]
 
 @dataclass
 class _Pending:
-    item: tuple[uuid.UUID, uuid.UUID, Sequence[EncodedEvent], str | None]  # org, session, events, request id
+    item: tuple[uuid.UUID, uuid.UUID, RedactedBatch, str | None]  # org, session, events, request id
     future: asyncio.Future[dict[str, Any]]
 
 
 def _event_count(pending: _Pending) -> int:
-    return len(pending.item[2])
+    return len(pending.item[2].events)
 
 
 @dataclass
@@ -74,11 +76,14 @@ class ShardClient:
     # -- ingest, coalesced -----------------------------------------------------------------
 
     async def ingest(
-        self, org_id: uuid.UUID, session_id: uuid.UUID, events: Sequence[StoredEvent]
+        self, org_id: uuid.UUID, session_id: uuid.UUID, events: Sequence[StoredEvent], privacy: RedactionSettings
     ) -> dict[str, Any]:
-        """Store a validated batch; the ack comes after the shard committed it."""
+        """Redact and encode a validated batch here, then store it; the ack comes after the
+        shard committed it. Redaction runs in a worker thread: a hostile batch's regex work
+        must not hold this replica's loop, which serves every other connection."""
+        batch = await asyncio.to_thread(redact_batch, redactor_for(privacy), events)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        item = (org_id, session_id, encode_events(events), current_request_id())
+        item = (org_id, session_id, batch, current_request_id())
         self._queue.append(_Pending(item, future))
         self._send_if_free()
         return await future

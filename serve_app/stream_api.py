@@ -29,10 +29,13 @@ from actors.errors import (
     Unauthenticated,
 )
 from actors.ingest.events import parse_events
+from actors.ingest.frames import validate_frame
+from actors.ingest.rows import StoredEvent
 from actors.logs import bound_request
 from serve_app.error_responses import error_body
 from serve_app.http_io import decode_json, session_uuid
 from serve_app.rate_limits import bound_peer
+from configs.settings import IngestLimits
 from serve_app.services import Services
 
 __all__ = ["stream_session"]
@@ -140,23 +143,32 @@ def _submit(services: Services, principal: Principal, session_id: uuid.UUID, mes
         services.guard.charge_frame(principal)  # refused: slow_down, nothing of the frame stored
         if _frame_bytes(data, limits.max_frame_bytes) > limits.max_frame_bytes:
             raise PayloadTooLarge(f"the frame exceeds the limit of {limits.max_frame_bytes} bytes")
-        frame = decode_json(data)
-        if not isinstance(frame, dict):
-            raise InvalidInput("a frame must be a JSON object with a 'type'")
-        kind = frame.get("type")
-        if kind == "auth":
+        # One parse from the bytes; a frame that path cannot vouch for is decoded and checked
+        # precisely, which also words its errors.
+        events = validate_frame(data, limits)
+        if events is None and (events := _precise_events(data, limits)) is None:
             return None  # harmless repeat of the first frame
-        if kind != "events" or "events" not in frame:
-            raise InvalidInput(
-                "unknown frame; expected {\"type\": \"events\", \"events\": [...]}",
-                [{"field": "type", "error": "expected 'events'"}],
-            )
-        events = parse_events(frame["events"], limits)
         services.guard.charge_events(principal, len(events))
     except TracemillError as exc:
         return exc
     services.metrics.record_received("ws", len(events))
-    return asyncio.ensure_future(services.shard(session_id).ingest(principal.org_id, session_id, events))
+    return asyncio.ensure_future(services.shard(session_id).ingest(principal.org_id, session_id, events, services.settings.processing.privacy))
+
+
+def _precise_events(data: str | bytes, limits: IngestLimits) -> list[StoredEvent] | None:
+    """The frame's events (None for a repeated auth frame), or the error that says what is wrong."""
+    frame = decode_json(data)
+    if not isinstance(frame, dict):
+        raise InvalidInput("a frame must be a JSON object with a 'type'")
+    kind = frame.get("type")
+    if kind == "auth":
+        return None
+    if kind != "events" or "events" not in frame:
+        raise InvalidInput(
+            "unknown frame; expected {\"type\": \"events\", \"events\": [...]}",
+            [{"field": "type", "error": "expected 'events'"}],
+        )
+    return parse_events(frame["events"], limits)
 
 
 def _frame_bytes(data: str | bytes, limit: int) -> int:

@@ -46,7 +46,7 @@ __all__ = [
     "Text", "Html", "JsonValue", "Timestamp", "parse_timestamp", "MAX_SEQ", "Selector", "BBox",
     "Element", "NavigationEvent", "ClickEvent", "InputEvent", "SubmitEvent", "KeypressEvent",
     "ScrollEvent", "ModalEvent", "DomSnapshotEvent", "ScreenshotEvent", "CustomEvent", "Event",
-    "EVENT_TYPES", "parse_events",
+    "EVENT_TYPES", "batch_schema", "parse_events",
 ]
 
 _DEFAULTS = IngestLimits()
@@ -356,40 +356,48 @@ def _validators(max_string: int, max_html: int) -> tuple[SchemaValidator, Schema
     """(fast batch validator, precise single-event validator) for these string limits."""
     bounds = {"text": max_string, "html": max_html}
     return (
-        SchemaValidator(_variant(_BATCH.core_schema, bounds, fast=True)),
-        SchemaValidator(_variant(_ONE.core_schema, bounds, fast=False)),
+        SchemaValidator(batch_schema(bounds, nul_check=False, walk_json=False)),
+        SchemaValidator(_variant(_ONE.core_schema, bounds, nul_check=True, walk_json=True)),
     )
 
 
-def _variant(schema: CoreSchema, bounds: dict[str, int], *, fast: bool) -> CoreSchema:
-    """A copy of a compiled schema with runtime string limits (and, if fast, no costly checks)."""
+def batch_schema(bounds: dict[str, int], *, nul_check: bool, walk_json: bool) -> CoreSchema:
+    """The schema of an events array with these string limits ({"text": n, "html": n});
+    without `nul_check` strings are not searched for NUL, without `walk_json` free-form JSON
+    is taken as it is (actors.ingest.frames validates frames from their bytes with it)."""
+    return _variant(_BATCH.core_schema, bounds, nul_check=nul_check, walk_json=walk_json)
+
+
+def _variant(schema: CoreSchema, bounds: dict[str, int], *, nul_check: bool, walk_json: bool) -> CoreSchema:
+    """A copy of a compiled schema with runtime string limits, and without the costly checks
+    the caller does not want."""
     schema = copy.deepcopy(schema)
-    marked = _rewrite(schema, bounds, fast)
+    marked = _rewrite(schema, bounds, nul_check, walk_json)
     if not marked:  # pydantic changed how it keeps metadata: fail loudly, not unbounded
         raise RuntimeError("no bounded strings found in the event schema")
     return schema
 
 
-def _rewrite(node: object, bounds: dict[str, int], fast: bool) -> int:
+def _rewrite(node: object, bounds: dict[str, int], nul_check: bool, walk_json: bool) -> int:
     marked = 0
     if isinstance(node, dict):
         metadata = node.get("metadata")
         kind = metadata.get(_BOUND_KEY) if isinstance(metadata, dict) else None
-        if kind == "json" and fast:
+        if kind == "json" and not walk_json:
             ref = node.get("ref")
             node.clear()
             node.update(core_schema.any_schema(ref=ref) if ref else core_schema.any_schema())
             return 1
         if kind in bounds:
             node["max_length"] = bounds[kind]
-            if fast:
+            if not nul_check:
                 node.pop("pattern", None)
             marked = 1
         for child in node.values():
-            marked += _rewrite(child, bounds, fast)
+            marked += _rewrite(child, bounds, nul_check, walk_json)
     elif isinstance(node, list):
         for child in node:
-            marked += _rewrite(child, bounds, fast)
+            marked += _rewrite(child, bounds, nul_check, walk_json)
     return marked
 
 

@@ -24,7 +24,7 @@ from actors.ingest.rows import EncodedEvent
 from actors.ingest.group_commit import GroupCommitter, prepare_staging
 from actors.logs import bound_request, setup_logging
 from actors.privacy.redact import Redactor
-from actors.privacy.write_path import redact_batch, redact_session
+from actors.privacy.write_path import RedactedBatch, redact_batch, redact_session
 from actors.processing.finalizer import Finalizer
 from actors.ingest.session_state import SessionState
 from actors.storage import sessions_repo
@@ -149,13 +149,18 @@ class SessionShard:
         return {"created": False, "session_id": str(session_id), "status": existing["status"]}
 
     async def ingest(
-        self, org_id: uuid.UUID, session_id: uuid.UUID, events: Sequence[EncodedEvent]
+        self, org_id: uuid.UUID, session_id: uuid.UUID, events: RedactedBatch | Sequence[EncodedEvent]
     ) -> dict[str, Any]:
-        """Store a batch, redacted; the answer (an ack) comes only after the commit."""
+        """Store a batch, redacted; the answer (an ack) comes only after the commit. An ingress
+        replica sends a RedactedBatch (redacted and encoded there, where the work scales out):
+        this loop then only orders, de-duplicates, commits and acks. Plain rows (a caller from
+        before that, say during a rolling deploy) are redacted here, in a worker thread."""
+        counts = events.counts if isinstance(events, RedactedBatch) else None
+        rows = events.events if isinstance(events, RedactedBatch) else events
         state = await self._recording_state(org_id, session_id)
         committer = await self._commit_queue()
-        fresh = [ev for ev in events if not state.is_stored(ev.seq)]
-        duplicates = len(events) - len(fresh)
+        fresh = [ev for ev in rows if not state.is_stored(ev.seq)]
+        duplicates = len(rows) - len(fresh)
         if not fresh:
             return state.ack(0, duplicates)
         if committer.queued_events + self._redacting + len(fresh) > self._settings.shards.max_inflight_events:
@@ -168,7 +173,8 @@ class SessionShard:
         try:
             with telemetry.time_task("redact"):
                 # In a worker thread: the loop keeps answering the shard's other sessions meanwhile.
-                redacted = await asyncio.to_thread(redact_batch, self._redactor, fresh)
+                redacted = (RedactedBatch((fresh, counts)) if counts is not None
+                            else await asyncio.to_thread(redact_batch, self._redactor, fresh))
         finally:
             self._redacting -= len(fresh)
         # A finish that began meanwhile waits only for batches already queued: this one may be
@@ -181,7 +187,7 @@ class SessionShard:
         return ack
 
     async def ingest_many(
-        self, batches: Sequence[tuple[uuid.UUID, uuid.UUID, Sequence[EncodedEvent], str | None]]
+        self, batches: Sequence[tuple[uuid.UUID, uuid.UUID, RedactedBatch | Sequence[EncodedEvent], str | None]]
     ) -> list[dict[str, Any] | TracemillError]:
         """Many clients' batches in one actor call; each gets its own ack or error back.
 

@@ -21,10 +21,12 @@ from typing import Any
 from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit, urlunsplit
 
 from pydantic import ValidationError
+from pydantic_core import to_json
 
 from actors.errors import ConfigError, details_from_validation_error
 from actors.privacy.fields import FieldKind, field_kind, has_shape, name_kind
 from actors.privacy.patterns import BUILTIN, PLACEHOLDERS, Scanner, compile_extra
+from actors.privacy.selectors import css_values as _css_values
 from configs.processing import ExtraPattern, RedactionSettings
 
 __all__ = ["ExtraPattern", "FieldKind", "RedactionReport", "RedactionSettings", "Redactor",
@@ -51,8 +53,14 @@ class RedactionReport:
         return sum(self.counts.values())
 
 
+# Exact types first: isinstance against the Mapping ABC costs more than the copy of a number.
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _copy_json(value: Any) -> Any:
     """A deep copy of decoded JSON; copy.deepcopy's memo bookkeeping cost more than redaction."""
+    if type(value) in _SCALARS:
+        return value
     if isinstance(value, dict):
         return {k: _copy_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -61,6 +69,12 @@ def _copy_json(value: Any) -> Any:
         return {k: _copy_json(v) for k, v in value.items()}
     return value  # str, numbers, booleans, None: immutable
 
+
+# The memos of elements (Redactor.element_json) and URLs: entries up to this size, this many.
+_ELEMENT_MEMO_BYTES = 4096
+_ELEMENT_MEMO_ENTRIES = 4096
+_URL_MEMO_CHARS = 2048
+_MEMO_ENTRIES = 4096
 
 _MARKUP = re.compile(
     r"<!--(?P<comment>.*?)(?:-->|\Z)|<![^>]*+>?|</[A-Za-z][^>]*+>?"
@@ -76,64 +90,8 @@ _URL_ATTRS = frozenset({"href", "src", "action", "formaction", "cite", "poster",
 _URL_KEYS = frozenset({"url", "href", "src", "referrer", "action", "link"})
 _VERBATIM_EVENT = frozenset({"seq", "type", "ts", "x", "y", "button", "state", "transition",
                              "trigger", "screenshot_id", "masked", "modifiers"})
-_CSS_VALUE_AT = re.compile(r"\[value\s*+[~|^$*]?=\s*+")
-_CSS_CLOSERS = {'"': re.compile(r'"\s*+\]'), "'": re.compile(r"'\s*+\]"), "": re.compile(r"\]")}
 _SAFE = "[]@:!$'()*,;="  # kept literal when re-encoding: placeholders stay readable
 _PLACEHOLDER = re.compile(r"\[[A-Z][A-Z0-9_]*\]")
-
-
-class _FirstAfter:
-    """The first match of a regex at or after a position, for positions that only grow: each
-    search starts where the last one's answer no longer holds, so all of them scan the text
-    about once (a search per position from each of many starts was quadratic)."""
-
-    def __init__(self, regex: re.Pattern[str], text: str) -> None:
-        self._regex, self._text = regex, text
-        self._from: int | None = None
-        self._hit = -1
-
-    def __call__(self, pos: int) -> int:
-        """The match's start, or -1 when nothing matches at or after `pos`."""
-        if self._from is None or pos < self._from or -1 < self._hit < pos:
-            m = self._regex.search(self._text, pos)
-            self._from, self._hit = pos, (m.start() if m else -1)
-        return self._hit
-
-
-def _css_values(sel: str) -> list[tuple[int, int, int, str]]:
-    """(start, value start, value end, quote) of each `[value="..."]` in a CSS selector.
-
-    The same spans as re.finditer with `(\\[value\\s*[~|^$*]?=\\s*)(["']?)(.*?)\\2(?=\\s*\\])`
-    (the match ends after the closing quote, or at the value's end unquoted), found in linear
-    time: that regex was cubic in a run of spaces and quadratic in repeated "[value=".
-    A quoted value ends at the first quote followed by `\\s*]` on its line; otherwise the value,
-    opening quote included, runs to the spaces before the first "]" and may not cross a line.
-    """
-    closer = {q: _FirstAfter(rx, sel) for q, rx in _CSS_CLOSERS.items()}
-    newline = _FirstAfter(re.compile("\n"), sel)
-    out: list[tuple[int, int, int, str]] = []
-    space_start: dict[int, int] = {}  # "]" position -> start of the spaces before it
-    pos = 0
-    while (m := _CSS_VALUE_AT.search(sel, pos)) is not None:
-        v, quote = m.end(), sel[m.end():m.end() + 1]
-        nl = newline(v)
-        if quote in ('"', "'") and (c := closer[quote](v + 1)) != -1 and (nl == -1 or nl > c):
-            out.append((m.start(), v + 1, c, quote))
-            pos = c + 1
-            continue
-        if (b := closer[""](v)) != -1:
-            if b not in space_start:
-                end = b
-                while end > 0 and sel[end - 1].isspace():
-                    end -= 1
-                space_start[b] = end
-            end = max(space_start[b], v)
-            if nl == -1 or nl >= end:
-                out.append((m.start(), v, end, ""))
-                pos = end
-                continue
-        pos = m.start() + 1
-    return out
 
 
 def _attr_raw(m: re.Match[str]) -> str | None:
@@ -162,6 +120,8 @@ class Redactor:
         extras = tuple(compile_extra(p.name, p.pattern, p.placeholder)
                        for p in self.settings.extra_patterns)
         self._scanner = Scanner(BUILTIN + extras)  # built-ins first: they win overlaps
+        self._elements: dict[bytes, tuple[str, tuple[tuple[str, int], ...]]] = {}
+        self._urls: dict[str, tuple[str, tuple[tuple[str, int], ...]]] = {}
 
     def text(self, s: str) -> tuple[str, RedactionReport]:
         return self._run(self._text, s)
@@ -177,6 +137,29 @@ class Redactor:
 
     def event(self, d: Mapping[str, Any]) -> tuple[dict[str, Any], RedactionReport]:
         return self._run(self._event, d)
+
+    def event_without_target(self, ev: Mapping[str, Any], target: Mapping[str, Any]) -> tuple[dict[str, Any], RedactionReport]:
+        """`event` for an event whose target is kept apart (and redacted by `element_json`): the
+        target still decides how the event's value and keys are judged."""
+        report = RedactionReport()
+        return self._event(ev, report, target), report
+
+    def element_json(self, el: Mapping[str, Any]) -> tuple[str, RedactionReport]:
+        """An Element redacted (as `element`) and encoded as JSON text. Elements repeat (every
+        input event into a field carries the field), so the answers for small ones are
+        remembered by their own JSON text, beside which only the redacted text is kept."""
+        raw = to_json(el)
+        if len(raw) > _ELEMENT_MEMO_BYTES:
+            red, report = self.element(el)
+            return to_json(red).decode(), report
+        found = self._elements.get(raw)
+        if found is None:
+            red, report = self.element(el)
+            found = (to_json(red).decode(), tuple(report.counts.items()))
+            if len(self._elements) >= _ELEMENT_MEMO_ENTRIES:
+                self._elements.clear()  # as the scanner's memo: cheaper than LRU bookkeeping
+            self._elements[raw] = found
+        return found[0], RedactionReport(dict(found[1]))
 
     def json(self, value: Any) -> tuple[Any, RedactionReport]:
         """Any decoded JSON (session metadata, client info): keys classify values as in events."""
@@ -217,6 +200,21 @@ class Redactor:
         return PLACEHOLDERS[kind[0]]
 
     def _url(self, u: str, r: RedactionReport) -> str:
+        """Every event of a page carries its URL: the answers for short ones are remembered."""
+        if len(u) > _URL_MEMO_CHARS:
+            return self._url_parts(u, r)
+        found = self._urls.get(u)
+        if found is None:
+            inner = RedactionReport()
+            found = (self._url_parts(u, inner), tuple(inner.counts.items()))
+            if len(self._urls) >= _MEMO_ENTRIES:
+                self._urls.clear()
+            self._urls[u] = found
+        for kind, n in found[1]:
+            r.add(kind, n)
+        return found[0]
+
+    def _url_parts(self, u: str, r: RedactionReport) -> str:
         try:
             parts = urlsplit(u)
         except ValueError:
@@ -276,6 +274,8 @@ class Redactor:
         if isinstance(value, str):
             handler = self._url if key in _URL_KEYS else self._html if key == "html" else self._text
             return handler(value, r)
+        if type(value) in _SCALARS:  # numbers and booleans: prices, timestamps, coordinates
+            return value
         if isinstance(value, (list, tuple)):
             return [self._json(v, r, key) for v in value]
         if isinstance(value, Mapping):
@@ -334,8 +334,9 @@ class Redactor:
             value = "".join(parts) + value[pos:]
         return {**_copy_json(dict(sel)), "value": self._text(value, r)}
 
-    def _event(self, ev: Mapping[str, Any], r: RedactionReport) -> dict[str, Any]:
-        target = ev.get("target")
+    def _event(self, ev: Mapping[str, Any], r: RedactionReport, target: Any = None) -> dict[str, Any]:
+        """`target`: the event's target when `ev` comes without it (see `event_without_target`)."""
+        target = ev.get("target", target)
         attrs = target.get("attributes") if isinstance(target, Mapping) else None
         kind = field_kind(attrs, target.get("tag")) if isinstance(attrs, Mapping) else None
         out: dict[str, Any] = {}

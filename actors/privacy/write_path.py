@@ -1,10 +1,14 @@
-"""Redaction of event batches on the shard's write path, before the group commit.
+"""Redaction of event batches on the write path, before anything is stored.
 
-Batches reach a shard as EncodedEvent rows (target and payload already JSON text, the form
-COPY needs). Each row is decoded, redacted as one PROTOCOL.md event (so the url, the title,
-the target and a DOM snapshot are judged together: a password field's value goes whatever key
-it sits under) and encoded again. Only the counts leave this module, per seq, so the privacy
-audit counts exactly the events that were stored, not duplicates dropped at the commit.
+An ingress replica redacts each validated batch (StoredEvent rows, still dicts) in a worker
+thread and encodes it once (EncodedEvent: target and payload as the JSON text COPY takes):
+replicas scale out, and the shard's single loop then only orders, de-duplicates, commits and
+acks. Each event is redacted as one PROTOCOL.md event (so the url, the title, the target and a
+DOM snapshot are judged together: a password field's value goes whatever key it sits under).
+A shard handed rows that are not a RedactedBatch (a caller from before this, say during a
+rolling deploy) decodes and redacts them itself. Only the counts leave this module, per seq,
+so the privacy audit counts exactly the events that were stored, not duplicates dropped at
+the commit.
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from actors.errors import InvalidInput
-from actors.ingest.rows import EncodedEvent, redactable, redacted_row
-from actors.privacy.redact import Redactor
+from pydantic_core import to_json
 
-__all__ = ["RedactedBatch", "RedactedSession", "redact_batch", "redact_session"]
+from actors.errors import InvalidInput
+from actors.ingest.rows import EncodedEvent, StoredEvent, redactable, redacted_row
+from actors.privacy.redact import RedactionReport, Redactor, RedactionSettings
+
+__all__ = ["RedactedBatch", "RedactedSession", "redact_batch", "redact_session", "redactor_for"]
 
 # seq → {type: count}, only for events in which something was redacted
 RedactionCounts = dict[int, dict[str, int]]
@@ -36,15 +42,16 @@ class RedactedBatch(tuple[list[EncodedEvent], RedactionCounts]):
         return self[1]
 
 
-def redact_batch(redactor: Redactor, rows: Sequence[EncodedEvent]) -> RedactedBatch:
-    """The rows redacted, or InvalidInput for the whole batch when one cannot be: nothing of
-    a batch is stored unless all of it was redacted. Pure CPU work, so the shard runs it in a
-    worker thread (every pattern is linear: cluster/bench/redaction.py)."""
+def redact_batch(redactor: Redactor, rows: Sequence[StoredEvent] | Sequence[EncodedEvent]) -> RedactedBatch:
+    """The rows redacted and encoded, or InvalidInput for the whole batch when one cannot be:
+    nothing of a batch is stored unless all of it was redacted. Validated StoredEvents are
+    redacted as they are; EncodedEvents are decoded first. Pure CPU work, so callers run it in
+    a worker thread, off their event loop (every pattern is linear: cluster/bench/redaction.py)."""
     out: list[EncodedEvent] = []
     counts: RedactionCounts = {}
     for row in rows:
         try:
-            redacted, report = redactor.event(redactable(row))
+            encoded, report = _redacted(redactor, row)
         except (RecursionError, ValueError, TypeError) as exc:
             raise InvalidInput(
                 f"event seq {row.seq} could not be redacted ({type(exc).__name__}); the batch was not stored",
@@ -52,8 +59,53 @@ def redact_batch(redactor: Redactor, rows: Sequence[EncodedEvent]) -> RedactedBa
             ) from None
         if report.counts:
             counts[row.seq] = dict(report.counts)
-        out.append(redacted_row(row, redacted))
+        out.append(encoded)
     return RedactedBatch((out, counts))
+
+
+def _redacted(redactor: Redactor, row: StoredEvent | EncodedEvent) -> tuple[EncodedEvent, RedactionReport]:
+    if isinstance(row.payload, str):  # encoded already: decode, redact, encode again
+        redacted, report = redactor.event(redactable(row))  # type: ignore[arg-type]
+        return redacted_row(row, redacted), report  # type: ignore[arg-type]
+    if row.target is None:
+        redacted, report = redactor.event(_judged(row))
+        return redacted_row(row, redacted), report
+    # A validated row's dicts, redacted as one event (so `redacted_row` and `redactable` agree
+    # with the encoded path above), but with the target apart: its JSON comes from the memo.
+    event: dict[str, Any] = {"type": row.type}
+    if row.url is not None:
+        event["url"] = row.url
+    event.update(row.payload)
+    redacted, report = redactor.event_without_target(event, row.target)
+    target, target_report = redactor.element_json(row.target)
+    url = redacted.pop("url", None)
+    redacted.pop("type", None)
+    encoded = EncodedEvent(row.seq, row.type, row.ts, url, target, to_json(redacted).decode())
+    return encoded, report.merge(target_report)
+
+
+def _judged(row: StoredEvent) -> dict[str, Any]:
+    """A validated row's dicts, as `redactable` would decode them from its text (the redactor
+    copies what it keeps, so the row is not changed)."""
+    event: dict[str, Any] = {"type": row.type}
+    if row.url is not None:
+        event["url"] = row.url
+    if row.target is not None:
+        event["target"] = row.target
+    event.update(row.payload)
+    return event
+
+
+_REDACTORS: dict[int, tuple[RedactionSettings, Redactor]] = {}
+
+
+def redactor_for(settings: RedactionSettings) -> Redactor:
+    """One Redactor per settings object in this process (its compiled patterns and memo are
+    worth keeping across batches); settings are frozen, so the object names its redactor."""
+    found = _REDACTORS.get(id(settings))
+    if found is None or found[0] is not settings:
+        found = _REDACTORS[id(settings)] = (settings, Redactor(settings))
+    return found[1]
 
 
 # The client-written fields of a session (POST /v1/sessions): the task goes into every training

@@ -30,6 +30,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=2, help="alternating baseline/real rounds")
     parser.add_argument("--output", type=Path, help="write the figures as JSON here")
+    parser.add_argument("--stages", type=Path, metavar="FILE",
+                        help="also measure µs per event of each stage, before and after one parse per "
+                             "event (cluster/bench/ingest_stages.py), and write them here as JSON")
+
+
+def _stages(settings: Any, path: Path) -> None:
+    from cluster.bench import ingest_stages as stages
+
+    print("stages: CPU per event, in this process", file=sys.stderr, flush=True)
+    table: dict[str, Any] = {}
+    for name, frames in (("load generator clicks", stages.load_frames(200)),
+                         ("clicks with varied text", stages.varied_frames(200))):
+        table[name] = stages.cpu_stages(frames, settings.ingest)
+    print("stages: a shard in-process against the stack's PostgreSQL", file=sys.stderr, flush=True)
+    shard = stages.shard_stages(settings, stages.load_frames(400))
+    for result in table.values():
+        result["shard"] = shard
+    print(stages.format_stages(table))
+    write_result(path, {"benchmark": "ingest_stages", "unit": "µs per event", "workloads": table,
+                        "note": stages.__doc__})
 
 
 def _median(results: list[LoadResult]) -> LoadResult:
@@ -55,6 +75,8 @@ async def _rounds(endpoint: str, key: str, args: argparse.Namespace) -> tuple[li
 
 def run(args: argparse.Namespace) -> int:
     with private_stack(noop=True) as (stack, key):
+        if args.stages is not None:
+            _stages(stack.settings, args.stages)
         baseline, real = asyncio.run(_rounds(stack.endpoint, key, args))
     base, mine = _median(baseline), _median(real)
     print(format_comparison(mine, base))

@@ -27,7 +27,7 @@ from typing import Any
 
 from actors.context import scoring, vocabulary
 from actors.ingest import events as ingest_events
-from actors.privacy import fields, patterns, redact
+from actors.privacy import fields, patterns, redact, selectors
 from actors.privacy.redact import Redactor
 from actors.training.dataset import formats
 from cluster.results import write_result
@@ -105,8 +105,9 @@ def current() -> dict[str, Work]:
             regexes[f"privacy.{label}.gate"] = det.gate
     gate = patterns.Scanner(patterns.BUILTIN)._gate
     assert gate is not None
-    for module, names in ((patterns, ("_NON_DIGIT", "_PLACEHOLDER", "_PASSWORD_KEY")),
-                          (redact, ("_MARKUP", "_ATTR", "_CSS_VALUE_AT")),
+    for module, names in ((patterns, ("_NON_DIGIT", "_PLACEHOLDER", "_PASSWORD_KEY", "_TRIGGERS")),
+                          (redact, ("_MARKUP", "_ATTR")),
+                          (selectors, ("_CSS_VALUE_AT",)),
                           (fields, ("_CAMEL", "_NON_WORD")),
                           (vocabulary, ("_ADD_TO_CART", "_CHECKOUT", "_PAYMENT", "_LOGIN",
                                         "_COMPARE", "_DEAL")),
@@ -114,7 +115,8 @@ def current() -> dict[str, Work]:
                           (ingest_events, ("_RFC3339",)),
                           (formats, ("_CSS_ID", "_DATA_URL"))):
         short = module.__name__.rsplit(".", 1)[-1]
-        prefix = "context" if module in (vocabulary, scoring) else short
+        # (the CSS value pattern kept its name when it moved out of redact.py)
+        prefix = "context" if module in (vocabulary, scoring) else "redact" if module is selectors else short
         for name in names:
             regexes[f"{prefix}.{name.strip('_').lower()}"] = getattr(module, name)
     regexes["context.price"] = vocabulary._PRICE
@@ -128,7 +130,7 @@ def current() -> dict[str, Work]:
     work["fields.non_word"] = fields._NON_WORD.split
     # The union of the gates is tried only on strings of up to 4 KiB (patterns.Scanner.scan).
     work["privacy.scanner_gate"] = lambda s: gate.search(s[:patterns._UNION_MAX_CHARS])
-    work["privacy.css_value"] = redact._css_values
+    work["privacy.css_value"] = selectors.css_values
     redactor = Redactor()
     work["Redactor.text"] = redactor.text
     work["Redactor.html"] = redactor.html

@@ -58,14 +58,14 @@ def test_long_letter_runs_are_looked_at_when_a_key_could_hide_in_them() -> None:
     assert not patterns.may_match("")
 
 
-@settings(max_examples=1_500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(database=None, max_examples=1_500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.text(max_size=60))
 def test_arbitrary_text_skipped_matches_nothing(s: str) -> None:
     if not patterns.may_match(s):
         assert _matching(s) == [], s
 
 
-@settings(max_examples=1_500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(database=None, max_examples=1_500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.sampled_from(_TOKENS), max_size=14).map("".join))
 def test_token_text_skipped_matches_nothing(s: str) -> None:
     if not patterns.may_match(s):
@@ -83,7 +83,7 @@ def _from_regex(det: patterns.Detector) -> st.SearchStrategy[str]:
 _SUPERSETS = st.sampled_from(patterns.BUILTIN).flatmap(_from_regex)
 
 
-@settings(max_examples=600, deadline=None,
+@settings(database=None, max_examples=600, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(_SUPERSETS)
 def test_strings_a_pattern_could_match_are_looked_at(s: str) -> None:
