@@ -110,8 +110,13 @@ class DatasetBuildConfig(_Strict):
     format: DatasetFormatSettings = DatasetFormatSettings()
     split: SplitSettings = SplitSettings()
     cost: CostSettings = CostSettings()
-    sessions_per_task: int = Field(25, ge=1, le=10_000,
-                                   description="sessions one Ray task turns into examples")
+    # Chunks are cut by measured cost (actors/training/dataset/planner.py): about
+    # task_target_seconds of work and at most task_max_result_mb of encoded lines each.
+    sessions_per_task: int = Field(1000, ge=1, le=10_000,
+                                   description="at most this many sessions in one Ray task")
+    task_target_seconds: float = Field(2.0, gt=0, le=600, description="work one Ray task aims at")
+    task_max_result_mb: int = Field(64, ge=1, le=4096,
+                                    description="encoded lines one task hands the driver, at most")
     task_num_cpus: float = Field(0.5, gt=0, le=16)
 
     @classmethod

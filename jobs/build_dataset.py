@@ -2,6 +2,7 @@
 
     ray job submit --working-dir . -- python -m jobs.build_dataset --config configs/dataset.example.yaml
     python -m jobs.build_dataset --dataset-id <id>     # a build queued by POST /v1/datasets
+    python -m jobs.build_dataset --config … --one-process   # no Ray tasks: the same files, slower
 
 The same code runs for `tracemill dataset build` and `POST /v1/datasets`. Exit codes: 0 built,
 2 bad config or input (nothing built), 1 the build failed (its row says why).
@@ -36,6 +37,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--config", type=Path, help="the build's YAML config")
     parser.add_argument("--dataset-id", type=uuid.UUID,
                         help="build this dataset (its stored config unless --config is given)")
+    parser.add_argument("--one-process", action="store_true",
+                        help="build in this process without Ray tasks (the same files, byte for byte)")
     args = parser.parse_args(argv)
     if args.config is None and args.dataset_id is None:
         parser.error("give --config, --dataset-id, or both")
@@ -55,12 +58,13 @@ async def _stored_config(settings: TracemillSettings, dataset_id: uuid.UUID
 
 
 def build(settings: TracemillSettings, config: DatasetBuildConfig | None,
-          dataset_id: uuid.UUID | None) -> BuildResult:
+          dataset_id: uuid.UUID | None, one_process: bool = False) -> BuildResult:
     org_id = (config.selection.org_id if config else None) or DEFAULT_ORG_ID
     if config is None:
         assert dataset_id is not None
         config, org_id = asyncio.run(_stored_config(settings, dataset_id))
-    return asyncio.run(run_build(settings, config, dataset_id or uuid.uuid4(), org_id, code_version()))
+    return asyncio.run(run_build(settings, config, dataset_id or uuid.uuid4(), org_id, code_version(),
+                                 one_process=one_process))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def go() -> int:
         config = DatasetBuildConfig.from_file(args.config) if args.config else None  # before any work
-        result = build(join_cluster(), config, args.dataset_id)
+        result = build(join_cluster(), config, args.dataset_id, args.one_process)
         counts = result.report["examples"]
         print(f"dataset {result.dataset_id} {result.status}: {counts['train']} train and "
               f"{counts['validation']} validation examples; files: "

@@ -14,7 +14,7 @@ from configs.dataset import SessionSelection
 
 __all__ = [
     "claim_dataset", "dataset_row", "fail_dataset", "finish_dataset", "insert_dataset",
-    "list_datasets", "select_sessions", "set_dataset_job",
+    "list_datasets", "select_sessions", "session_sizes", "set_dataset_job",
 ]
 
 Conn = asyncpg.Connection | asyncpg.Pool
@@ -101,3 +101,10 @@ async def select_sessions(conn: Conn, org_id: uuid.UUID,
         list(selection.session_types) if selection.session_types else None,
         selection.since, selection.until, selection.task_contains, selection.max_sessions,
         selection.workspace_id)
+
+
+async def session_sizes(conn: Conn, session_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[int, int]]:
+    """(event_count, screenshot_count) of each session: what a build sizes its tasks by."""
+    rows = await conn.fetch("SELECT session_id, event_count, screenshot_count FROM sessions"
+                            " WHERE session_id = ANY($1::uuid[])", session_ids)
+    return {r["session_id"]: (r["event_count"], r["screenshot_count"]) for r in rows}

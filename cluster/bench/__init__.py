@@ -19,6 +19,8 @@ BENCH: dict[str, Command] = {
     "spread": Command("tasks on every node of a 3-node cluster; shards after a node is removed",
                       "cluster.chaos.spread"),
     "dataset": Command("dataset build examples/s: 1 and 2 CPUs, ray job submit", "cluster.bench.dataset"),
+    "capacity": Command("the capacity plan (cores, replicas, PostgreSQL volume at 1k/10k/50k recorders) "
+                        "computed from results/*.json", "cluster.bench.capacity"),
     "dataset-value": Command("the local ranker trained on all vs quality-filtered sessions, and TorchTrainer "
                              "examples/s vs one process", "cluster.bench.dataset_value"),
     "badinput": Command("the bad-input corpus and schemathesis: every answer 4xx, none 5xx", "cluster.badinput.bench"),

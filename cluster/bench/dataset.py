@@ -1,41 +1,49 @@
-"""`tracemill bench dataset`: dataset build throughput (examples/s) with 1 and 2 CPUs and
-through `ray job submit`, against the same example-building loop in one process, no Ray
-(the baseline, measured in the same run).
+"""`tracemill bench dataset`: a whole dataset build (examples with their screenshots embedded
+as data URLs, the files written and uploaded) on Ray with 1 and 2 CPUs and through `ray job
+submit`, against the same build in one plain process, no Ray (`run_build(one_process=True)`,
+the baseline, measured in the same run). Each build's files are compared byte for byte with the
+baseline's, and the driver's peak memory is sampled beside the size of what it wrote.
 
-Sessions are seeded straight into PostgreSQL (same schema as ingest writes, marked `ready`):
-the figure is the build's, not ingest's. Every seeded session differs (products, queries,
-pages), so deduplication removes next to nothing and every example is real work.
+Sessions are seeded straight into PostgreSQL (same schema as ingest writes, marked `ready`) with
+WebP frames in the object store: the figure is the build's, not ingest's. Every seeded session
+differs (products, queries, pages), so deduplication removes next to nothing and every example
+is real work.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import io
 import json
 import logging
+import os
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import ray
+from PIL import Image
 
 from actors.auth import DEFAULT_ORG_ID
-from actors.ingest.rows import as_event
 from actors.settings_registry import dashboard_url, publish_settings
+from actors.storage.objectstore import make_object_store
 from configs.secrets import write_secrets_file
 from actors.storage.postgres import apply_migrations, connect_pool, json_dumps
-from actors.storage.processing_repo import event_rows
-from actors.storage.training_repo import select_sessions
+from cluster.bench.frames import synthetic_page
 from cluster.embedded_postgres import EmbeddedPostgres
 from cluster.local import use_free_agent_port
 from configs.dataset import DatasetBuildConfig
 from configs.settings import TracemillSettings
-from actors.training.dataset.build import run_build
-from actors.training.dataset.formats import build_examples
+from actors.training.dataset.build import BuildResult, run_build
 from serve_app import ray_jobs
 
 __all__ = ["add_arguments", "bench_dataset", "run"]
@@ -78,48 +86,114 @@ def _session_events(index: int, n: int, t0: datetime) -> list[tuple[Any, ...]]:
     return rows
 
 
-async def _seed(settings: TracemillSettings, sessions: int, events: int, task: str) -> None:
+def _frames(count: int) -> list[bytes]:
+    """Distinct 1280x800 WebP frames (q80, as the compress task stores them), reused by the
+    sessions in turn."""
+    frames = []
+    for i in range(count):
+        out = io.BytesIO()
+        Image.open(io.BytesIO(synthetic_page(i))).save(out, format="WEBP", quality=80, method=4)
+        frames.append(out.getvalue())
+    return frames
+
+
+async def _seed(settings: TracemillSettings, sessions: int, events: int, shot_every: int, task: str) -> int:
+    """The sessions, and a frame every `shot_every` events of each; the frames' bytes."""
     pool = await connect_pool(settings.database)
+    store = make_object_store(settings.object_store)
+    frames = _frames(24) if shot_every else []
+    stored = 0
     try:
         now = datetime.now(UTC)
         for i in range(sessions):
             sid = uuid.uuid4()
+            shots = list(range(1, events, shot_every)) if shot_every else []
             await pool.execute(
                 "INSERT INTO sessions (session_id, org_id, type, status, task, request_hash, started_at,"
-                " quality_overall, event_count) VALUES ($1, $2, 'human', 'ready', $3, '\\x00', $4, $5, $6)",
-                sid, DEFAULT_ORG_ID, task, now, 0.5 + (i % 50) / 100, events)
+                " quality_overall, event_count, screenshot_count)"
+                " VALUES ($1, $2, 'human', 'ready', $3, '\\x00', $4, $5, $6, $7)",
+                sid, DEFAULT_ORG_ID, task, now, 0.5 + (i % 50) / 100, events, len(shots))
             records = [(sid, *row) for row in _session_events(i, events, now)]
             await pool.copy_records_to_table("interactions", records=records, columns=_COLUMNS)
+            for k, seq in enumerate(shots):
+                frame = frames[(i * 7 + k) % len(frames)]
+                key = f"screenshots/{DEFAULT_ORG_ID}/{sid}/{seq}.webp"
+                await store.put(key, frame, "image/webp")
+                await pool.execute(
+                    "INSERT INTO screenshots (session_id, screenshot_id, seq, content_type, webp_key,"
+                    " bytes, width, height, sha256, status) VALUES ($1, $2, $3, 'image/webp', $4, $5,"
+                    " 1280, 800, $6, 'compressed')",
+                    sid, f"s{seq}", seq, key, len(frame), hashlib.sha256(frame).hexdigest())
+                stored += len(frame)
     finally:
+        await store.close()
         await pool.close()
+    return stored
 
 
-async def _baseline(settings: TracemillSettings, config: DatasetBuildConfig) -> dict[str, float]:
-    """The tasks' work in one process: read each session's events, build its examples."""
-    pool = await connect_pool(settings.database)
+@contextmanager
+def _peak_rss() -> Iterator[dict[str, float]]:
+    """This process's resident memory sampled every 10 ms: MiB at the start and the peak."""
+    page = os.sysconf("SC_PAGE_SIZE")
+
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * page
+
+    out = {"start_mib": rss() / 2**20, "peak_mib": 0.0}
+    peak, stop = [rss()], threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.01):
+            peak[0] = max(peak[0], rss())
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
     try:
-        started, examples = time.monotonic(), 0
-        for row in await select_sessions(pool, DEFAULT_ORG_ID, config.selection):
-            events = [as_event(r) for r in await event_rows(pool, row["session_id"])]
-            examples += len(build_examples({"session_id": str(row["session_id"]), "task": row["task"]},
-                                           events, None, config.format))
-        seconds = time.monotonic() - started
+        yield out
     finally:
-        await pool.close()
-    return {"examples": examples, "seconds": round(seconds, 3), "examples_per_s": round(examples / seconds, 1)}
+        stop.set()
+        thread.join()
+        out["peak_mib"] = max(peak[0], rss()) / 2**20
+        out["growth_mib"] = round(out["peak_mib"] - out["start_mib"], 1)
+        out["start_mib"], out["peak_mib"] = round(out["start_mib"], 1), round(out["peak_mib"], 1)
 
 
-def _ray_build(settings: TracemillSettings, config: DatasetBuildConfig, cpus: int) -> dict[str, float]:
+async def _digests(settings: TracemillSettings, result: BuildResult) -> dict[str, str]:
+    """sha256 of each file as stored (read back), the report left out: it holds the timings."""
+    store = make_object_store(settings.object_store)
+    try:
+        return {name: hashlib.sha256(await store.get(f["key"])).hexdigest()
+                for name, f in result.files.items() if name != "report.json"}
+    finally:
+        await store.close()
+
+
+def _measured(settings: TracemillSettings, build: Callable[[], BuildResult]) -> dict[str, Any]:
+    with _peak_rss() as memory:
+        started = time.monotonic()
+        result = build()
+        seconds = time.monotonic() - started
+    examples = result.report["examples"]["train"] + result.report["examples"]["validation"]
+    return {"examples": examples, "seconds": round(seconds, 3), "examples_per_s": round(examples / seconds, 1),
+            "tasks": result.report["build"]["tasks"], "driver_memory": memory,
+            "files_bytes": sum(f["bytes"] for f in result.files.values()),
+            "digests": asyncio.run(_digests(settings, result))}
+
+
+def _one_process(settings: TracemillSettings, config: DatasetBuildConfig) -> dict[str, Any]:
+    return _measured(settings, lambda: asyncio.run(run_build(
+        settings, config, uuid.uuid4(), DEFAULT_ORG_ID, "bench", one_process=True)))
+
+
+def _ray_build(settings: TracemillSettings, config: DatasetBuildConfig, cpus: int) -> dict[str, Any]:
     ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level=logging.WARNING,
              log_to_driver=False)
     try:
-        started = time.monotonic()
-        result = asyncio.run(run_build(settings, config, uuid.uuid4(), DEFAULT_ORG_ID, "bench"))
-        seconds = time.monotonic() - started
+        return _measured(settings, lambda: asyncio.run(run_build(
+            settings, config, uuid.uuid4(), DEFAULT_ORG_ID, "bench")))
     finally:
         ray.shutdown()
-    examples = result.report["examples"]["train"] + result.report["examples"]["validation"]
-    return {"examples": examples, "seconds": round(seconds, 3), "examples_per_s": round(examples / seconds, 1)}
 
 
 def _job_submit_build(settings: TracemillSettings, config: DatasetBuildConfig, folder: Path) -> dict[str, Any]:
@@ -147,7 +221,7 @@ def _job_submit_build(settings: TracemillSettings, config: DatasetBuildConfig, f
     return {"seconds_submit_to_succeeded": round(seconds, 3)}
 
 
-def bench_dataset(sessions: int, events: int) -> dict[str, Any]:
+def bench_dataset(sessions: int, events: int, shot_every: int, rounds: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="tracemill-bench-dataset-") as tmp:
         folder = Path(tmp)
         pg = EmbeddedPostgres(folder / "pgdata")
@@ -157,34 +231,53 @@ def bench_dataset(sessions: int, events: int) -> dict[str, Any]:
             settings = TracemillSettings.build({"database": {"url": dsn}, "object_store": {
                 "kind": "local", "local_dir": str(folder / "objects")}})
             task = f"bench {uuid.uuid4().hex[:8]}"
-            _progress(f"seeding {sessions} sessions x {events} events")
-            asyncio.run(_seed(settings, sessions, events, task))
-            config = DatasetBuildConfig.build({"name": "bench", "selection": {"task_contains": task},
-                                               "sessions_per_task": max(1, sessions // 20), "task_num_cpus": 1})
-            _progress("baseline: one process, no Ray")
-            baseline = asyncio.run(_baseline(settings, config))
-            runs: dict[str, Any] = {}
-            for cpus in (1, 2):
-                _progress(f"Ray tasks on {cpus} CPU(s)")
-                runs[f"ray_{cpus}_cpu"] = _ray_build(settings, config, cpus)
+            _progress(f"seeding {sessions} sessions x {events} events, a frame every {shot_every} events")
+            frame_bytes = asyncio.run(_seed(settings, sessions, events, shot_every, task))
+            config = DatasetBuildConfig.build({
+                "name": "bench", "selection": {"task_contains": task}, "task_num_cpus": 1,
+                "format": {"image_mode": "data_url" if shot_every else "none", "max_images_per_example": 1}})
+            # Rounds alternate the ways of building, so load from other work on the machine
+            # falls on all of them; the median round of each is reported.
+            rounds_seen: dict[str, list[dict[str, Any]]] = {"one_process": [], "ray_1_cpu": [], "ray_2_cpu": []}
+            for r in range(rounds):
+                _progress(f"round {r + 1}/{rounds}: one process, no Ray")
+                rounds_seen["one_process"].append(_one_process(settings, config))
+                for cpus in (1, 2):
+                    _progress(f"round {r + 1}/{rounds}: Ray tasks on {cpus} CPU(s)")
+                    rounds_seen[f"ray_{cpus}_cpu"].append(_ray_build(settings, config, cpus))
             _progress("ray job submit on 2 CPUs")
             job = _job_submit_build(settings, config, folder)
         finally:
             pg.stop()
-    examples = runs["ray_2_cpu"]["examples"]
-    job["examples_per_s"] = round(examples / job["seconds_submit_to_succeeded"], 1)
+    runs = {name: _median(seen) for name, seen in rounds_seen.items()}
+    baseline = runs.pop("one_process")
+    reference = baseline["digests"]
+    identical = all(run["digests"] == reference for seen in rounds_seen.values() for run in seen)
+    for run in [baseline, *runs.values()]:
+        run.pop("digests")
+    job["examples_per_s"] = round(baseline["examples"] / job["seconds_submit_to_succeeded"], 1)
     ratio = {name: round(r["examples_per_s"] / baseline["examples_per_s"], 2) for name, r in runs.items()}
     ratio["ray_job_submit"] = round(job["examples_per_s"] / baseline["examples_per_s"], 2)
-    return {"sessions": sessions, "events_per_session": events, "baseline_one_process": baseline, **runs,
-            "ray_job_submit": job, "ratio_to_baseline": ratio,
-            "note": "the ray runs include selection, dedupe, validation, the report and plot and "
-                    "writing the files; the baseline only builds examples; job submit includes "
+    return {"sessions": sessions, "events_per_session": events, "frame_every_events": shot_every,
+            "frames_stored_bytes": frame_bytes, "rounds": rounds, "baseline_one_process": baseline, **runs,
+            "ray_job_submit": job, "ratio_to_baseline": ratio, "files_identical_to_one_process": identical,
+            "rounds_seconds": {name: [r["seconds"] for r in seen] for name, seen in rounds_seen.items()},
+            "note": "every run is the whole build (selection, examples with data-URL frames, dedupe, "
+                    "rule check, report and plot, files written and uploaded to the local object store); "
+                    "driver_memory is the driver process's RSS sampled every 10 ms; job submit includes "
                     "the driver's start (interpreter, imports, ray.init)"}
 
 
+def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sessions", type=int, default=200)
+    parser.add_argument("--sessions", type=int, default=60)
     parser.add_argument("--events", type=int, default=120, help="events per seeded session")
+    parser.add_argument("--frame-every", type=int, default=20,
+                        help="a WebP frame every N events of a session (0: text only)")
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--output", type=Path)
 
 
@@ -192,12 +285,17 @@ def run(args: argparse.Namespace) -> int:
     """`tracemill bench dataset`: one line per way of building, with its ratio to the baseline."""
     from cluster.results import write_result
 
-    result = bench_dataset(args.sessions, args.events)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="[bench dataset] %(message)s")
+    logging.getLogger("tracemill.jobs.dataset").setLevel(logging.INFO)  # the build's progress lines
+    result = bench_dataset(args.sessions, args.events, args.frame_every, args.rounds)
     ratio = result["ratio_to_baseline"]
-    rows = [("one process, no Ray", result["baseline_one_process"]["examples_per_s"], 1.0),
-            *((f"Ray tasks, {c} CPU", result[f"ray_{c}_cpu"]["examples_per_s"], ratio[f"ray_{c}_cpu"]) for c in (1, 2)),
-            ("ray job submit, 2 CPU", result["ray_job_submit"]["examples_per_s"], ratio["ray_job_submit"])]
-    for name, rate, times in rows:
-        print(f"{name:<24} {rate:>9.1f} examples/s  {times:.2f}x")
+    rows = [("one process, no Ray", result["baseline_one_process"], 1.0),
+            *((f"Ray tasks, {c} CPU", result[f"ray_{c}_cpu"], ratio[f"ray_{c}_cpu"]) for c in (1, 2))]
+    for name, r, times in rows:
+        print(f"{name:<24} {r['examples_per_s']:>9.1f} examples/s  {times:.2f}x  "
+              f"driver peak +{r['driver_memory']['growth_mib']:.0f} MiB of {r['files_bytes'] / 2**20:.0f} MiB written")
+    print(f"{'ray job submit, 2 CPU':<24} {result['ray_job_submit']['examples_per_s']:>9.1f} examples/s  "
+          f"{ratio['ray_job_submit']:.2f}x")
+    print(f"files identical to the one-process build: {result['files_identical_to_one_process']}")
     write_result(args.output, {"benchmark": "dataset", **result})
     return 0

@@ -134,7 +134,27 @@ def test_build_through_ray_job_submit(stack: Any, ready_sessions: list[str], tmp
         time.sleep(0.5)
     logs = client.get_job_logs(job)
     assert status == JobStatus.SUCCEEDED, logs
-    assert "progress: 3/3 tasks, 5 sessions" in logs and "succeeded" in logs
+    assert "progress: 5/5 sessions" in logs and "succeeded" in logs
+
+
+def test_one_process_build_writes_the_same_bytes(stack: Any, ready_sessions: list[str], tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    """The build on Ray (chunks cut by measured cost, results streamed to files) and in one
+    process without Ray write the same files; only the report's timings may differ."""
+    config = write_config(tmp_path, format={"image_mode": "data_url", "max_images_per_example": 2},
+                          sessions_per_task=3, task_target_seconds=0.01)
+    rows = []
+    for extra in ([], ["--one-process"]):
+        assert build_dataset.main(["--config", str(config), *extra]) == 0
+        dataset_id = capsys.readouterr().out.split("dataset ")[-1].split()[0]
+        rows.append(run_db(stack, "SELECT files, report FROM datasets WHERE dataset_id = $1", uuid.UUID(dataset_id))[0])
+    on_ray, one = ({name: f["sha256"] for name, f in json.loads(r["files"]).items() if name != "report.json"}
+                   for r in rows)
+    assert on_ray == one and "train.parquet" in one
+    reports = [json.loads(r["report"]) for r in rows]
+    assert [r["build"]["executor"] for r in reports] == ["ray", "one_process"]
+    assert [{k: v for k, v in r.items() if k != "build"} for r in reports][0] == \
+        [{k: v for k, v in r.items() if k != "build"} for r in reports][1]
 
 
 def test_cli_builds_and_shows_a_dataset(stack: Any, ready_sessions: list[str], tmp_path: Path,

@@ -1,43 +1,48 @@
-"""A dataset build: select sessions, split them, turn chunks of them into examples in Ray
-tasks, dedupe, validate against OpenAI's rules, write the files and the report to the object
-store, and record the lineage in `datasets`. Progress goes to the log (the Ray job's log).
+"""A dataset build: select sessions, split them, turn chunks of them into encoded examples in
+Ray tasks sized by measured cost (planner.py, chunks.py), append them to the split files as
+they arrive with repeats dropped (writer.py), check OpenAI's rules, upload the files and the
+report to the object store, and record the lineage in `datasets`. Progress goes to the log (the
+Ray job's log). `one_process=True` runs the same chunks inline, no Ray: the same files, byte
+for byte, and the baseline `tracemill bench dataset` measures the Ray build against.
 
-The build is all or nothing: files are written before the row says `succeeded`, and a failed
-build records why (and the validator's problems in its report) and leaves no row claiming files.
+The build is all or nothing: files are uploaded only once the rules pass and before the row
+says `succeeded`; a failed build records why (and the validator's problems in its report) and
+leaves no row claiming files.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
+import collections
 import hashlib
 import json
 import logging
+import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import ray
 
 from actors.errors import InvalidInput
-from actors.ingest.rows import as_event
-from actors.processing.task_resources import task_resources
 from actors.storage.objectstore import ObjectStore, make_object_store
 from actors.storage.postgres import connect_pool
-from actors.storage.processing_repo import event_rows, screenshot_rows
 from actors.storage import training_repo as repo
-from configs.dataset import DatasetBuildConfig, DatasetFormatSettings
+from configs.dataset import DatasetBuildConfig
 from configs.settings import TracemillSettings
-from actors.training.dataset.formats import build_examples, dedupe, split_by_session, validate_examples
-from actors.training.dataset.ranking import RankingRow, dedupe_rows, ranking_rows, ranking_stats
-from actors.training.dataset.parquet import MEDIA_TYPE as PARQUET_MEDIA_TYPE, parquet_bytes
+from actors.training.dataset.chunks import ChunkResult, WorkItem, build_chunk, encode_chunk
+from actors.training.dataset.formats import split_by_session
+from actors.training.dataset.planner import ChunkPlanner, session_units
 from actors.training.dataset.report import build_report, file_listing, quality_plot_png
+from actors.training.dataset.writer import DatasetWriter, WrittenFile
 
-__all__ = ["BuildResult", "build_chunk", "dataset_prefix", "run_build"]
+__all__ = ["BuildResult", "dataset_prefix", "run_build"]
 
 log = logging.getLogger("tracemill.jobs.dataset")
-_MAX_REPORTED_PROBLEMS = 50
+_PROGRESS_EVERY_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -52,60 +57,11 @@ def dataset_prefix(org_id: uuid.UUID, dataset_id: uuid.UUID) -> str:
     return f"datasets/{org_id}/{dataset_id}/"
 
 
-# ----------------------------------------------------------------------------- the Ray task
-
-@ray.remote(max_retries=3)
-def build_chunk(settings: TracemillSettings, fmt: DatasetFormatSettings,
-                sessions: list[tuple[str, str | None, str]]) -> dict[str, Any]:
-    """Examples of (session_id, task, split) sessions, by split. Read-only: safe to retry."""
-    return asyncio.run(_build_chunk(settings, fmt, sessions))
-
-
-async def _build_chunk(settings: TracemillSettings, fmt: DatasetFormatSettings,
-                       sessions: list[tuple[str, str | None, str]]) -> dict[str, Any]:
-    out: dict[str, Any] = {"train": [], "validation": [], "empty_sessions": 0,
-                           "ranking": {"train": [], "validation": []}}
-    async with task_resources(settings) as res:
-        for session_id, task, split in sessions:
-            sid = uuid.UUID(session_id)
-            events = [as_event(r) for r in await event_rows(res.pool, sid)]
-            images = await _images(res.pool, res.store, sid, fmt)
-            session = {"session_id": session_id, "task": task}
-            examples = build_examples(session, events, images, fmt)
-            out[split].extend(examples)
-            out["empty_sessions"] += not examples
-            if fmt.ranking:
-                out["ranking"][split].extend(ranking_rows(session, events, await _frames(res.pool, sid), fmt))
-    return out
-
-
-async def _frames(pool: Any, session_id: uuid.UUID) -> dict[int, str]:
-    """Object-store keys of the session's stored WebP frames by seq (what ranking rows name)."""
-    return {row["seq"]: row["webp_key"] for row in await screenshot_rows(pool, session_id)
-            if row["status"] == "compressed" and row["seq"] is not None and row["webp_key"]}
-
-
-async def _images(pool: Any, store: ObjectStore, session_id: uuid.UUID,
-                  fmt: DatasetFormatSettings) -> dict[int, str]:
-    """The session's stored WebP frames by the seq they belong to, as the format asks."""
-    if fmt.image_mode == "none" or fmt.max_images_per_example == 0:
-        return {}
-    images: dict[int, str] = {}
-    for row in await screenshot_rows(pool, session_id):
-        if row["status"] != "compressed" or row["seq"] is None or not row["webp_key"]:
-            continue
-        if fmt.image_mode == "object_url":
-            images[row["seq"]] = await store.presigned_url(row["webp_key"], fmt.object_url_expiry_s)
-        else:
-            data = base64.b64encode(await store.get(row["webp_key"])).decode()
-            images[row["seq"]] = f"data:image/webp;base64,{data}"
-    return images
-
-
 # ----------------------------------------------------------------------------- the driver
 
 async def run_build(settings: TracemillSettings, config: DatasetBuildConfig,
-                    dataset_id: uuid.UUID, org_id: uuid.UUID, code_version: str) -> BuildResult:
+                    dataset_id: uuid.UUID, org_id: uuid.UUID, code_version: str,
+                    *, one_process: bool = False) -> BuildResult:
     """Build (or, if it already succeeded, just report) dataset `dataset_id`."""
     pool = await connect_pool(settings.database)
     store = make_object_store(settings.object_store)
@@ -117,7 +73,7 @@ async def run_build(settings: TracemillSettings, config: DatasetBuildConfig,
             log.info("dataset %s was already built; nothing to do", dataset_id)
             return BuildResult(dataset_id, "succeeded", json.loads(row["report"]), json.loads(row["files"]))
         try:
-            return await _build(pool, store, settings, config, dataset_id, org_id)
+            return await _build(pool, store, settings, config, dataset_id, org_id, one_process)
         except BaseException as exc:
             report = getattr(exc, "report", None)
             await asyncio.shield(repo.fail_dataset(pool, dataset_id, str(exc) or repr(exc), report))
@@ -127,116 +83,132 @@ async def run_build(settings: TracemillSettings, config: DatasetBuildConfig,
         await pool.close()
 
 
-async def _build(pool: Any, store: ObjectStore, settings: TracemillSettings,
-                 config: DatasetBuildConfig, dataset_id: uuid.UUID, org_id: uuid.UUID) -> BuildResult:
-    started = time.monotonic()
+async def _work(pool: Any, config: DatasetBuildConfig, org_id: uuid.UUID
+                ) -> tuple[dict[str, float | None], list[str], list[str], list[WorkItem], list[float]]:
+    """(qualities, train ids, validation ids, the work list, each item's units): every train
+    session before every validation session, each in selection order."""
     rows = await repo.select_sessions(pool, org_id, config.selection)
     if not rows:
         raise InvalidInput("no session matches the selection", code="empty_selection")
     qualities = {str(r["session_id"]): r["quality_overall"] for r in rows}
     train_ids, val_ids = split_by_session(list(qualities), config.split.validation_share,
                                           config.split.seed)
-    log.info("dataset %s: %d sessions selected (%d train, %d validation)",
-             dataset_id, len(rows), len(train_ids), len(val_ids))
-    splits = {**{s: "train" for s in train_ids}, **{s: "validation" for s in val_ids}}
-    work = [(str(r["session_id"]), r["task"], splits[str(r["session_id"])]) for r in rows]
-    chunks = [work[i:i + config.sessions_per_task] for i in range(0, len(work), config.sessions_per_task)]
-    results = await _run_chunks(settings, config, chunks, started)
-    train = [ex for r in results for ex in r["train"]]
-    validation = [ex for r in results for ex in r["validation"]]
-    seen: set[str] = set()
-    train, train_dups = dedupe(train, seen)
-    validation, val_dups = dedupe(validation, seen)  # also drops copies of train examples
-    ranking = _ranking(results)
-    report = build_report(
-        config, qualities=qualities, train_ids=train_ids, validation_ids=val_ids, train=train,
-        validation=validation, dropped={"train": train_dups, "validation": val_dups},
-        empty_sessions=sum(r["empty_sessions"] for r in results),
-        seconds=time.monotonic() - started, tasks=len(chunks))
-    _check_rules(train, validation, config, report)
-    files = await _write_files(store, dataset_prefix(org_id, dataset_id), train, validation, report,
-                               quality_plot_png(qualities, val_ids, config.selection.min_quality, config.name),
-                               ranking)
-    counts = {"sessions": len(rows), "train_examples": len(train),
-              "validation_examples": len(validation)}
+    tasks = {str(r["session_id"]): r["task"] for r in rows}
+    work = [(s, tasks[s], "train") for s in train_ids] + [(s, tasks[s], "validation") for s in val_ids]
+    sizes = await repo.session_sizes(pool, [uuid.UUID(s) for s, _, _ in work])
+    embeds = config.format.image_mode == "data_url" and config.format.max_images_per_example > 0
+    units = [session_units(*sizes.get(uuid.UUID(s), (0, 0)), embeds) for s, _, _ in work]
+    return qualities, train_ids, val_ids, work, units
+
+
+async def _build(pool: Any, store: ObjectStore, settings: TracemillSettings, config: DatasetBuildConfig,
+                 dataset_id: uuid.UUID, org_id: uuid.UUID, one_process: bool) -> BuildResult:
+    started = time.monotonic()
+    qualities, train_ids, val_ids, work, units = await _work(pool, config, org_id)
+    log.info("dataset %s: %d sessions selected (%d train, %d validation), %s",
+             dataset_id, len(work), len(train_ids), len(val_ids),
+             "in one process" if one_process else "on Ray")
+    with tempfile.TemporaryDirectory(prefix="tracemill-dataset-") as folder:
+        writer = DatasetWriter(Path(folder))
+        tasks = await _run_chunks(settings, config, work, units, writer, started, one_process)
+        written = writer.close()
+        report = build_report(
+            config, qualities=qualities, train_ids=train_ids, validation_ids=val_ids,
+            train_stats=written["stats"]["train"], val_stats=written["stats"]["validation"],
+            dropped=written["dropped"], empty_sessions=writer.empty_sessions,
+            seconds=time.monotonic() - started, tasks=tasks,
+            executor="one_process" if one_process else "ray")
+        _check_rules(written, report)
+        files = await _upload(store, dataset_prefix(org_id, dataset_id), written, report,
+                              quality_plot_png(qualities, val_ids, config.selection.min_quality, config.name))
+    counts: dict[str, Any] = {"sessions": len(work), "train_examples": report["examples"]["train"],
+                              "validation_examples": report["examples"]["validation"]}
     if config.format.ranking:
-        counts["ranking"] = {split: ranking_stats(rows_) for split, rows_ in ranking.items()}
+        counts["ranking"] = written["ranking"]
     await repo.finish_dataset(pool, dataset_id, train_sessions=[uuid.UUID(s) for s in train_ids],
                               validation_sessions=[uuid.UUID(s) for s in val_ids], counts=counts,
                               report=report, files=files)
     log.info("dataset %s succeeded: %d train and %d validation examples in %.1fs (%.1f examples/s)",
-             dataset_id, len(train), len(validation), report["build"]["seconds"],
-             report["build"]["examples_per_s"] or 0)
+             dataset_id, report["examples"]["train"], report["examples"]["validation"],
+             report["build"]["seconds"], report["build"]["examples_per_s"] or 0)
     return BuildResult(dataset_id, "succeeded", report, files)
 
 
-async def _run_chunks(settings: TracemillSettings, config: DatasetBuildConfig,
-                      chunks: list[list[tuple[str, str | None, str]]], started: float) -> list[dict]:
+def _submitter(settings: TracemillSettings, config: DatasetBuildConfig, one_process: bool
+               ) -> tuple[Callable[[list[WorkItem]], Awaitable[ChunkResult]], int]:
+    """How a chunk runs, and how many run at once: inline, or as a Ray task."""
+    if one_process:
+        return (lambda items: encode_chunk(settings, config.format, items)), 1
     task = build_chunk.options(num_cpus=config.task_num_cpus)
-    refs = [task.remote(settings, config.format, chunk) for chunk in chunks]
-    index = {ref: i for i, ref in enumerate(refs)}
-    results: list[dict | None] = [None] * len(refs)
-    pending, sessions, examples = list(refs), 0, 0
-    while pending:
-        done, pending = await asyncio.to_thread(ray.wait, pending, num_returns=1)
-        i = index[done[0]]
-        results[i] = result = await asyncio.to_thread(ray.get, done[0])
-        sessions += len(chunks[i])
-        examples += len(result["train"]) + len(result["validation"])
-        log.info("progress: %d/%d tasks, %d sessions, %d examples, %.1f examples/s",
-                 len(refs) - len(pending), len(refs), sessions, examples,
-                 examples / max(time.monotonic() - started, 1e-9))
-    return [r for r in results if r is not None]
+    workers = max(int(ray.cluster_resources().get("CPU", 1) / config.task_num_cpus), 1)
+
+    def submit(items: list[WorkItem]) -> Awaitable[ChunkResult]:
+        ref = task.remote(settings, config.format, items)  # submitted now, awaited in order
+        return asyncio.to_thread(ray.get, ref)
+    return submit, workers
 
 
-def _check_rules(train: list[dict], validation: list[dict], config: DatasetBuildConfig,
-                 report: dict[str, Any]) -> None:
-    problems = [{"split": "train", **p} for p in validate_examples(train, config.format)]
-    problems += [{"split": "validation", **p}
-                 for p in validate_examples(validation, config.format, min_examples=0)]
+async def _run_chunks(settings: TracemillSettings, config: DatasetBuildConfig, work: list[WorkItem],
+                      units: list[float], writer: DatasetWriter, started: float, one_process: bool) -> int:
+    """Every chunk through `writer`, in work order, with at most two chunks per worker in
+    flight (their results wait in Ray's object store, not here); the number of tasks."""
+    submit, workers = _submitter(settings, config, one_process)
+    planner = ChunkPlanner(units, workers=workers, target_seconds=config.task_target_seconds,
+                           max_result_bytes=config.task_max_result_mb << 20,
+                           max_sessions=config.sessions_per_task)
+    in_flight: collections.deque[tuple[range, Awaitable[ChunkResult]]] = collections.deque()
+    tasks, last_log = 0, 0.0
+    while True:
+        while len(in_flight) < (1 if one_process else 2 * workers) and (chunk := planner.next()):
+            in_flight.append((chunk, submit([work[i] for i in chunk])))
+        if not in_flight:
+            return tasks
+        chunk, pending = in_flight.popleft()
+        result = await pending
+        planner.observe(planner.units(chunk), result.seconds, result.nbytes)
+        writer.add(result)
+        tasks += 1
+        if (now := time.monotonic()) - last_log >= _PROGRESS_EVERY_S or writer.sessions == len(work):
+            last_log = now
+            log.info("progress: %d/%d sessions, %d tasks, %d examples, %.1f examples/s",
+                     writer.sessions, len(work), tasks, writer.examples,
+                     writer.examples / max(now - started, 1e-9))
+
+
+def _check_rules(written: dict[str, Any], report: dict[str, Any]) -> None:
+    problems = written["problems"]
     if not problems:
         return
-    report["problems"] = problems[:_MAX_REPORTED_PROBLEMS]
+    report["problems"] = problems
     first = problems[0]
     where = f"{first['split']} example {first['index']}" if first["index"] is not None else first["split"]
-    exc = InvalidInput(f"the dataset breaks OpenAI's fine-tuning rules ({len(problems)} problem(s)); "
-                       f"first: {where}: {first['message']}", details=problems[:_MAX_REPORTED_PROBLEMS],
-                       code="dataset_invalid")
+    exc = InvalidInput(f"the dataset breaks OpenAI's fine-tuning rules ({written['problem_count']} problem(s)); "
+                       f"first: {where}: {first['message']}", details=problems, code="dataset_invalid")
     exc.report = report  # type: ignore[attr-defined]  # kept with the failed row
     raise exc
 
 
-def _ranking(results: list[dict]) -> dict[str, list[RankingRow]]:
-    """Ranking rows by split, deduped like the chat examples (validation copies of train
-    steps dropped); empty when the format does not ask for them."""
-    seen: set[str] = set()
-    train, _ = dedupe_rows((row for r in results for row in r["ranking"]["train"]), seen)
-    validation, _ = dedupe_rows((row for r in results for row in r["ranking"]["validation"]), seen)
-    return {"train": train, "validation": validation}
-
-
-async def _write_files(store: ObjectStore, prefix: str, train: list[dict], validation: list[dict],
-                       report: dict[str, Any], plot: bytes,
-                       ranking: dict[str, list[RankingRow]]) -> dict[str, Any]:
-    contents = {"train.jsonl": (_jsonl(train), "application/jsonl", len(train)),
-                "validation.jsonl": (_jsonl(validation), "application/jsonl", len(validation)),
-                "quality.png": (plot, "image/png", None)}
-    if any(ranking.values()):
-        for split, rows in ranking.items():
-            contents[f"{split}.ranking.jsonl"] = (_jsonl([r.model_dump(mode="json") for r in rows]),
-                                                  "application/jsonl", len(rows))
-            # The open export: the same rows for pyarrow, pandas, DuckDB and HF `datasets`.
-            contents[f"{split}.parquet"] = (parquet_bytes(rows), PARQUET_MEDIA_TYPE, len(rows))
-    report["files"] = file_listing(contents)
-    contents["report.json"] = (json.dumps(report, indent=2, sort_keys=True).encode(), "application/json", None)
-    files = {}
-    for name, (data, content_type, _) in contents.items():
-        await store.put(prefix + name, data, content_type)
-        files[name] = {"key": prefix + name, "bytes": len(data), "content_type": content_type,
-                       "sha256": hashlib.sha256(data).hexdigest()}
+async def _upload(store: ObjectStore, prefix: str, written: dict[str, Any], report: dict[str, Any],
+                  plot: bytes) -> dict[str, Any]:
+    """The split files (streamed from disk), the plot and the report; what `datasets.files` holds."""
+    names = ["train.jsonl", "validation.jsonl", "quality.png"] + (
+        ["train.ranking.jsonl", "train.parquet", "validation.ranking.jsonl", "validation.parquet"]
+        if written["has_ranking"] else [])
+    on_disk: dict[str, WrittenFile] = written["files"]
+    report["files"] = file_listing({name: (len(plot), "image/png", None) if name == "quality.png" else
+                                    (on_disk[name].bytes, on_disk[name].content_type, on_disk[name].rows)
+                                    for name in names})
+    in_memory = {"quality.png": (plot, "image/png"),
+                 "report.json": (json.dumps(report, indent=2, sort_keys=True).encode(), "application/json")}
+    files: dict[str, Any] = {}
+    for name in [*names, "report.json"]:
+        if name in in_memory:
+            data, content_type = in_memory[name]
+            await store.put(prefix + name, data, content_type)
+            size, digest = len(data), hashlib.sha256(data).hexdigest()
+        else:
+            f = on_disk[name]
+            await store.put_file(prefix + name, f.path, f.content_type)
+            size, digest, content_type = f.bytes, f.sha256, f.content_type
+        files[name] = {"key": prefix + name, "bytes": size, "content_type": content_type, "sha256": digest}
     return files
-
-
-def _jsonl(examples: list[dict]) -> bytes:
-    return "".join(json.dumps(ex, ensure_ascii=False, separators=(",", ":")) + "\n"
-                   for ex in examples).encode()

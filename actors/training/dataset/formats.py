@@ -28,6 +28,7 @@ import hashlib
 import json
 import math
 import re
+from array import array
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -44,7 +45,8 @@ from configs.pipeline import SelectorRanks
 __all__ = [
     "DEFAULT_SYSTEM_PROMPT", "OPENAI_MAX_IMAGES", "DatasetFormatSettings", "Step", "action_steps",
     "best_selector", "build_examples", "element_text", "dataset_stats", "dedupe", "estimate_text_tokens", "estimate_tokens",
-    "example_key", "split_by_session", "validate_examples",
+    "StatsAccumulator", "example_key", "example_problems", "example_summary", "split_by_session",
+    "validate_examples",
 ]
 
 OPENAI_MIN_EXAMPLES = 10
@@ -346,7 +348,8 @@ def _image_problem(part: Mapping[str, Any]) -> str | None:
     return "image larger than 10 MB" if len(m.group(2)) * 3 // 4 > OPENAI_MAX_IMAGE_BYTES else None
 
 
-def _check(ex: Any, settings: DatasetFormatSettings) -> list[tuple[str, str]]:
+def example_problems(ex: Any, settings: DatasetFormatSettings) -> list[tuple[str, str]]:
+    """(code, message) of each way one example breaks OpenAI's chat fine-tuning rules."""
     msgs = ex.get("messages") if isinstance(ex, Mapping) else None
     if not isinstance(msgs, list) or not msgs:
         return [("no_messages", "example needs a non-empty messages list")]
@@ -383,7 +386,7 @@ def validate_examples(examples: Sequence[Any], settings: DatasetFormatSettings |
     An empty list means the dataset passes."""
     s = settings or DatasetFormatSettings()
     problems = [{"index": i, "code": code, "message": msg}
-                for i, ex in enumerate(examples) for code, msg in _check(ex, s)]
+                for i, ex in enumerate(examples) for code, msg in example_problems(ex, s)]
     if (n := len(examples)) < min_examples:
         problems.append({"index": None, "code": "too_few_examples",
                          "message": f"{n} examples, at least {min_examples}"})
@@ -392,24 +395,49 @@ def validate_examples(examples: Sequence[Any], settings: DatasetFormatSettings |
 
 # ----------------------------------------------------------------------------- stats
 
+def example_summary(ex: Mapping[str, Any]) -> tuple[int, int, str]:
+    """(estimated tokens, images, action) of one example: all `dataset_stats` counts of it, so a
+    build can summarise examples where they are made and never hold them together."""
+    msgs = ex.get("messages") or []
+    images = sum(len(_images(m.get("content"))) for m in msgs if isinstance(m, Mapping))
+    try:
+        action = str(json.loads(msgs[-1]["content"]).get("action"))
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        action = "unparsed"
+    return estimate_tokens(ex), images, action
+
+
+class StatsAccumulator:
+    """`dataset_stats` fed one `example_summary` at a time (tokens kept as 4-byte ints for p95)."""
+
+    def __init__(self) -> None:
+        self.actions: Counter[str] = Counter()
+        self.tokens = array("l")
+        self.images_total = self.with_images = self.images_max = 0
+
+    def add(self, summary: tuple[int, int, str]) -> None:
+        tokens, images, action = summary
+        self.tokens.append(tokens)
+        self.actions[action] += 1
+        self.images_total += images
+        self.with_images += bool(images)
+        self.images_max = max(self.images_max, images)
+
+    def result(self) -> dict[str, Any]:
+        ordered_tokens = sorted(self.tokens)
+        n = len(ordered_tokens)
+        token_stats = {"min": 0, "mean": 0.0, "max": 0, "p95": 0, "total": 0} if not n else {
+            "min": ordered_tokens[0], "mean": sum(ordered_tokens) / n, "max": ordered_tokens[-1],
+            "p95": ordered_tokens[max(math.ceil(0.95 * n) - 1, 0)], "total": sum(ordered_tokens)}
+        return {"examples": n, "action_types": dict(sorted(self.actions.items())), "tokens": token_stats,
+                "images": {"total": self.images_total, "examples_with_images": self.with_images,
+                           "max_per_example": self.images_max}}
+
+
 def dataset_stats(examples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Counts, action-type distribution, token stats (min/mean/max/p95 nearest rank, total)
     and image counts of a list of examples."""
-    actions: Counter[str] = Counter()
-    tokens, images = [], []
+    acc = StatsAccumulator()
     for ex in examples:
-        msgs = ex.get("messages") or []
-        tokens.append(estimate_tokens(ex))
-        images.append(sum(len(_images(m.get("content"))) for m in msgs if isinstance(m, Mapping)))
-        try:
-            actions[str(json.loads(msgs[-1]["content"]).get("action"))] += 1
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
-            actions["unparsed"] += 1
-    ordered_tokens = sorted(tokens)
-    n = len(tokens)
-    token_stats = {"min": 0, "mean": 0.0, "max": 0, "p95": 0, "total": 0} if not n else {
-        "min": ordered_tokens[0], "mean": sum(tokens) / n, "max": ordered_tokens[-1],
-        "p95": ordered_tokens[max(math.ceil(0.95 * n) - 1, 0)], "total": sum(tokens)}
-    return {"examples": n, "action_types": dict(sorted(actions.items())), "tokens": token_stats,
-            "images": {"total": sum(images), "examples_with_images": sum(1 for i in images if i),
-                       "max_per_example": max(images, default=0)}}
+        acc.add(example_summary(ex))
+    return acc.result()

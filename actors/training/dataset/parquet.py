@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -36,10 +37,12 @@ import pyarrow.parquet as pq
 
 from actors.training.dataset.ranking import RankingCandidate, RankingRow
 
-__all__ = ["FORMAT_VERSION", "MEDIA_TYPE", "SCHEMA", "parquet_bytes", "read_parquet"]
+__all__ = ["FORMAT_VERSION", "MEDIA_TYPE", "ROW_GROUP_ROWS", "SCHEMA", "ParquetFileWriter",
+           "parquet_bytes", "read_parquet", "rows_ipc"]
 
 FORMAT_VERSION = "tracemill-ranking/1"
 MEDIA_TYPE = "application/vnd.apache.parquet"  # registered with IANA in 2024
+ROW_GROUP_ROWS = 10_000  # rows per row group of a build's file (readers skip groups by statistics)
 _ELEMENT = [("id", pa.string()), ("text", pa.string()), ("selector", pa.string())]
 
 
@@ -96,6 +99,54 @@ def parquet_bytes(rows: Sequence[RankingRow]) -> bytes:
     out = io.BytesIO()
     pq.write_table(table, out, compression="zstd")
     return out.getvalue()
+
+
+def rows_ipc(rows: Sequence[RankingRow]) -> bytes:
+    """The rows as an Arrow IPC stream in SCHEMA: how a build task hands its rows to the
+    driver's `ParquetFileWriter` without the driver building them again."""
+    table = pa.Table.from_pylist([_record(r) for r in rows], schema=SCHEMA)
+    out = io.BytesIO()
+    with pa.ipc.new_stream(out, SCHEMA) as stream:
+        stream.write_table(table)
+    return out.getvalue()
+
+
+class ParquetFileWriter:
+    """One Parquet file written as rows arrive, in row groups of exactly `row_group_rows` (the
+    last one shorter): the file's bytes depend on its rows only, not on how they were batched,
+    so a build on Ray and a build in one process write the same file."""
+
+    def __init__(self, path: Path, row_group_rows: int = ROW_GROUP_ROWS) -> None:
+        self._writer = pq.ParquetWriter(path, SCHEMA, compression="zstd")
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self._group = row_group_rows
+        self.rows = 0
+
+    def add(self, ipc: bytes, keep: Sequence[bool]) -> None:
+        """The rows of a `rows_ipc` stream whose `keep` flag is set."""
+        table = pa.ipc.open_stream(ipc).read_all().filter(pa.array(keep, pa.bool_()))
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        self.rows += table.num_rows
+        if self._pending_rows >= self._group:
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        table = pa.concat_tables(self._pending) if self._pending else SCHEMA.empty_table()
+        start = 0
+        while table.num_rows - start >= self._group or (final and start < table.num_rows):
+            self._writer.write_table(table.slice(start, self._group))
+            start += min(self._group, table.num_rows - start)
+        rest = table.slice(start)
+        self._pending, self._pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
+
+    def close(self) -> None:
+        """Write what is left; a file with no rows is still a valid file with the schema."""
+        self._flush(final=True)
+        if self.rows == 0:
+            self._writer.write_table(SCHEMA.empty_table())
+        self._writer.close()
 
 
 def read_parquet(data: bytes) -> list[RankingRow]:

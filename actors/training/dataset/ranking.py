@@ -35,8 +35,8 @@ from configs.dataset import DatasetFormatSettings
 from configs.pipeline import SelectorRanks
 
 __all__ = [
-    "ACTION_TYPES", "ActionType", "RankingCandidate", "RankingRow", "candidate_from_element",
-    "dedupe_rows", "describe_element", "ranking_rows", "ranking_stats",
+    "ACTION_TYPES", "ActionType", "RankingCandidate", "RankingRow", "RankingStatsAccumulator",
+    "candidate_from_element", "content_digest", "dedupe_rows", "describe_element", "ranking_rows", "ranking_stats",
 ]
 
 ActionType = Literal["click", "type", "select", "submit", "key", "navigate"]
@@ -165,10 +165,32 @@ def dedupe_rows(rows: Iterable[RankingRow], seen: set[str] | None = None) -> tup
     return kept, dropped
 
 
+def content_digest(row: RankingRow) -> bytes:
+    """sha256 of the row's step content (what `dedupe_rows` compares), as 32 bytes."""
+    return bytes.fromhex(_content_key(row))
+
+
+class RankingStatsAccumulator:
+    """`ranking_stats` fed one row's (has a positive, candidates) at a time."""
+
+    def __init__(self) -> None:
+        self.rows = self.with_positive = self.candidates_total = self.candidates_max = 0
+
+    def add(self, has_positive: bool, n_candidates: int) -> None:
+        self.rows += 1
+        self.with_positive += has_positive
+        self.candidates_total += n_candidates
+        self.candidates_max = max(self.candidates_max, n_candidates)
+
+    def result(self) -> dict[str, Any]:
+        return {"rows": self.rows, "rows_with_positive": self.with_positive,
+                "candidates_mean": self.candidates_total / self.rows if self.rows else 0.0,
+                "candidates_max": self.candidates_max}
+
+
 def ranking_stats(rows: Sequence[RankingRow]) -> dict[str, Any]:
     """Counts a trainer checks before any work: rows, rows with a positive, candidates."""
-    with_positive = sum(1 for r in rows if r.positive_index is not None)
-    n_candidates = [len(r.candidates) for r in rows]
-    return {"rows": len(rows), "rows_with_positive": with_positive,
-            "candidates_mean": sum(n_candidates) / len(rows) if rows else 0.0,
-            "candidates_max": max(n_candidates, default=0)}
+    acc = RankingStatsAccumulator()
+    for r in rows:
+        acc.add(r.positive_index is not None, len(r.candidates))
+    return acc.result()

@@ -9,7 +9,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from configs.dataset import DatasetBuildConfig
-from actors.training.dataset.formats import dataset_stats
 
 __all__ = ["TOKEN_ESTIMATE_NOTE", "build_report", "file_listing", "quality_plot_png"]
 
@@ -38,17 +37,19 @@ def _histogram(values: Sequence[float]) -> dict[str, list[float] | list[int]]:
 
 def build_report(config: DatasetBuildConfig, *, qualities: dict[str, float | None],
                  train_ids: Sequence[str], validation_ids: Sequence[str],
-                 train: Sequence[dict], validation: Sequence[dict], dropped: dict[str, int],
-                 empty_sessions: int, seconds: float, tasks: int) -> dict[str, Any]:
-    train_stats, val_stats = dataset_stats(train), dataset_stats(validation)
+                 train_stats: dict[str, Any], val_stats: dict[str, Any], dropped: dict[str, int],
+                 empty_sessions: int, seconds: float, tasks: int,
+                 executor: str = "ray") -> dict[str, Any]:
+    """`train_stats` / `val_stats` as `formats.dataset_stats` returns them (a streaming build
+    never holds the examples themselves)."""
     per_epoch = train_stats["tokens"]["total"]
     scored = [q for q in qualities.values() if q is not None]
-    examples = len(train) + len(validation)
+    examples = train_stats["examples"] + val_stats["examples"]
     return {
         "name": config.name,
         "sessions": {"selected": len(qualities), "train": len(train_ids),
                      "validation": len(validation_ids), "without_examples": empty_sessions},
-        "examples": {"train": len(train), "validation": len(validation),
+        "examples": {"train": train_stats["examples"], "validation": val_stats["examples"],
                      "duplicates_dropped": dropped},
         "train": train_stats,
         "validation": val_stats,
@@ -60,17 +61,18 @@ def build_report(config: DatasetBuildConfig, *, qualities: dict[str, float | Non
                     "min": min(scored, default=None), "median": statistics.median(scored) if scored else None,
                     "max": max(scored, default=None), "histogram": _histogram(scored)},
         "token_estimate": TOKEN_ESTIMATE_NOTE,
-        "build": {"seconds": round(seconds, 3), "tasks": tasks,
-                  "sessions_per_task": config.sessions_per_task,
+        "build": {"seconds": round(seconds, 3), "tasks": tasks, "executor": executor,
+                  "max_sessions_per_task": config.sessions_per_task,
+                  "task_target_seconds": config.task_target_seconds,
                   "examples_per_s": round(examples / seconds, 1) if seconds > 0 else None},
     }
 
 
-def file_listing(contents: Mapping[str, tuple[bytes, str, int | None]]) -> dict[str, dict[str, Any]]:
-    """The files of a build for its report: (data, content type, rows or None) by name."""
-    return {name: {"bytes": len(data), "content_type": content_type, "rows": rows,
+def file_listing(contents: Mapping[str, tuple[int, str, int | None]]) -> dict[str, dict[str, Any]]:
+    """The files of a build for its report: (bytes, content type, rows or None) by name."""
+    return {name: {"bytes": size, "content_type": content_type, "rows": rows,
                    "holds": next((what for end, what in _FILE_KINDS if name.endswith(end)), None)}
-            for name, (data, content_type, rows) in contents.items()}
+            for name, (size, content_type, rows) in contents.items()}
 
 
 def quality_plot_png(qualities: dict[str, float | None], validation_ids: Sequence[str],
