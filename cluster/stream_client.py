@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,23 +61,30 @@ class FrameReply:
     ack: dict[str, Any] | None
     error: dict[str, Any] | None
     slow_downs: int
+    sent_at: float = 0.0  # time.perf_counter() of the last send: the one answered
+    slow_down_waits: list[float] | None = None  # seconds from each shed send to its slow_down
 
 
 async def exchange(ws: ClientConnection, frame: str) -> FrameReply:
     """Send one frame and wait for its ack or error. On `slow_down` the same frame is sent
     again after the asked-for pause: its events were not stored."""
     slow_downs = 0
+    waits: list[float] = []
+    sent_at = time.perf_counter()
     await ws.send(frame)
     while True:
         msg: dict[str, Any] = json.loads(await ws.recv())
         kind = msg.get("type")
         if kind == "ack":
-            return FrameReply(ack=msg, error=None, slow_downs=slow_downs)
+            return FrameReply(ack=msg, error=None, slow_downs=slow_downs, sent_at=sent_at, slow_down_waits=waits)
         if kind == "error":
-            return FrameReply(ack=None, error=dict(msg.get("error") or {}), slow_downs=slow_downs)
+            return FrameReply(ack=None, error=dict(msg.get("error") or {}), slow_downs=slow_downs, sent_at=sent_at,
+                              slow_down_waits=waits)
         if kind == "slow_down":
             slow_downs += 1
+            waits.append(time.perf_counter() - sent_at)
             retry_ms = msg.get("retry_after_ms", 100)
             await asyncio.sleep(min(max(float(retry_ms), 0.0) / 1000.0, MAX_BACKOFF_S))
+            sent_at = time.perf_counter()
             await ws.send(frame)
         # Unknown server frames are ignored: the one in-flight frame still awaits its answer.

@@ -14,6 +14,8 @@ BENCH: dict[str, Command] = {
     "screenshots": Command("screenshot processing vs a multiprocessing.Pool", "cluster.bench.processing:SCREENSHOTS"),
     "finalize": Command("finalisation time of a 200-event, 40-screenshot session", "cluster.bench.processing:FINALIZE"),
     "load": Command("mixed load at N open sessions vs no-op Serve, raw upserts, Pool", "cluster.bench.load"),
+    "idle": Command("server memory of an open idle WebSocket session (2,000 opened), per process role",
+                    "cluster.bench.idle"),
     "faults": Command("scripted faults under a streaming load: acked, lost, duplicated, recovery",
                       "cluster.chaos.scenarios:FAULTS"),
     "spread": Command("tasks on every node of a 3-node cluster; shards after a node is removed",

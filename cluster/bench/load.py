@@ -29,11 +29,10 @@ import psutil
 from actors.auth import DEFAULT_ORG_ID
 from actors.ingest.group_commit import prepare_staging
 from cluster.bench.frames import compress_and_measure, synthetic_page
+from cluster.bench.idle import idle_session_bytes
 from cluster.bench.loadgen import LoadConfig, LoadResult, run_load
-from cluster.stream_client import open_stream
 
-__all__ = ["ProcessSampler", "add_arguments", "idle_session_bytes", "pool_webp_frames_per_s", "raw_upserts_per_s",
-           "run", "run_n"]
+__all__ = ["ProcessSampler", "add_arguments", "pool_webp_frames_per_s", "raw_upserts_per_s", "run", "run_n"]
 
 
 def _progress(text: str) -> None:
@@ -47,8 +46,8 @@ def role_of(proc: psutil.Process) -> str | None:
         name = proc.name()
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return None
-    for needle, role in (("ServeReplica:tracemill", "ingress replica"), ("ServeReplica:noop", None),
-                         ("SessionShard", "shard actor"), ("ServeController", "serve controller"),
+    for needle, role in (("ServeReplica:tracemill", "ingress replica"), ("ServeReplica:noop", "noop replica"),
+                         ("SessionShard", "shard actor"), ("ManagedShard", "shard actor"), ("ServeController", "serve controller"),
                          ("ProxyActor", "serve proxy"), ("VisionService", "vision service"),
                          ("haproxy", "haproxy"), ("gcs_server", "ray gcs"), ("raylet", "raylet"),
                          # a task worker's title changes with the task it runs: one role for all
@@ -143,43 +142,6 @@ def run_n(endpoint: str, key: str, n: int, *, duration_s: float, warmup_s: float
     return result, roles
 
 
-_RESIDENT = {"ingress replica", "serve proxy", "haproxy", "shard actor", "postgres", "raylet", "ray gcs"}
-
-
-def _resident_rss(sampler: ProcessSampler) -> dict[int, int]:
-    """RSS of the long-lived server processes (not task workers that come and go)."""
-    return {pid: rss for pid, (role, _, rss) in sampler._snapshot().items() if role in _RESIDENT}
-
-
-async def _idle(endpoint: str, key: str, n: int, pg_data_dir: Any) -> int:
-    """RSS of the server's processes with `n` more idle, authenticated sessions open."""
-    import httpx
-
-    sampler = ProcessSampler(pg_data_dir=pg_data_dir)
-    before = _resident_rss(sampler)
-    sockets = []
-    gate = asyncio.Semaphore(50)
-    async with httpx.AsyncClient(base_url=endpoint, timeout=60,
-                                 headers={"Authorization": f"Bearer {key}"}) as http:
-        async def one() -> None:
-            async with gate:
-                sid = (await http.post("/v1/sessions", json={"type": "automated", "task": "idle"})).json()["session_id"]
-                sockets.append(await open_stream(endpoint, sid, key, open_timeout=60))
-
-        await asyncio.gather(*(one() for _ in range(n)))
-        await asyncio.sleep(3.0)  # let allocations settle
-        after = _resident_rss(sampler)
-        await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
-    # Processes present both times only: a replica started meanwhile is not session memory.
-    return sum(after[pid] - before[pid] for pid in after.keys() & before.keys())
-
-
-def idle_session_bytes(endpoint: str, key: str, n: int, pg_data_dir: Any = None) -> dict[str, float]:
-    delta = asyncio.run(_idle(endpoint, key, n, pg_data_dir))
-    return {"sessions": n, "server_rss_delta_mib": round(delta / 2**20, 1),
-            "bytes_per_idle_session": round(delta / n)}
-
-
 async def _upserts(dsn: str, seconds: float, batch: int, workers: int) -> float:
     pool = await asyncpg.create_pool(dsn, min_size=workers, max_size=workers, init=prepare_staging)
     sid = uuid.uuid4()
@@ -253,6 +215,10 @@ def _row(result: LoadResult) -> dict[str, Any]:
             "reads_per_s": side.get("reads", {}).get("per_s"),
             "finishes_ok": side.get("finishes", {}).get("ok"),
             "p50_ms": result.latency_p50_ms, "p95_ms": result.latency_p95_ms, "p99_ms": result.latency_p99_ms,
+            "accepted_p50_ms": result.accepted_p50_ms, "accepted_p99_ms": result.accepted_p99_ms,
+            "accepted_max_ms": result.accepted_max_ms, "slow_down_p99_ms": result.slow_down_p99_ms,
+            "slow_down_max_ms": result.slow_down_max_ms, "finish_p99_ms": side.get("finishes", {}).get("p99_ms"),
+            "waiting_after_drain": result.dropped_connections,
             "errors": result.errors, "slow_downs": result.slow_downs, "error_samples": result.error_samples}
 
 
@@ -335,12 +301,14 @@ def run(args: argparse.Namespace) -> int:
     ns = sorted({int(n) for n in args.sessions.split(",") if n.strip()})
     with private_stack(noop=True) as (stack, key):
         result = bench_load(stack, key, ns, args.duration, args.warmup)
-    print(f"{'N':>6} {'events/s':>10} {'no-op':>10} {'ratio':>6} {'shots/s':>8} {'p50':>7} {'p95':>7} {'p99':>7}")
+    print(f"{'N':>6} {'events/s':>10} {'no-op':>10} {'ratio':>6} {'shots/s':>8} {'p50':>7} {'p95':>7} {'p99':>7}"
+          f" {'acc.p99':>8} {'slow_downs':>10} {'waiting':>7}")
     for one in result["runs"]:
         t, b = one["tracemill"], one["noop_baseline"]
         print(f"{one['sessions']:>6} {t['events_per_s']:>10.0f} {b['events_per_s']:>10.0f} "
               f"{one['ratio_events_per_s_to_noop'] or 0:>6.2f} {t['screenshots_per_s'] or 0:>8.2f} "
-              f"{t['p50_ms'] or 0:>7.1f} {t['p95_ms'] or 0:>7.1f} {t['p99_ms'] or 0:>7.1f}")
+              f"{t['p50_ms'] or 0:>7.1f} {t['p95_ms'] or 0:>7.1f} {t['p99_ms'] or 0:>7.1f}"
+              f" {t['accepted_p99_ms'] or 0:>8.1f} {t['slow_downs']:>10} {t['waiting_after_drain']:>7}")
     print(f"raw upserts {result['baselines']['raw_upserts_rows_per_s']} rows/s; Pool WebP "
           f"{result['baselines']['pool_webp_frames_per_s']} frames/s; idle session "
           f"{result['idle']['bytes_per_idle_session']} bytes")

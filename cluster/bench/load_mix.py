@@ -41,6 +41,10 @@ class SideTraffic:
         self.screenshots, self.reads, self.finishes = SideCounts(), SideCounts(), SideCounts()
         self.window = (float("inf"), float("inf"))
         self._busy: dict[str, asyncio.Task[None]] = {}
+        # At most `connections` requests enter the client at once: httpcore's pool scans every
+        # waiting request on each change, so a thousand queued finishes made the generator's own
+        # loop the bottleneck (py-spy: two thirds of its samples in the pool's bookkeeping).
+        self._gate = asyncio.Semaphore(connections)
         self.skipped = 0
 
     async def aclose(self) -> None:
@@ -71,17 +75,24 @@ class SideTraffic:
         if self.read_every and (frame_no + phase) % self.read_every == 0:
             await self._call(self.reads, "GET", f"/v1/sessions/{session_id}")
 
-    async def finish(self, session_id: str) -> None:
+    async def settle(self, session_id: str) -> None:
+        """Wait for the session's side requests still running: its screenshots before its finish."""
         busy = self._busy.pop(session_id, None)
         if busy is not None:
-            await asyncio.gather(busy, return_exceptions=True)  # its screenshots before its finish
-        await self._call(self.finishes, "POST", f"/v1/sessions/{session_id}/finish",
-                         json={"outcome": "success"})
+            await asyncio.gather(busy, return_exceptions=True)
 
-    async def _call(self, counts: SideCounts, method: str, path: str, **kwargs: object) -> None:
+    async def finish(self, session_id: str) -> None:
+        await self.settle(session_id)
+        # Finishes come after the window: their latency counts whenever they are answered.
+        await self._call(self.finishes, "POST", f"/v1/sessions/{session_id}/finish",
+                         json={"outcome": "success"}, any_time=True)
+
+    async def _call(self, counts: SideCounts, method: str, path: str, *, any_time: bool = False,
+                    **kwargs: object) -> None:
         started = time.perf_counter()
         try:
-            answer = await self.http.request(method, path, **kwargs)  # type: ignore[arg-type]
+            async with self._gate:
+                answer = await self.http.request(method, path, **kwargs)  # type: ignore[arg-type]
         except httpx.HTTPError as exc:
             counts.failed += 1
             if len(counts.samples) < 3:
@@ -90,8 +101,9 @@ class SideTraffic:
         now = time.perf_counter()
         if answer.is_success:
             counts.ok += 1
-            if self.window[0] <= now < self.window[1]:
-                counts.in_window += 1
+            in_window = self.window[0] <= now < self.window[1]
+            counts.in_window += in_window
+            if in_window or any_time:
                 counts.latencies_ms.append((now - started) * 1000)
         else:
             counts.failed += 1

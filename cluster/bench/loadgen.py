@@ -22,6 +22,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,6 +142,11 @@ class LoadResult(BaseModel):
     latency_p95_ms: float | None
     latency_p99_ms: float | None
     latency_max_ms: float | None
+    accepted_p50_ms: float | None = Field(None, description="from the send that was acked to its ack")
+    accepted_p99_ms: float | None = None
+    accepted_max_ms: float | None = None
+    slow_down_p99_ms: float | None = Field(None, description="from a shed send to its slow_down")
+    slow_down_max_ms: float | None = None
     errors: int = Field(description="error frames + failed sessions/connections")
     error_frames: int
     connect_failures: int
@@ -166,6 +172,8 @@ class _Stats:
     frames: int = 0
     events: int = 0
     latencies_ms: list[float] = field(default_factory=list)
+    accepted_ms: list[float] = field(default_factory=list)
+    slow_down_ms: list[float] = field(default_factory=list)
     error_frames: int = 0
     connect_failures: int = 0
     dropped: int = 0
@@ -173,8 +181,11 @@ class _Stats:
     mismatches: int = 0
     connected: int = 0
     samples: list[str] = field(default_factory=list)
+    # What each session's loop awaits now ("ack", "screenshots", "finish"), so a run that
+    # ends with loops still waiting says what they wait for.
+    waiting: dict[str, str] = field(default_factory=dict)
 
-    def ack(self, now: float, latency_s: float, events: int, matched: bool) -> None:
+    def ack(self, now: float, latency_s: float, events: int, matched: bool, accepted_s: float) -> None:
         self.frames_total += 1
         self.events_total += events
         if not matched:
@@ -183,6 +194,7 @@ class _Stats:
             self.frames += 1
             self.events += events
             self.latencies_ms.append(latency_s * 1000.0)
+            self.accepted_ms.append(accepted_s * 1000.0)
 
     def errors(self) -> int:
         return self.error_frames + self.connect_failures + self.dropped
@@ -219,9 +231,11 @@ async def _exchange(
     started = time.perf_counter()
     reply = await exchange(ws, frame)
     stats.slow_downs += reply.slow_downs
+    now = time.perf_counter()
+    if stats.measure_start <= now < stats.measure_end:
+        stats.slow_down_ms.extend(w * 1000.0 for w in reply.slow_down_waits or ())
     if reply.ack is not None:
-        now = time.perf_counter()
-        stats.ack(now, now - started, events, reply.ack.get("acked_through") == last_seq)
+        stats.ack(now, now - started, events, reply.ack.get("acked_through") == last_seq, now - reply.sent_at)
         return True
     stats.error_frames += 1
     stats.sample(f"error frame: {json.dumps(reply.error)}")
@@ -235,6 +249,7 @@ async def _stream(session_id: str, ws: ClientConnection, factory: EventFactory,
     while time.perf_counter() < stats.measure_end:
         frame = factory.frame(seq, cfg.batch)
         last_seq = seq + cfg.batch - 1
+        stats.waiting[session_id] = "ack"
         if await _exchange(ws, frame, last_seq, cfg.batch, stats):
             seq, frame_no = last_seq + 1, frame_no + 1
             if side is not None:
@@ -242,7 +257,11 @@ async def _stream(session_id: str, ws: ClientConnection, factory: EventFactory,
         else:
             await asyncio.sleep(_ERROR_BACKOFF_S)  # resend the same seq range next turn
     if side is not None and cfg.finish:
+        stats.waiting[session_id] = "its last screenshot or read"
+        await side.settle(session_id)
+        stats.waiting[session_id] = "its finish"
         await side.finish(session_id)
+    stats.waiting.pop(session_id, None)
 
 
 async def _connect_all(cfg: LoadConfig, stats: _Stats,
@@ -303,9 +322,11 @@ async def _drive(cfg: LoadConfig, stats: _Stats, opened: list[tuple[str, ClientC
     if not tasks:
         return
     _, pending = await asyncio.wait(tasks, timeout=cfg.warmup_s + cfg.duration_s + cfg.drain_s)
-    if pending:  # stuck waiting for an ack: count them, don't wait forever
+    if pending:  # stuck waiting: count them, don't wait forever
         stats.dropped += len(pending)
-        stats.sample(f"{len(pending)} connection(s) still awaiting an ack after the drain")
+        what = Counter(stats.waiting.values())
+        stats.sample(f"{len(pending)} session loop(s) still waiting after the drain: "
+                     + ", ".join(f"{n} for {w}" for w, n in what.most_common()))
 
 
 async def run_load(cfg: LoadConfig) -> LoadResult:
@@ -349,6 +370,8 @@ def _summarise(cfg: LoadConfig, stats: _Stats, timed_out: bool, side: SideTraffi
     lat = np.asarray(stats.latencies_ms, dtype=np.float64)
     pct = np.percentile(lat, [50, 95, 99]).tolist() if lat.size else [None] * 3
     p50, p95, p99 = pct
+    accepted = np.asarray(stats.accepted_ms, dtype=np.float64)
+    shed = np.asarray(stats.slow_down_ms, dtype=np.float64)
     return LoadResult(
         target=f"{cfg.url.rstrip('/')}{cfg.prefix}", sessions=cfg.sessions,
         sessions_connected=stats.connected, batch=cfg.batch, duration_s=round(window, 3),
@@ -357,6 +380,11 @@ def _summarise(cfg: LoadConfig, stats: _Stats, timed_out: bool, side: SideTraffi
         events_per_s=stats.events / window if window else 0.0,
         latency_p50_ms=p50, latency_p95_ms=p95, latency_p99_ms=p99,
         latency_max_ms=float(lat.max()) if lat.size else None,
+        accepted_p50_ms=float(np.percentile(accepted, 50)) if accepted.size else None,
+        accepted_p99_ms=float(np.percentile(accepted, 99)) if accepted.size else None,
+        accepted_max_ms=float(accepted.max()) if accepted.size else None,
+        slow_down_p99_ms=float(np.percentile(shed, 99)) if shed.size else None,
+        slow_down_max_ms=float(shed.max()) if shed.size else None,
         errors=stats.errors(), error_frames=stats.error_frames,
         connect_failures=stats.connect_failures, dropped_connections=stats.dropped,
         slow_downs=stats.slow_downs, ack_mismatches=stats.mismatches, timed_out=timed_out,
