@@ -57,7 +57,7 @@ PAINTED_BOXES_PARAMETER: dict[str, Any] = {
         f"JSON list of at most {MAX_PAINTED_BOXES} `[x, y, width, height]` boxes, in the image's own "
         "pixels, that the client painted over before encoding. The server still paints every sensitive "
         "box it knows of that no listed box covers; a WebP within the limits (opaque, one frame, no "
-        "EXIF/XMP/ICC, no wider than stored screenshots) whose boxes are all covered is stored as "
+        "EXIF or XMP, no wider than stored screenshots) whose boxes are all covered is stored as "
         "uploaded, without a second encode. Absent: nothing painted (the full path). Malformed: 422."
     ),
     "schema": {"type": "string", "example": "[[96, 196, 408, 48]]"},

@@ -2,7 +2,7 @@
 itself, measured there too so that it can be stored as is (issue 15.2).
 
 The client's `X-Painted-Boxes` header lists the boxes (image pixels) it painted over before
-encoding. A WebP that qualifies (opaque, one frame, no EXIF/XMP/ICC, no wider than stored
+encoding. A WebP that qualifies (opaque, one frame, no EXIF or XMP, no wider than stored
 screenshots) gets `UploadFacts`: the listed boxes whose pixels are in fact painted (a claim is
 checked, never trusted), and the pHash and local vision of its pixels. The compress task then
 only compares the boxes the server knows of against those: when every one is covered the bytes
@@ -120,8 +120,10 @@ def _storable_as_is(img: Image.Image, max_width: int) -> bool:
         return False
     if img.width > max_width or img.height > WEBP_MAX_SIDE:
         return False
-    if any(img.info.get(k) for k in ("exif", "xmp", "icc_profile")):
-        return False  # stored unchanged, metadata would leave with it
+    # Stored unchanged, metadata would leave with it. A colour profile is kept: Chrome writes
+    # its canvas's (sRGB) into every WebP, and it says nothing of the person or the page.
+    if any(img.info.get(k) for k in ("exif", "xmp")):
+        return False
     if img.mode == "RGB":
         return True
     # An alpha channel that is opaque everywhere changes nothing when flattened.

@@ -8,6 +8,8 @@ Luminance is Rec. 601 luma (what Pillow's "L" mode uses) scaled to [0, 1].
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
@@ -103,14 +105,15 @@ def analyze_image(data: bytes | Image.Image, *, max_pixels: int | None = None) -
     width, height = img.size
     work = _working_image(img)
     rgb = np.asarray(work)
-    lum = np.asarray(work.convert("L"), np.float32) / 255.0
+    grey = np.asarray(work.convert("L"))
+    lum = grey.astype(np.float32) / 255.0
     sample = np.ascontiguousarray(rgb[::COLOUR_STRIDE, ::COLOUR_STRIDE])
     colours, dominant_rgb = _dominant_colours(sample)
     near_blank = _near_ratio(sample, dominant_rgb)
     contrast = float(lum.std())
     blank = near_blank >= BLANK_MIN_RATIO or contrast < BLANK_MAX_CONTRAST
-    blur = _laplacian_variance(lum * 255.0)
-    complexity = _edge_density(lum)
+    blur = _laplacian_variance(grey)
+    complexity = _edge_density(grey)
     blurry = not blank and blur < BLUR_THRESHOLD
     return LocalVision(
         width=width,
@@ -123,7 +126,7 @@ def analyze_image(data: bytes | Image.Image, *, max_pixels: int | None = None) -
         complexity=_r(complexity),
         dominant_colours=colours,
         modal_detected=_modal_detected(lum),
-        text_density=_r(_text_density(lum)),
+        text_density=_r(_text_density(grey)),
         quality=_r(_quality(blur, contrast, complexity, blank=blank, blurry=blurry)),
     )
 
@@ -148,9 +151,11 @@ def _dominant_colours(rgb: np.ndarray) -> tuple[list[DominantColour], np.ndarray
     counts = np.bincount(bins, minlength=512)
     order = np.argsort(-counts, kind="stable")[:3]  # stable: ties go to the lower bin
     flat = rgb.reshape(-1, 3)
+    # Per-bin channel sums in one pass each, instead of a masked copy of the pixels per bin.
+    sums = np.stack([np.bincount(bins, weights=flat[:, c], minlength=512) for c in range(3)], axis=1)
     colours, means = [], []
     for b in order[counts[order] > 0]:
-        mean = np.rint(flat[bins == b].mean(axis=0, dtype=np.float64))
+        mean = np.rint(sums[b] / counts[b])
         means.append(mean)
         colours.append(DominantColour(
             hex="#" + "".join(f"{int(v):02x}" for v in mean), share=_r(counts[b] / bins.size)
@@ -168,36 +173,55 @@ def _near_ratio(rgb: np.ndarray, colour: np.ndarray) -> float:
 
 
 def _laplacian_variance(grey: np.ndarray) -> float:
-    """Variance of the 4-neighbour Laplacian over tiles that hold content (0 if none do)."""
-    padded = np.pad(grey, 1, mode="edge")
-    lap = (padded[:-2, 1:-1] + padded[2:, 1:-1] + padded[1:-1, :-2] + padded[1:-1, 2:]
-           - 4.0 * grey)
-    th, tw = grey.shape[0] // TILE, grey.shape[1] // TILE
+    """Variance of the 4-neighbour Laplacian over tiles that hold content (0 if none do).
+
+    `grey` is the 8-bit luma plane: integer sums give the exact variances at a fraction of the
+    cost of float copies of every content tile."""
+    g = grey.astype(np.int32)
+    padded = np.pad(g, 1, mode="edge")
+    lap = padded[:-2, 1:-1] + padded[2:, 1:-1] + padded[1:-1, :-2] + padded[1:-1, 2:] - 4 * g
+    th, tw = g.shape[0] // TILE, g.shape[1] // TILE
     if th == 0 or tw == 0:  # smaller than one tile: use it all
-        return float(lap.var()) if grey.std() > CONTENT_TILE_STD else 0.0
+        return float(lap.var()) if g.std() > CONTENT_TILE_STD else 0.0
     crop = (slice(0, th * TILE), slice(0, tw * TILE))
-    tiles = grey[crop].reshape(th, TILE, tw, TILE)
-    content = tiles.std(axis=(1, 3)) > CONTENT_TILE_STD
+    area = TILE * TILE
+    s1, s2 = _tile_sums(g[crop], th, tw)
+    content = s2 * area - s1 * s1 > (CONTENT_TILE_STD * area) ** 2  # tile std > CONTENT_TILE_STD
     if not content.any():
         return 0.0
-    lap_tiles = lap[crop].reshape(th, TILE, tw, TILE).transpose(0, 2, 1, 3)
-    return float(lap_tiles[content].astype(np.float64).var())
+    l1, l2 = _tile_sums(lap[crop], th, tw)
+    n = int(content.sum()) * area
+    total, squares = int(l1[content].sum()), int(l2[content].sum())
+    return (squares * n - total * total) / (n * n)
 
 
-def _edge_density(lum: np.ndarray) -> float:
+def _tile_sums(plane: np.ndarray, th: int, tw: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-tile sum and sum of squares (int64, exact) of an integer plane cut into TILE squares."""
+    tiles = plane.reshape(th, TILE, tw, TILE)
+    return tiles.sum(axis=(1, 3), dtype=np.int64), (tiles * tiles).sum(axis=(1, 3), dtype=np.int64)
+
+
+def _levels(step: float) -> int:
+    """A luminance step in [0, 1] as the least whole number of 8-bit levels that reaches it."""
+    return math.ceil(step * 255 - 1e-9)
+
+
+def _edge_density(grey: np.ndarray) -> float:
     """Share of pixels with a luminance step ≥ EDGE_MIN to the right or below."""
-    if lum.shape[0] < 2 or lum.shape[1] < 2:
+    if grey.shape[0] < 2 or grey.shape[1] < 2:
         return 0.0
-    dx = np.abs(np.diff(lum, axis=1))[:-1, :]
-    dy = np.abs(np.diff(lum, axis=0))[:, :-1]
-    return float((np.maximum(dx, dy) >= EDGE_MIN).mean())
+    g = grey.astype(np.int16)  # whole levels: the same test as on luminance, at half the bytes
+    dx = np.abs(np.diff(g, axis=1))[:-1, :]
+    dy = np.abs(np.diff(g, axis=0))[:, :-1]
+    return float((np.maximum(dx, dy) >= _levels(EDGE_MIN)).mean())
 
 
-def _text_density(lum: np.ndarray) -> float:
+def _text_density(grey: np.ndarray) -> float:
     """Share of row positions whose next TEXT_WINDOW pixels hold a glyph-like edge count."""
-    if lum.shape[1] <= TEXT_WINDOW:
+    if grey.shape[1] <= TEXT_WINDOW:
         return 0.0
-    edges = (np.abs(np.diff(lum, axis=1)) >= TEXT_EDGE_MIN).view(np.uint8)
+    steps = np.abs(np.diff(grey.astype(np.int16), axis=1))
+    edges = (steps >= _levels(TEXT_EDGE_MIN)).view(np.uint8)
     # Window sums as TEXT_WINDOW shifted byte adds: a third of a cumulative sum's time.
     n = edges.shape[1] - TEXT_WINDOW + 1
     counts = edges[:, :n].copy()

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageCms, ImageDraw
 
 from actors.errors import InvalidInput, UnsupportedMedia
 from actors.media.upload import (
@@ -104,6 +104,8 @@ def test_only_a_plain_webp_with_the_header_gets_facts() -> None:
     exif = Image.Exif()
     exif[0x010E] = "a description"
     assert facts_of(page(exif=exif.tobytes()), []) is None  # metadata would leave with the bytes
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    assert facts_of(page(icc_profile=srgb), []) is not None  # Chrome writes one into every WebP
 
 
 def test_a_corrupt_webp_is_refused_whatever_the_header() -> None:
