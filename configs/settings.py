@@ -23,6 +23,7 @@ from pydantic import (
 from configs.base import CONFIG_DIR, SettingsError, describe_validation_error, load_yaml, validated
 from configs.finetune import FineTuneSettings
 from configs.limits import QuotaSettings, RateLimitSettings
+from configs.live import LiveSettings
 from configs.openai import openai_from_env
 from configs.pipeline import DEFAULT_PIPELINE_FILE, PipelineSettings
 from configs.processing import ProcessingSettings
@@ -130,6 +131,8 @@ class TracemillSettings(_Strict):
     # key it uses; an API caller picks only the model and hyperparameters, never the host.
     finetune: FineTuneSettings = FineTuneSettings()
     security: SecuritySettings = SecuritySettings()
+    # Live updates (GET /v1/live): stream length, keep-alives, catch-up, log retention (configs/live.py).
+    live: LiveSettings = LiveSettings()
     # Our loggers' level in every process (actors.logs.setup_logging); TRACEMILL_LOG_LEVEL.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

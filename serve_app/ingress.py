@@ -39,6 +39,7 @@ from actors.logs import bound_request, setup_logging
 from serve_app.metrics import CONTENT_TYPE_LATEST
 from serve_app.openapi import body_of, errors_of, install_docs, install_openapi
 from serve_app import cors, http_security
+from serve_app import live_api
 from serve_app.rate_limits import bound_peer
 from serve_app.services import Services
 from serve_app import admin_api
@@ -98,6 +99,7 @@ class Ingress:
         setup_logging("ingress", resolved.log_level)
         self.services = Services.create(resolved)
         http_security.configure(api, self.services.settings.security)
+        self.live = live_api.LiveHub(self.services, self.services.settings.live)
 
     @api.post(
         "/v1/sessions", status_code=201, response_model=SessionCreated, tags=["sessions"],
@@ -292,6 +294,23 @@ class Ingress:
               summary="Create a key with a role (no more than the caller's) for a workspace and recorder; shown once")
     async def create_key(self, request: Request) -> JSONResponse:
         return await admin_api.create_key(self.services, request)
+
+    @api.get(
+        "/v1/live", tags=["live"], response_class=Response,
+        responses={200: {"content": {"text/event-stream": {}}}, **errors_of(401, 403, 422, 429, 503)},
+        summary="Server-sent events of the organisation: session.created, session.finalized (status, quality)",
+        description="Each message has an `id:`; reconnect with `Last-Event-ID` (or `?since=`) to catch up on "
+        "what was missed. The stream ends after `live.max_stream_s`; reconnect then. Authenticate with the "
+        "Authorization header (read scope): the pages read it with fetch(), never with the key in the URL.",
+        openapi_extra={"parameters": [
+            {"name": "since", "in": "query", "schema": {"type": "integer", "minimum": 0},
+             "description": "catch up from after this event id"},
+            {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"},
+             "description": "as `since`; a reconnecting SSE client sends it"},
+        ]},
+    )
+    async def live(self, request: Request) -> Response:
+        return await live_api.stream_live(self.services, self.live, request)
 
     @api.get("/healthz", tags=["operations"], summary="Liveness: 200 while the process lives")
     async def healthz(self) -> dict[str, str]:
