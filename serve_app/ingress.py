@@ -42,6 +42,10 @@ from serve_app import cors, http_security
 from serve_app import live_api
 from serve_app.rate_limits import bound_peer
 from serve_app.services import Services
+from serve_app import analytics_api, review_api, search_api
+from serve_app.analytics_api import TrendsQuery, TrendsResponse
+from serve_app.review_api import FlagCreate, FlagList, FlagUpdate, FlagView, QueueList
+from serve_app.search_api import SessionList
 from serve_app import admin_api
 from serve_app.admin_api import KeyCreate, NameBody
 
@@ -108,6 +112,52 @@ class Ingress:
     )
     async def create_session(self, request: Request) -> JSONResponse:
         return await sessions_api.create_session(self.services, request)
+
+    @api.get(
+        "/v1/sessions", response_model=SessionList, tags=["sessions"],
+        responses=errors_of(401, 403, 422, 503), openapi_extra={"parameters": search_api.SESSION_LIST_PARAMETERS},
+        summary="List and search the organisation's sessions: filters, sorts, keyset pages, total (read scope)",
+    )
+    async def list_sessions(self, request: Request) -> dict[str, Any]:
+        return await search_api.list_sessions(self.services, request)
+
+    @api.get(
+        "/v1/analytics/trends", response_model=TrendsResponse, tags=["sessions"],
+        responses=errors_of(401, 403, 422, 503),
+        openapi_extra={"parameters": search_api.parameters_of(TrendsQuery)},
+        summary="One metric of the organisation's sessions by day, site, intent or type (cached a few seconds)",
+    )
+    async def get_trends(self, request: Request) -> dict[str, Any]:
+        return await analytics_api.get_trends(self.services, request)
+
+    @api.post(
+        _SESSION + "/flags", status_code=201, response_model=FlagView, tags=["review"],
+        openapi_extra=review_api.body_inline(FlagCreate), responses=errors_of(400, 401, 403, 404, 413, 415, 422, 503),
+        summary="Flag a session (seq null) or one step with a reason (review scope)",
+    )
+    async def create_flag(self, session_id: str, request: Request) -> JSONResponse:
+        return await review_api.create_flag(self.services, request, session_id)
+
+    @api.get(_SESSION + "/flags", response_model=FlagList, tags=["review"], responses=errors_of(401, 403, 404, 503),
+             summary="A session's flags, oldest first (read scope)")
+    async def list_flags(self, session_id: str, request: Request) -> dict[str, Any]:
+        return await review_api.list_flags(self.services, request, session_id)
+
+    @api.patch(
+        "/v1/flags/{flag_id}", response_model=FlagView, tags=["review"], openapi_extra=review_api.body_inline(FlagUpdate),
+        responses=errors_of(400, 401, 403, 404, 409, 413, 415, 422, 503),
+        summary="Move a flag pending → reviewed → resolved (409 otherwise); who and when are recorded (review scope)",
+    )
+    async def update_flag(self, flag_id: str, request: Request) -> dict[str, Any]:
+        return await review_api.update_flag(self.services, request, flag_id)
+
+    @api.get(
+        "/v1/review/queue", response_model=QueueList, tags=["review"], responses=errors_of(401, 403, 422, 503),
+        openapi_extra={"parameters": search_api.parameters_of(review_api.QueueQuery)},
+        summary="What needs a look first: pending flags (newest), frustration, lowest quality, each with why",
+    )
+    async def review_queue(self, request: Request) -> dict[str, Any]:
+        return await review_api.review_queue(self.services, request)
 
     @api.get(
         _SESSION, response_model=SessionView, tags=["sessions"],
