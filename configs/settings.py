@@ -29,6 +29,7 @@ from configs.pipeline import DEFAULT_PIPELINE_FILE, PipelineSettings
 from configs.processing import ProcessingSettings
 from configs.secrets import SECRETS_FILE_ENV, merge_secrets, read_secrets_file, secrets_file_named, split_secrets
 from configs.security import SecuritySettings, security_from_env
+from configs.accounts import AccountSettings
 
 __all__ = [
     "CLUSTER_ADDRESS_ENV",
@@ -133,6 +134,8 @@ class TracemillSettings(_Strict):
     security: SecuritySettings = SecuritySettings()
     # Live updates (GET /v1/live): stream length, keep-alives, catch-up, log retention (configs/live.py).
     live: LiveSettings = LiveSettings()
+    # People's accounts: argon2id, access/refresh tokens, sign-in limits (configs/accounts.py).
+    accounts: AccountSettings = AccountSettings()
     # Our loggers' level in every process (actors.logs.setup_logging); TRACEMILL_LOG_LEVEL.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -174,6 +177,8 @@ class TracemillSettings(_Strict):
         finetune = _finetune_from_env(env)
         if finetune:
             data["finetune"] = finetune
+        if token_key := secret_from_env(env, "TRACEMILL_TOKEN_KEY"):
+            data["accounts"] = {"token_key": token_key}
         if security := security_from_env(env):
             data["security"] = security
         if env.get("TRACEMILL_LOG_LEVEL"):
