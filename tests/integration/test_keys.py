@@ -71,7 +71,7 @@ def test_a_database_dump_holds_no_key_material(stack: Any) -> None:
     assert hashlib.sha256(key.encode()).hexdigest() not in dump
     row = run_db(stack, "SELECT * FROM api_keys WHERE key_id = $1", key_id)[0]
     assert set(dict(row)) == {"key_id", "org_id", "name", "lookup_id", "key_hmac", "scopes", "created_at",
-                              "revoked_at", "expires_at", "replaced_by"}
+                              "revoked_at", "expires_at", "replaced_by", "workspace_id", "role", "recorder_id"}
     # … only the HMAC under the pepper, which lives in the settings, not in the database.
     assert bytes(row["key_hmac"]) == hmac_of(key, _pepper(stack))
     assert _pepper(stack).decode() not in dump
