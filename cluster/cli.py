@@ -34,6 +34,7 @@ COMMANDS: dict[str, Command] = {
     "keys": Command("API keys: generate, create, list, revoke, rotate", "cluster.keys_cli"),
     "orgs": Command("organisations: list, create (with an owner key)", "cluster.orgs_cli:ORGS"),
     "workspaces": Command("an organisation's workspaces: list, create", "cluster.orgs_cli:WORKSPACES"),
+    "accounts": Command("people's accounts: create, list, invite", "cluster.accounts_cli"),
     "loadgen": Command("drive WebSocket load at an endpoint", "cluster.bench.loadgen"),
     "bench": Command("benchmarks that print figures", "cluster.bench"),
     "dataset": Command("build fine-tuning datasets from ready sessions", "cluster.training_cli:DATASET"),

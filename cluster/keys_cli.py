@@ -115,19 +115,34 @@ async def _run(args: argparse.Namespace) -> int:
     async with _database(state_dir) as pool:
         if args.keys_command == "create":
             key_id, key, role = await _create(pool, args, pepper)
+            await _audit_key(pool, "key.create", key_id, {"role": role, "name": args.name})
             print(f"key id  {key_id}\nrole    {role}\nkey     {key}")
             print("The key is shown once; only an HMAC of it is stored.", file=sys.stderr)
         elif args.keys_command == "list":
             _print_keys(await auth.list_keys(pool))
         elif args.keys_command == "revoke":
-            print(f"revoked {await auth.revoke_key(pool, args.key)}")
+            revoked = await auth.revoke_key(pool, args.key)
+            await _audit_key(pool, "key.revoke", revoked, {})
+            print(f"revoked {revoked}")
         else:
             done = await auth.rotate_key(pool, args.key, overlap=args.overlap, pepper=pepper,
                                          expires_in=args.expires_in)
+            await _audit_key(pool, "key.rotate", done.old_key_id, {"new_key_id": str(done.new_key_id)})
             print(f"key id  {done.new_key_id}\nkey     {done.new_key}")
             print(f"the old key {done.old_key_id} works until {done.old_expires_at.isoformat()}")
             print("The key is shown once; only an HMAC of it is stored.", file=sys.stderr)
     return 0
+
+
+async def _audit_key(pool: Any, action: str, key_id: Any, details: dict[str, Any]) -> None:
+    """The audit entry of a key made, rotated or revoked from the command line."""
+    import getpass
+
+    from actors.accounts.audit import Actor, audit
+
+    row = await pool.fetchrow("SELECT org_id, workspace_id FROM api_keys WHERE key_id = $1", key_id)
+    await audit(pool, action, Actor("cli", getpass.getuser()), target=str(key_id), org_id=row["org_id"],
+                workspace_id=row["workspace_id"], details=details)
 
 
 async def _create(pool: Any, args: argparse.Namespace, pepper: bytes) -> tuple[Any, str, str]:

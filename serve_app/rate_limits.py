@@ -181,17 +181,17 @@ class RateGuard:
         return key
 
     def charge_frame(self, principal: Principal) -> None:
-        self.charge(("ws_frames_per_key", str(principal.key_id), 1), ("ws_frames_per_address", self.address(), 1))
+        self.charge(("ws_frames_per_key", _caller(principal), 1), ("ws_frames_per_address", self.address(), 1))
 
     def charge_events(self, principal: Principal, count: int) -> None:
-        self.charge(("events_per_key", str(principal.key_id), count),
+        self.charge(("events_per_key", _caller(principal), count),
                     ("events_per_address", self.address(), count))
 
     def charge_session(self, principal: Principal) -> None:
-        self.charge(("sessions_per_key", str(principal.key_id), 1), ("sessions_per_address", self.address(), 1))
+        self.charge(("sessions_per_key", _caller(principal), 1), ("sessions_per_address", self.address(), 1))
 
     def charge_screenshot_bytes(self, principal: Principal, size: int) -> None:
-        self.charge(("screenshot_bytes_per_key", str(principal.key_id), size),
+        self.charge(("screenshot_bytes_per_key", _caller(principal), size),
                     ("screenshot_bytes_per_address", self.address(), size))
 
     def _refusal(self, policy: _Policy, key: str, used: int) -> RateLimited:
@@ -224,7 +224,7 @@ class RateGuard:
                 raise
             if queries:
                 self.key_lookups.labels("found").inc()
-        self.charge(("http_requests_per_key", str(principal.key_id), 1))
+        self.charge(("http_requests_per_key", _caller(principal), 1))
         return principal
 
     def _before_lookup(self, presented: str, address: str | None) -> None:
@@ -260,6 +260,11 @@ class RateGuard:
         backoff.level += 1
         backoff.last_failure = now
         backoff.blocked_until = now + min(config.max_s, config.base_s * 2 ** min(backoff.level - 1, 30))
+
+
+def _caller(principal: Principal) -> str:
+    # The per-key limits count a signed-in person by account (their principal has no key).
+    return str(principal.key_id or getattr(principal, "account_id", None))
 
 
 def _item(rate: Rate) -> RateLimitItem:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 import asyncpg
 from starlette.requests import HTTPConnection
 
-from actors.auth import KeyCache, Principal
+from actors.accounts.people import People
+from actors.auth import KEY_TAG, KeyCache, Principal
 from actors.permissions import LEGACY_SCOPE_ROLES, Permission
 from actors.ingest.shard_pool import ShardRouter, shard_index
 from actors.storage.objectstore import ObjectStore, make_object_store
@@ -39,6 +40,7 @@ class Services:
     # Rate limits, auth backoff and the negative key cache (create() wires its metrics).
     guard: RateGuard = field(default_factory=lambda: RateGuard(RateLimitSettings()))
     owners: SessionOwners = field(default_factory=SessionOwners)  # who may touch which session
+    people: People | None = None  # accounts and access tokens (actors/accounts); create() builds it
     _pool: asyncpg.Pool | None = None
     _pool_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -54,6 +56,7 @@ class Services:
             clients=[ShardClient(handle) for handle in router.handles],
             store=make_object_store(settings.object_store),
             keys=KeyCache.from_settings(settings.auth),
+            people=People.from_settings(settings),
         )
 
     async def db(self) -> asyncpg.Pool:
@@ -76,6 +79,9 @@ class Services:
         pool = await self.db()
 
         def lookup() -> Awaitable[Principal]:
+            people = self.people
+            if api_key and not api_key.startswith(KEY_TAG) and people is not None:  # a person's access token
+                return with_retries(lambda: people.tokens.principal(pool, api_key), attempts=2, what="token check")
             return with_retries(lambda: self.keys.authenticate(pool, api_key), attempts=2, what="API key check")
 
         principal = await self.guard.authenticate(api_key, self.keys, lookup)

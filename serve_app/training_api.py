@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from actors.errors import Conflict, InvalidInput, NotFound, details_from_validation_error
 from actors import quotas
+from actors.accounts.audit import actor_of, audit
 from actors.storage import finetune_repo, training_repo
 from actors.storage.postgres import with_retries
 from actors.version import code_version
@@ -89,6 +90,8 @@ async def create_dataset(services: Services, request: Request) -> JSONResponse:
         await training_repo.insert_dataset(conn, dataset_id, principal.org_id, config.name,
                                            config.model_dump(mode="json"), code_version(),
                                            workspace_id=principal.workspace_id)
+        await audit(conn, "dataset.start", actor_of(principal), target=str(dataset_id),
+                    address=services.guard.address(), details={"name": config.name})
     try:
         job = await ray_jobs.submit(f"tracemill-dataset-{dataset_id}", "jobs.build_dataset",
                                     ["--dataset-id", str(dataset_id)])
@@ -201,6 +204,9 @@ async def create_finetune(services: Services, request: Request) -> JSONResponse:
     async with quotas.job_slot(pool, services.settings.quotas, principal.org_id, "finetune") as conn:
         await finetune_repo.insert_finetune(conn, finetune_id, principal.org_id, body.dataset_id, ft.provider,
                                             ft.base_model, ft.model_dump(mode="json", exclude={"api_key"}))
+        await audit(conn, "finetune.start", actor_of(principal), target=str(finetune_id),
+                    address=services.guard.address(),
+                    details={"dataset_id": str(body.dataset_id), "provider": ft.provider})
     try:
         job = await ray_jobs.submit(f"tracemill-finetune-{finetune_id}", "jobs.finetune",
                                     ["--resume", str(finetune_id)])

@@ -68,6 +68,7 @@
 
   function askForKey() {
     $("key-form").hidden = false;
+    $("signin-form").hidden = false;
     $("key-input").focus();
   }
 
@@ -210,9 +211,9 @@
 
   function poll() {
     timer = null;
-    if (!apiKey) { askForKey(); return; }
+    if (!apiKey && !access) { askForKey(); return; }
     fetch("v1/stats", {
-      headers: { "Authorization": "Bearer " + apiKey, "Accept": "application/json" },
+      headers: { "Authorization": "Bearer " + (apiKey || access), "Accept": "application/json" },
       cache: "no-store", credentials: "omit", referrerPolicy: "no-referrer"
     }).then(function (response) {
       return response.json().catch(function () { return null; }).then(function (body) {
@@ -221,6 +222,8 @@
           setConnection("ok", "live");
           render(body);
           schedule();
+        } else if (response.status === 401 && access && !apiKey) {
+          refreshAccess(poll, askForKey);  // an expired access token: one refresh, then ask
         } else if (response.status === 401 || response.status === 403) {
           // A wrong key stays wrong: stop polling until another one is entered.
           showError(errorMessage(body, response.status));
@@ -239,7 +242,63 @@
     });
   }
 
+  // Signing in (POST v1/auth/signin): the access token stays in this variable only, never in
+  // storage; the refresh token is an HttpOnly cookie scoped to v1/auth/refresh, which the
+  // browser sends there alone and no script can read. A key, when given, is used instead.
+  var access = null;
+  var refreshTimer = null;
+
+  function useTokens(body) {
+    access = body.access_token;
+    $("signin-form").hidden = true;
+    $("key-form").hidden = true;
+    if (refreshTimer !== null) { window.clearTimeout(refreshTimer); }
+    // Refresh a minute before the access token expires.
+    refreshTimer = window.setTimeout(function () { refreshAccess(function () {}, askForKey); },
+                                     Math.max(30, body.expires_in - 60) * 1000);
+  }
+
+  function authCall(method, path, body) {
+    return fetch(path, {
+      method: method, cache: "no-store", credentials: "same-origin", referrerPolicy: "no-referrer",
+      headers: body ? { "Content-Type": "application/json", "Accept": "application/json" } : { "Accept": "application/json" },
+      body: body ? JSON.stringify(body) : undefined
+    }).then(function (response) {
+      return response.json().catch(function () { return null; }).then(function (json) {
+        return { ok: response.ok, status: response.status, body: json };
+      });
+    });
+  }
+
+  function refreshAccess(then, otherwise) {
+    authCall("POST", "v1/auth/refresh").then(function (r) {
+      if (r.ok && r.body) { useTokens(r.body); then(); } else { access = null; otherwise(); }
+    }).catch(function () { access = null; otherwise(); });
+  }
+
+  function signIn(ev) {
+    ev.preventDefault();
+    var email = $("signin-email").value.trim();
+    var password = $("signin-password").value;
+    $("signin-password").value = "";
+    authCall("POST", "v1/auth/signin", { email: email, password: password }).then(function (r) {
+      if (r.ok && r.body) { showError(""); useTokens(r.body); $("signout").hidden = false; rates = []; poll(); }
+      else { showError(errorMessage(r.body, r.status)); }
+    }).catch(function (err) { showError("cannot reach the server: " + err.message); });
+  }
+
+  function signOut() {
+    access = null;
+    if (refreshTimer !== null) { window.clearTimeout(refreshTimer); refreshTimer = null; }
+    authCall("DELETE", "v1/auth/refresh").then(function () {}, function () {});
+    $("signout").hidden = true;
+    setConnection("idle", "not connected");
+    askForKey();
+  }
+
   function start() {
+    $("signin-form").addEventListener("submit", signIn);
+    $("signout").addEventListener("click", signOut);
     $("key-form").addEventListener("submit", function (ev) {
       ev.preventDefault();
       var key = $("key-input").value.trim();
@@ -257,7 +316,8 @@
       askForKey();
     });
     apiKey = loadKey();
-    if (apiKey) { poll(); } else { askForKey(); }
+    // No key: a refresh cookie from an earlier sign-in signs this page in again.
+    if (apiKey) { poll(); } else { refreshAccess(function () { $("signout").hidden = false; poll(); }, askForKey); }
   }
 
   if (document.readyState === "loading") {
