@@ -51,6 +51,24 @@ def test_load_cores_and_volume_follow_from_the_figures(tmp_path: Path) -> None:
     assert "results/ingest_stages.json 2026-12-07" in next(s["source"] for s in result["stages"] if s["name"] == ingress)
 
 
+def test_the_whole_event_path_scales_ingress_and_shard_up(tmp_path: Path) -> None:
+    folder = results(tmp_path, with_stages=True)
+    # 60 µs an event on the whole path against 42 + 20 µs of stages: no scaling down.
+    write(folder, "load_n100", {"when": "2026-12-07T22:00:00Z", "machine": {"cpus": 2},
+                                "baselines": {"raw_upserts_rows_per_s": 50_000},
+                                "runs": [{"sessions": 100, "tracemill_stream_only": {"events_per_s": 2 * 1e6 / 60}}]})
+    assert plan(folder)["event_path_overhead"] == 1.0
+    write(folder, "load_n100", {"when": "2026-12-07T22:00:00Z", "machine": {"cpus": 2},
+                                "baselines": {"raw_upserts_rows_per_s": 50_000},
+                                "runs": [{"sessions": 100, "tracemill_stream_only": {"events_per_s": 2 * 1e6 / 124}}]})
+    result = plan(folder, (10_000,), utilisation=1.0)
+    assert result["event_path_overhead"] == 2.0  # 124 µs whole against 62 µs of stages
+    ingress = next(s for s in result["stages"] if s["name"].startswith("ingress"))
+    assert result["sizes"][0]["cores"][ingress["name"]] == round(10_000 * 35 / 60 / ingress["per_core_per_s"] * 2, 1)
+    pg = next(s for s in result["stages"] if s["runs_in"] == "PostgreSQL cores")
+    assert pg["per_core_per_s"] == 25_000 and "load_n100.json" in pg["source"]  # the newest load run
+
+
 def test_without_stage_figures_the_readme_figures_stand_in(tmp_path: Path) -> None:
     names = [s.name for s in stages(results(tmp_path, with_stages=False))]
     assert names[0].startswith("ingress") and names[1].startswith("shard")
