@@ -48,6 +48,8 @@ NOT_RUN = {
     "tracemill bench ingest": "a benchmark of minutes (its figures are in results/); test_installed.py starts it",
     "tracemill bench screenshots": "a benchmark of minutes (its figures are in results/)",
     "tracemill bench dataset": "a benchmark of minutes (its figures are in results/)",
+    "tracemill bench capacity": "reads the results/ folder of a checkout; test_capacity_plan.py computes the plan"
+                                " from the shipped results/*.json",
     "tracemill bench badinput": "a benchmark of minutes on a stack of its own; test_bad_input_corpus.py runs the"
                                 " corpus, test_installed.py starts the command",
     "tracemill bench load": "a benchmark of minutes at N = 1,000; test_load_smoke.py runs the load at small N",
