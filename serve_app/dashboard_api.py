@@ -26,13 +26,21 @@ from actors.storage.postgres import with_retries
 from serve_app.services import Services
 
 __all__ = [
-    "CSP", "HISTOGRAM_BINS", "LONG_WINDOW_S", "QUALITY_WINDOW", "SHORT_WINDOW_S", "STATIC_FILES",
+    "CSP", "HISTOGRAM_BINS", "LONG_WINDOW_S", "QUALITY_WINDOW", "SHORT_WINDOW_S", "STATIC_FILES", "STATIC_HEADERS",
     "StatsResponse", "get_stats", "quality_histogram", "static_file",
 ]
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'"
 )
+# The dashboard's and the browsing pages' (serve_app/pages_api.py) static files go out with these.
+STATIC_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "Cache-Control": "no-cache",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
 STATIC_DIR = Path(__file__).parent / "static"
 STATIC_FILES = {
     "dashboard.html": "text/html; charset=utf-8",
@@ -211,11 +219,5 @@ def static_file(name: str) -> Response:
     return Response(
         content=_read_static(name),
         media_type=media_type,
-        headers={
-            "Content-Security-Policy": CSP,
-            "Cache-Control": "no-cache",
-            "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer",
-            "X-Frame-Options": "DENY",
-        },
+        headers=STATIC_HEADERS,
     )

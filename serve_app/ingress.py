@@ -39,7 +39,8 @@ from actors.logs import bound_request, setup_logging
 from serve_app.metrics import CONTENT_TYPE_LATEST
 from serve_app.openapi import body_of, errors_of, install_docs, install_openapi
 from serve_app import cors, http_security
-from serve_app import live_api
+from serve_app import live_api, pages_api
+from serve_app.pages_api import ReplayBundle
 from serve_app import audit_api, auth_api
 from serve_app.rate_limits import bound_peer
 from serve_app.services import Services
@@ -412,6 +413,34 @@ class Ingress:
              summary="The organisation's audit trail, newest first (owners and admins)")
     async def list_audit(self, request: Request) -> dict[str, Any]:
         return await audit_api.list_audit(self.services, request)
+
+    @api.get(
+        _SESSION + "/replay", response_model=ReplayBundle, tags=["results"],
+        responses=errors_of(401, 403, 404, 503),
+        summary="What the replay page needs besides the events: viewport, context analysis, screenshot timeline",
+    )
+    async def get_replay(self, session_id: str, request: Request) -> dict[str, Any]:
+        return await pages_api.replay_bundle(self.services, request, session_id)
+
+    @api.get("/sessions", tags=["pages"], response_class=HTMLResponse, openapi_extra={"security": []},
+             summary="The session list page (no key: it holds no data; it asks for one)")
+    async def sessions_page(self) -> Response:
+        return pages_api.page("sessions")
+
+    @api.get("/sessions/{session_id}", tags=["pages"], response_class=HTMLResponse,
+             openapi_extra={"security": []}, summary="The session replay and review page")
+    async def session_page(self, session_id: str) -> Response:
+        return pages_api.page("session")
+
+    @api.get("/trends", tags=["pages"], response_class=HTMLResponse, openapi_extra={"security": []},
+             summary="The trends page")
+    async def trends_page(self) -> Response:
+        return pages_api.page("trends")
+
+    @api.get("/pages/{name}", tags=["pages"], response_class=Response, openapi_extra={"security": []},
+             responses=errors_of(404), summary="The pages' scripts and stylesheet")
+    async def page_file(self, name: str) -> Response:
+        return pages_api.page_file(name)
 
     @api.get("/healthz", tags=["operations"], summary="Liveness: 200 while the process lives")
     async def healthz(self) -> dict[str, str]:

@@ -154,6 +154,7 @@ class LiveHub:
                 await asyncio.sleep(_RECONNECT_DELAYS_S[min(attempt, len(_RECONNECT_DELAYS_S) - 1)])
                 attempt += 1
             finally:
+                self._listening.clear()  # a stream that subscribes now waits for the next LISTEN
                 if conn is not None and not conn.is_closed():
                     with contextlib.suppress(Exception):
                         await conn.close(timeout=2)

@@ -222,6 +222,7 @@
           setConnection("ok", "live");
           render(body);
           schedule();
+          followLive();
         } else if (response.status === 401 && access && !apiKey) {
           refreshAccess(poll, askForKey);  // an expired access token: one refresh, then ask
         } else if (response.status === 401 || response.status === 403) {
@@ -240,6 +241,17 @@
       setConnection("bad", "offline");
       schedule();
     });
+  }
+
+  // Between polls, a session created or finalised (GET /v1/live, pages/common.js) polls at once.
+  var live = null;
+  function followLive() {
+    if (live || !window.TM || !apiKey) { return; }  // a signed-in page polls: no token in storage
+    window.TM.storeKey(apiKey);
+    live = window.TM.live(function () {
+      if (timer !== null) { window.clearTimeout(timer); }
+      timer = window.setTimeout(poll, 200);
+    }, function () { /* the badge shows the polling state */ });
   }
 
   // Signing in (POST v1/auth/signin): the access token stays in this variable only, never in
@@ -311,6 +323,7 @@
     });
     $("key-forget").addEventListener("click", function () {
       storeKey(null);
+      if (live) { live.stop(); live = null; }
       if (timer !== null) { window.clearTimeout(timer); timer = null; }
       setConnection("idle", "not connected");
       askForKey();
