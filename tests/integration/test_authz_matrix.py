@@ -5,7 +5,7 @@ role × the caller's own workspace and another one of the same organisation.
 - a role holding it gets 404 `not_found` for any id of the other workspace, and never 401/403
   (or a 5xx) for its own;
 - a list answered 200 names nothing of the other workspace;
-- a recorder key reaches only the sessions it recorded: another recorder's session is 404.
+- a recorder key writes only to the sessions it recorded: another recorder's session is 404.
 A route missing from serve_app/permissions_table.py fails here (and in tests/unit/test_permissions.py).
 """
 
@@ -33,8 +33,13 @@ from serve_app.permissions_table import ROUTE_PERMISSIONS, app_routes
 pytestmark = pytest.mark.integration
 
 _PARAM = re.compile(r"{(\w+)}")
-# Org-level by design: an organisation's workspaces are listed to its admins in any workspace.
-_ORG_LEVEL = {("GET", "/v1/workspaces"), ("GET", "/v1/orgs")}
+# Org-level by design: an organisation's workspaces (and its audit log) are an admin's in any workspace.
+_ORG_LEVEL = {("GET", "/v1/workspaces"), ("GET", "/v1/orgs"), ("GET", "/v1/audit")}
+# Valid bodies where a handler reads the body before it looks the id up (else {}).
+_BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/v1/sessions/{session_id}/flags"): {"reason": "other"},
+    ("PATCH", "/v1/flags/{flag_id}"): {"state": "reviewed"},
+}
 
 
 @dataclass
@@ -89,8 +94,8 @@ async def _training_rows(stack: Any, world: World, sessions: dict[uuid.UUID, str
                 " VALUES ($1, $2, $3, 'local', 'base', '{}', 'succeeded')", ft, world.org_id, ds)
             await conn.execute(
                 "INSERT INTO models (model_id, org_id, name, version, provider, base_model, finetune_id, dataset_id,"
-                " metrics) VALUES ($1, $2, $3, 1, 'local', 'base', $4, $5, '{}')",
-                model, world.org_id, f"authz-{model}", ft, ds)
+                " metrics) VALUES ($1, $2, $3, $4, 'local', 'base', $5, $6, '{}')",
+                model, world.org_id, f"authz-{model}", 1 if workspace == world.own else 2, ft, ds)
             if await conn.fetchval("SELECT to_regclass('review_flags') IS NOT NULL"):
                 await conn.execute(
                     "INSERT INTO review_flags (flag_id, org_id, session_id, reason, created_by)"
@@ -131,10 +136,13 @@ def _path(template: str, world: World, side: int) -> str:
     return _PARAM.sub(lambda m: world.ids[m[1]][side], template)
 
 
-def _call(http: httpx.Client, method: str, path: str) -> httpx.Response:
-    if method in ("POST", "PUT", "PATCH"):
-        return http.request(method, path, json={})  # an empty body: refused after the checks, if at all
-    return http.request(method, path)
+def _call(http: httpx.Client, method: str, path: str, template: str = "") -> httpx.Response:
+    """The answer, its body read unless it is an event stream (GET /v1/live never ends)."""
+    body = {"json": _BODIES.get((method, template), {})} if method in ("POST", "PUT", "PATCH") else {}
+    with http.stream(method, path, **body) as response:  # type: ignore[arg-type]
+        if not response.headers.get("content-type", "").startswith("text/event-stream"):
+            response.read()
+        return response
 
 
 def _error_code(response: httpx.Response) -> str:
@@ -162,7 +170,7 @@ def test_every_route_for_every_role_in_own_and_other_workspace(stack: Any, world
             allowed = permission in permissions_of(role)  # type: ignore[operator]
             has_ids = bool(_PARAM.search(template))
             for side in (1, 0) if has_ids else (0,):
-                got = _call(http, method, _path(template, world, side))
+                got = _call(http, method, _path(template, world, side), template)
                 where = f"{role} {method} {template} ({'other' if side else 'own'} workspace): {got.status_code}"
                 if not allowed:
                     if got.status_code != 403 or _error_code(got) != "forbidden":
@@ -172,7 +180,7 @@ def test_every_route_for_every_role_in_own_and_other_workspace(stack: Any, world
                         failures.append(f"{where}, expected 404 not_found; {got.text[:200]}")
                 elif got.status_code in (401, 403) or got.status_code >= 500:
                     failures.append(f"{where}, expected the route to be allowed; {got.text[:200]}")
-                elif (method, template) not in _ORG_LEVEL and got.status_code == 200 and \
+                elif (method, template) not in _ORG_LEVEL and got.status_code == 200 and got.is_stream_consumed and \
                         any(i in got.text for i in other_ids):
                     failures.append(f"{where}, the answer names another workspace's id")
     assert not failures, "\n".join(failures)
@@ -199,12 +207,50 @@ def test_the_stream_route_for_every_role(stack: Any, world: World, role: str) ->
     assert (own not in (4401, 4403, 4404)) if allowed else own == 4403
 
 
-def test_a_recorder_reaches_only_the_sessions_it_recorded(stack: Any, world: World) -> None:
+def test_a_recorder_writes_only_to_the_sessions_it_recorded(stack: Any, world: World) -> None:
     own_sid = world.ids["session_id"][0]  # recorded by the "recorder" key
     with _client(stack, world.keys["second_recorder"]) as http:
-        for method, path in (("GET", f"/v1/sessions/{own_sid}"), ("POST", f"/v1/sessions/{own_sid}/events"),
-                             ("GET", f"/v1/sessions/{own_sid}/events"), ("POST", f"/v1/sessions/{own_sid}/finish")):
+        for method, path in (("POST", f"/v1/sessions/{own_sid}/events"), ("POST", f"/v1/sessions/{own_sid}/finish"),
+                             ("PUT", f"/v1/sessions/{own_sid}/screenshots/s2")):
             got = _call(http, method, path)
             assert got.status_code == 404 and _error_code(got) == "not_found", (method, path, got.text)
     with _client(stack, world.keys["analyst"]) as http:  # the workspace's analyst sees it
         assert http.get(f"/v1/sessions/{own_sid}").status_code == 200
+
+
+def test_admins_make_workspaces_and_keys_but_never_more_than_they_hold(stack: Any, world: World) -> None:
+    with _client(stack, world.keys["admin"]) as admin, _client(stack, world.keys["owner"]) as owner:
+        made = admin.post("/v1/workspaces", json={"name": f"team-{uuid.uuid4().hex[:6]}"})
+        assert made.status_code == 201, made.text
+        team = made.json()["workspace_id"]
+        assert team in admin.get("/v1/workspaces").text
+        assert admin.post("/v1/workspaces", json={"name": made.json()["name"]}).status_code == 409
+        refused = admin.post("/v1/keys", json={"role": "owner"})  # more than an admin holds
+        assert refused.status_code == 403 and _error_code(refused) == "forbidden"
+        elsewhere = admin.post("/v1/keys", json={"role": "recorder", "workspace_id": team})
+        assert elsewhere.status_code == 403  # only an owner makes keys for another workspace
+        key = owner.post("/v1/keys", json={"role": "recorder", "workspace_id": team, "recorder": "alice"})
+        assert key.status_code == 201, key.text
+        assert key.json()["workspace_id"] == team and key.json()["recorder_id"]
+        listed = admin.get("/v1/keys").json()["items"]
+        assert key.json()["key_id"] not in {k["key_id"] for k in listed}  # another workspace's key
+        org = owner.post("/v1/orgs", json={"name": f"org-{uuid.uuid4().hex[:6]}"})
+        assert org.status_code == 201 and org.json()["owner_key"]["key"].startswith("tm_")
+    # The new key records into its workspace; the first workspace's admin cannot see the session.
+    with _client(stack, key.json()["key"]) as alice:
+        sid = alice.post("/v1/sessions", json={"type": "human"}).json()["session_id"]
+        assert alice.get(f"/v1/sessions/{sid}").status_code == 403  # a recorder reads nothing
+    with _client(stack, world.keys["admin"]) as admin:
+        assert admin.get(f"/v1/sessions/{sid}").status_code == 404
+    recorder = asyncio.run(_fetch(stack, "SELECT created_by_key, recorder_id, workspace_id FROM sessions"
+                                         " WHERE session_id = $1", uuid.UUID(sid)))
+    assert str(recorder["created_by_key"]) == key.json()["key_id"]
+    assert str(recorder["recorder_id"]) == key.json()["recorder_id"] and str(recorder["workspace_id"]) == team
+
+
+async def _fetch(stack: Any, query: str, *args: Any) -> Any:
+    conn = await asyncpg.connect(stack.settings.database.url.get_secret_value())
+    try:
+        return await conn.fetchrow(query, *args)
+    finally:
+        await conn.close()
