@@ -81,6 +81,8 @@ class SessionSelection(_Strict):
     max_sessions: int | None = Field(None, ge=1, le=1_000_000)
     workspace_id: uuid.UUID | None = Field(None, description="None: every workspace of the organisation "
                                            "(the API always uses the caller's)")
+    exclude_flagged: bool = Field(True, description="leave out sessions and steps a reviewer flagged "
+                                  "(a flag in any state); the report counts them by reason")
 
     @model_validator(mode="after")
     def _window(self) -> SessionSelection:

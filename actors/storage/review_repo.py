@@ -13,8 +13,8 @@ import asyncpg
 from actors.errors import Conflict, InvalidInput, NotFound
 from actors.storage.search_repo import ITEM_COLUMNS, item
 
-__all__ = ["NEXT_STATE", "REASONS", "Reason", "FlagState", "create_flag", "list_flags", "move_flag",
-           "review_queue", "flag_view"]
+__all__ = ["NEXT_STATE", "REASONS", "Reason", "FlagState", "create_flag", "flag_view", "flagged_steps",
+           "flags_of_sessions", "list_flags", "move_flag", "review_queue"]
 
 Reason = Literal["wrong_action", "off_task", "personal_data", "poor_quality", "other"]
 REASONS: tuple[str, ...] = ("wrong_action", "off_task", "personal_data", "poor_quality", "other")
@@ -139,3 +139,24 @@ async def review_queue(conn: Conn, org_id: uuid.UUID, *, quality_below: float, l
             why.append(f"quality {r['quality_overall']:.2f} < {quality_below:g}")
         out.append({**item(r), "why": why})
     return out
+
+
+# -- dataset selection ------------------------------------------------------------------------
+# A flag in any state keeps its session or step out of datasets built with exclude_flagged:
+# a resolved flag records that a reviewer dealt with the problem, not that the data is good.
+
+async def flags_of_sessions(conn: Conn, session_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[tuple[int | None, str]]]:
+    """Every flag (seq, reason) of these sessions: seq None flags the whole session."""
+    rows = await conn.fetch("SELECT session_id, seq, reason FROM review_flags WHERE session_id = ANY($1::uuid[])",
+                            session_ids)
+    out: dict[uuid.UUID, list[tuple[int | None, str]]] = {}
+    for r in rows:
+        out.setdefault(r["session_id"], []).append((r["seq"], r["reason"]))
+    return out
+
+
+async def flagged_steps(conn: Conn, session_id: uuid.UUID) -> frozenset[int]:
+    """The seqs of the session's flagged steps."""
+    rows = await conn.fetch("SELECT DISTINCT seq FROM review_flags WHERE session_id = $1 AND seq IS NOT NULL",
+                            session_id)
+    return frozenset(r["seq"] for r in rows)

@@ -36,6 +36,7 @@ RUN = (
     "KEY=...",  # "Try it": create a session, send an event, read it back
     "TRACEMILL_API_KEY=$KEY tracemill demo",  # replay the recorded checkout (a ready human session)
     "ADMIN_KEY=...",  # dataset builds: the CLI, `ray job submit`, the API; read it, download a file
+    "# the newest ready sessions that mention",  # search and trends (issue 16)
 )
 NOT_RUN = {
     "# 1. install and run tracemill": "installs the package and runs `tracemill up` in the foreground: the"
@@ -65,6 +66,10 @@ NOT_RUN = {
     "# evaluate local models": "needs a trained model (and an OpenAI model for the last line); test_local_models.py"
                                " runs eval run and compare for local:<id>, local:base and an OpenAI-compatible model",
     "# the dataset's value": "a benchmark of minutes (its figures are in results/dataset_value.json)",
+    "# review: flag step 5": "needs a session id, a flag id and a review key; test_review.py runs every review"
+                             " route, its transitions and errors, and a dataset build that leaves the flags out",
+    "tracemill bench search": "a benchmark of minutes (1M generated events; its figures are in results/search.json);"
+                              " test_sessions_search.py checks the plans on 100k events",
 }
 
 

@@ -1,17 +1,22 @@
 """The review workflow on the stack: flag a session and a step, move flags pending → reviewed →
 resolved (409 otherwise) with who and when, the session list's review_state, the review queue
-with its reasons; another organisation's session is 404 and a key without the review scope 403."""
+with its reasons; another organisation's session is 404 and a key without the review scope 403;
+a dataset built afterwards leaves the flagged session and step out and its report says so."""
 
 from __future__ import annotations
 
+import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from jobs import build_dataset
 from tests.support.client import Api, new_id
-from tests.support.sessions import T0, wait_terminal
-from tests.support.stack import make_key, run_db
+from tests.support.sessions import T0, record_ready, wait_terminal
+from tests.support.stack import make_key, read_object, run_db
 
 WORD = f"rv{uuid.uuid4().hex[:8]}"
 
@@ -51,9 +56,9 @@ def test_flag_a_step_and_walk_it_to_resolved(stack: Any, api: Api, reviewer: Api
     flag = created.json()
     assert flag["state"] == "pending" and flag["seq"] == 3 and flag["session_id"] == sid
     assert flag["created_by"] == _key_id(stack, reviewer) and flag["created_at"]
-    listed = api.http.get("/v1/sessions", params={"q": WORD}).json()["items"]
+    listed = reviewer.http.get("/v1/sessions", params={"q": WORD}).json()["items"]
     assert listed[0]["review_state"] == "pending"
-    assert api.http.get("/v1/sessions", params={"q": WORD, "review_state": "pending"}).json()["total"] == 1
+    assert reviewer.http.get("/v1/sessions", params={"q": WORD, "review_state": "pending"}).json()["total"] == 1
 
     # resolved before reviewed is not a transition
     skip = reviewer.http.patch(f"/v1/flags/{flag['flag_id']}", json={"state": "resolved"})
@@ -65,8 +70,9 @@ def test_flag_a_step_and_walk_it_to_resolved(stack: Any, api: Api, reviewer: Api
     resolved = reviewer.http.patch(f"/v1/flags/{flag['flag_id']}", json={"state": "resolved"}).json()
     assert resolved["state"] == "resolved" and resolved["resolved_at"] >= resolved["reviewed_at"]
     assert reviewer.http.patch(f"/v1/flags/{flag['flag_id']}", json={"state": "reviewed"}).status_code == 409
-    assert api.http.get("/v1/sessions", params={"q": WORD}).json()["items"][0]["review_state"] == "resolved"
-    flags = api.http.get(f"/v1/sessions/{sid}/flags").json()["items"]
+    assert reviewer.http.get("/v1/sessions", params={"q": WORD}).json()["items"][0]["review_state"] == "resolved"
+    analyst = Api(stack.endpoint, make_key(stack, ["read"]))  # reads flags, cannot flag
+    flags = analyst.http.get(f"/v1/sessions/{sid}/flags").json()["items"]
     assert [f["state"] for f in flags] == ["resolved"]
 
 
@@ -123,10 +129,52 @@ def test_other_organisation_and_scopes(stack: Any, api: Api, other_org_api: Api,
     flag = mine.http.post(f"/v1/sessions/{sid}/flags", json={"reason": "off_task"}).json()
     assert outsider.http.patch(f"/v1/flags/{flag['flag_id']}", json={"state": "reviewed"}).status_code == 404
     assert sid not in {i["session_id"] for i in outsider.http.get("/v1/review/queue").json()["items"]}
-    # the recording key (ingest + read) may read flags but not flag or review
+    # the recording key (ingest + read: the recorder role) neither flags nor reviews
     denied = api.http.post(f"/v1/sessions/{sid}/flags", json={"reason": "other"})
     assert denied.status_code == 403 and denied.json()["error"]["code"] == "forbidden"
     assert api.http.patch(f"/v1/flags/{flag['flag_id']}", json={"state": "reviewed"}).status_code == 403
     assert api.http.get("/v1/review/queue").status_code == 403
+    analyst = Api(stack.endpoint, make_key(stack, ["read"]))
+    assert analyst.http.post(f"/v1/sessions/{sid}/flags", json={"reason": "other"}).status_code == 403
+    assert analyst.http.get(f"/v1/sessions/{sid}/flags").status_code == 200
     admin = Api(stack.endpoint, make_key(stack, ["admin"]))  # admin implies review
     assert admin.http.patch(f"/v1/flags/{flag['flag_id']}", json={"state": "reviewed"}).status_code == 200
+
+
+def _build(stack: Any, tmp_path: Path, capsys: pytest.CaptureFixture, task: str, exclude: bool) -> dict[str, Any]:
+    body = {"name": "reviewed", "selection": {"task_contains": task, "exclude_flagged": exclude},
+            "split": {"validation_share": 0.34, "seed": 1}}
+    path = tmp_path / f"dataset-{exclude}.yaml"
+    path.write_text(yaml.safe_dump(body))
+    assert build_dataset.main(["--config", str(path), "--one-process"]) == 0
+    dataset_id = capsys.readouterr().out.split("dataset ")[-1].split()[0]
+    row = run_db(stack, "SELECT * FROM datasets WHERE dataset_id = $1", uuid.UUID(dataset_id))[0]
+    files = json.loads(row["files"])
+    steps: dict[str, int] = {}
+    for split in ("train", "validation"):
+        for line in read_object(stack, files[f"{split}.ranking.jsonl"]["key"]).decode().splitlines():
+            sid = json.loads(line)["session_id"]
+            steps[sid] = steps.get(sid, 0) + 1
+    return {"sessions": {str(s) for s in [*row["train_sessions"], *row["validation_sessions"]]},
+            "report": json.loads(row["report"]), "steps": steps}
+
+
+def test_datasets_leave_out_flagged_sessions_and_steps(stack: Any, api: Api, reviewer: Api, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    task = f"Buy a kettle {WORD}"
+    whole, stepped, clean = record_ready(api, 3, task)
+    assert reviewer.http.post(f"/v1/sessions/{whole}/flags", json={"reason": "personal_data"}).status_code == 201
+    # seq 5 of a shop session is a click on an "Add to cart" button: an action step
+    step = reviewer.http.post(f"/v1/sessions/{stepped}/flags", json={"seq": 5, "reason": "wrong_action"}).json()
+    reviewer.http.patch(f"/v1/flags/{step['flag_id']}", json={"state": "reviewed"})  # any state counts
+
+    everything = _build(stack, tmp_path, capsys, task, exclude=False)
+    assert everything["sessions"] == {whole, stepped, clean}
+    assert everything["report"]["excluded_by_review"] == {"exclude_flagged": False}
+
+    reviewed = _build(stack, tmp_path, capsys, task, exclude=True)
+    assert reviewed["sessions"] == {stepped, clean}
+    assert reviewed["report"]["excluded_by_review"] == {
+        "sessions": 1, "sessions_by_reason": {"personal_data": 1}, "steps": 1, "steps_by_reason": {"wrong_action": 1}}
+    assert reviewed["steps"][stepped] == everything["steps"][stepped] - 1
+    assert reviewed["steps"][clean] == everything["steps"][clean]

@@ -20,7 +20,7 @@ from actors.storage.search_repo import SessionQuery, list_sql
 from cluster.bench.search_data import generate
 from tests.support.client import Api, new_id
 from tests.support.sessions import T0, wait_terminal
-from tests.support.stack import run_db
+from tests.support.stack import make_key, run_db
 
 WORD = f"zq{uuid.uuid4().hex[:8]}"  # a word no other test's session holds
 
@@ -45,6 +45,18 @@ def _record(api: Api, task: str, events: list[dict[str, Any]]) -> str:
 
 
 @pytest.fixture(scope="module")
+def reader(stack: Any) -> Api:
+    """A key of the analyst role (the read scope): every session of the workspace, trends."""
+    return Api(stack.endpoint, make_key(stack, ["read"]))
+
+
+@pytest.fixture(scope="module")
+def other_reader(stack: Any, other_org_api: Api) -> Api:
+    org = run_db(stack, "SELECT org_id FROM api_keys WHERE lookup_id = $1", other_org_api.key.split("_")[1])[0]["org_id"]
+    return Api(stack.endpoint, make_key(stack, ["read"], org_id=org))
+
+
+@pytest.fixture(scope="module")
 def recorded(api: Api) -> dict[str, str]:
     """Three sessions of this module: two on one site, one on another, each with its own words."""
     sids = {
@@ -63,8 +75,8 @@ def _list(api: Api, **params: Any) -> dict[str, Any]:
     return dict(response.json())
 
 
-def test_list_items_carry_what_the_pages_show(api: Api, recorded: dict[str, str]) -> None:
-    page = _list(api, q=WORD, limit=100)
+def test_list_items_carry_what_the_pages_show(reader: Api, recorded: dict[str, str]) -> None:
+    page = _list(reader, q=WORD, limit=100)
     assert page["total"] == 3 and page["next_cursor"] is None
     by_id = {item["session_id"]: item for item in page["items"]}
     teapot = by_id[recorded["teapot"]]
@@ -77,9 +89,9 @@ def test_list_items_carry_what_the_pages_show(api: Api, recorded: dict[str, str]
     assert by_id[recorded["lamp"]]["site"] == "lamps.example"  # the host, lower-cased
 
 
-def test_search_finds_task_title_and_element_text(api: Api, recorded: dict[str, str]) -> None:
+def test_search_finds_task_title_and_element_text(reader: Api, recorded: dict[str, str]) -> None:
     def found(q: str) -> set[str]:
-        return {i["session_id"] for i in _list(api, q=q, limit=100)["items"]}
+        return {i["session_id"] for i in _list(reader, q=q, limit=100)["items"]}
 
     assert found(f"teapot {WORD}") == {recorded["teapot"]}          # task words, all of them
     assert recorded["teapot"] in found("copper")                     # a page title
@@ -89,19 +101,19 @@ def test_search_finds_task_title_and_element_text(api: Api, recorded: dict[str, 
     assert found(f"{WORD}nothing") == set()
 
 
-def test_filters_sorts_and_keyset_pages(api: Api, recorded: dict[str, str]) -> None:
-    site = _list(api, q=WORD, site="teapots.example")
+def test_filters_sorts_and_keyset_pages(reader: Api, recorded: dict[str, str]) -> None:
+    site = _list(reader, q=WORD, site="teapots.example")
     assert {i["session_id"] for i in site["items"]} == {recorded["teapot"], recorded["kettle"]}
-    assert _list(api, q=WORD, review_state="pending")["total"] == 0
-    assert _list(api, q=WORD, type="automated")["total"] == 0
-    assert _list(api, q=WORD, since="2999-01-01T00:00:00Z")["total"] == 0
-    none = _list(api, q=WORD, frustration="false")["total"]
-    some = _list(api, q=WORD, frustration="true")["total"]
+    assert _list(reader, q=WORD, review_state="pending")["total"] == 0
+    assert _list(reader, q=WORD, type="automated")["total"] == 0
+    assert _list(reader, q=WORD, since="2999-01-01T00:00:00Z")["total"] == 0
+    none = _list(reader, q=WORD, frustration="false")["total"]
+    some = _list(reader, q=WORD, frustration="true")["total"]
     assert none + some == 3
     for sort in ("-started_at", "quality", "-events"):
         seen, cursor = [], None
         while True:
-            page = _list(api, q=WORD, sort=sort, limit=1, **({"cursor": cursor} if cursor else {}))
+            page = _list(reader, q=WORD, sort=sort, limit=1, **({"cursor": cursor} if cursor else {}))
             assert page["total"] == 3 and len(page["items"]) == 1
             seen.append(page["items"][0])
             cursor = page["next_cursor"]
@@ -113,11 +125,11 @@ def test_filters_sorts_and_keyset_pages(api: Api, recorded: dict[str, str]) -> N
             assert qualities == sorted(qualities)
 
 
-def test_another_organisation_sees_none_of_them(other_org_api: Api, recorded: dict[str, str]) -> None:
-    assert _list(other_org_api, q=WORD) == {"items": [], "next_cursor": None, "total": 0}
-    mine = {i["session_id"] for i in _list(other_org_api, limit=100)["items"]}
+def test_another_organisation_sees_none_of_them(other_reader: Api, recorded: dict[str, str]) -> None:
+    assert _list(other_reader, q=WORD) == {"items": [], "next_cursor": None, "total": 0}
+    mine = {i["session_id"] for i in _list(other_reader, limit=100)["items"]}
     assert not mine & set(recorded.values())
-    trends = other_org_api.http.get("/v1/analytics/trends", params={"group_by": "site"}).json()
+    trends = other_reader.http.get("/v1/analytics/trends", params={"group_by": "site"}).json()
     assert "teapots.example" not in {p["key"] for p in trends["points"]}
 
 
@@ -127,16 +139,16 @@ def test_another_organisation_sees_none_of_them(other_org_api: Api, recorded: di
     {"q": "x" * 201}, {"cursor": "not-a-cursor"}, {"sort": "-title"}, {"status": "done"},
     {"limit": ["5", "6"]},
 ])
-def test_bad_parameters_are_422_in_the_error_shape(api: Api, params: dict[str, Any]) -> None:
-    response = api.http.get("/v1/sessions", params=params)
+def test_bad_parameters_are_422_in_the_error_shape(reader: Api, params: dict[str, Any]) -> None:
+    response = reader.http.get("/v1/sessions", params=params)
     assert response.status_code == 422, response.text
     error = response.json()["error"]
     assert error["code"] == "invalid_input" and error["details"] and error["request_id"]
 
 
-def test_a_cursor_from_another_sort_is_refused(api: Api, recorded: dict[str, str]) -> None:
-    cursor = _list(api, q=WORD, limit=1)["next_cursor"]
-    response = api.http.get("/v1/sessions", params={"q": WORD, "sort": "quality", "cursor": cursor})
+def test_a_cursor_from_another_sort_is_refused(reader: Api, recorded: dict[str, str]) -> None:
+    cursor = _list(reader, q=WORD, limit=1)["next_cursor"]
+    response = reader.http.get("/v1/sessions", params={"q": WORD, "sort": "quality", "cursor": cursor})
     assert response.status_code == 422 and response.json()["error"]["details"][0]["field"] == "query.cursor"
 
 
@@ -150,20 +162,20 @@ def test_a_key_is_required(stack: Any) -> None:
         assert bad.status_code == 401 and bad.json()["error"]["code"] == "unauthenticated"
 
 
-def test_trends(api: Api, recorded: dict[str, str]) -> None:
-    day = api.http.get("/v1/analytics/trends", params={"metric": "sessions", "group_by": "day"})
+def test_trends(reader: Api, recorded: dict[str, str]) -> None:
+    day = reader.http.get("/v1/analytics/trends", params={"metric": "sessions", "group_by": "day"})
     assert day.status_code == 200, day.text
     body = day.json()
     assert body["metric"] == "sessions" and body["group_by"] == "day" and body["points"]
     assert all(p["value"] == p["count"] for p in body["points"])
-    sites = api.http.get("/v1/analytics/trends", params={"metric": "events", "group_by": "site"}).json()
+    sites = reader.http.get("/v1/analytics/trends", params={"metric": "events", "group_by": "site"}).json()
     by_site = {p["key"]: p for p in sites["points"]}
     assert by_site["teapots.example"]["count"] >= 2 and by_site["teapots.example"]["value"] >= 24
     for metric in ("mean_quality", "rejection_rate", "frustration_rate"):
-        points = api.http.get("/v1/analytics/trends", params={"metric": metric, "group_by": "session_type"}).json()["points"]
+        points = reader.http.get("/v1/analytics/trends", params={"metric": metric, "group_by": "session_type"}).json()["points"]
         assert all(0 <= p["value"] <= 1 for p in points) and points
     for bad in ({"metric": "revenue"}, {"group_by": "hour"}, {"since": "2020-01-01T00:00:00Z"}):
-        response = api.http.get("/v1/analytics/trends", params=bad)
+        response = reader.http.get("/v1/analytics/trends", params=bad)
         assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_input"
 
 

@@ -31,6 +31,7 @@ from actors.errors import InvalidInput
 from actors.storage.objectstore import ObjectStore, make_object_store
 from actors.storage.postgres import connect_pool
 from actors.storage import training_repo as repo
+from actors.storage.review_repo import flags_of_sessions
 from configs.dataset import DatasetBuildConfig
 from configs.settings import TracemillSettings
 from actors.training.dataset.chunks import ChunkResult, WorkItem, build_chunk, encode_chunk
@@ -84,12 +85,16 @@ async def run_build(settings: TracemillSettings, config: DatasetBuildConfig,
 
 
 async def _work(pool: Any, config: DatasetBuildConfig, org_id: uuid.UUID
-                ) -> tuple[dict[str, float | None], list[str], list[str], list[WorkItem], list[float]]:
-    """(qualities, train ids, validation ids, the work list, each item's units): every train
-    session before every validation session, each in selection order."""
+                ) -> tuple[dict[str, float | None], list[str], list[str], list[WorkItem], list[float], dict[str, Any]]:
+    """(qualities, train ids, validation ids, the work list, each item's units, what review
+    flags left out): every train session before every validation session, each in selection order."""
     rows = await repo.select_sessions(pool, org_id, config.selection)
+    excluded: dict[str, Any] = {}
+    if config.selection.exclude_flagged:
+        rows, excluded = await _review_exclusions(pool, rows)
     if not rows:
-        raise InvalidInput("no session matches the selection", code="empty_selection")
+        left_out = f" ({excluded['sessions']} left out by review flags)" if excluded.get("sessions") else ""
+        raise InvalidInput("no session matches the selection" + left_out, code="empty_selection")
     qualities = {str(r["session_id"]): r["quality_overall"] for r in rows}
     train_ids, val_ids = split_by_session(list(qualities), config.split.validation_share,
                                           config.split.seed)
@@ -98,13 +103,34 @@ async def _work(pool: Any, config: DatasetBuildConfig, org_id: uuid.UUID
     sizes = await repo.session_sizes(pool, [uuid.UUID(s) for s, _, _ in work])
     embeds = config.format.image_mode == "data_url" and config.format.max_images_per_example > 0
     units = [session_units(*sizes.get(uuid.UUID(s), (0, 0)), embeds) for s, _, _ in work]
-    return qualities, train_ids, val_ids, work, units
+    return qualities, train_ids, val_ids, work, units, excluded
+
+
+async def _review_exclusions(pool: Any, rows: list[Any]) -> tuple[list[Any], dict[str, Any]]:
+    """The selected rows without the sessions a reviewer flagged whole, and the report's count of
+    what flags leave out, by reason: those sessions, and the flagged steps of the sessions kept
+    (their examples are skipped in the chunks)."""
+    flags = await flags_of_sessions(pool, [r["session_id"] for r in rows])
+    whole = {sid for sid, fl in flags.items() if any(seq is None for seq, _ in fl)}
+    by_reason: dict[str, collections.Counter[str]] = {"sessions": collections.Counter(),
+                                                      "steps": collections.Counter()}
+    steps: set[tuple[Any, int]] = set()
+    for sid, fl in flags.items():
+        for seq, reason in fl:
+            if sid in whole and seq is None:
+                by_reason["sessions"][reason] += 1
+            elif sid not in whole and seq is not None:
+                steps.add((sid, seq))
+                by_reason["steps"][reason] += 1
+    return [r for r in rows if r["session_id"] not in whole], {
+        "sessions": len(whole), "sessions_by_reason": dict(by_reason["sessions"]),
+        "steps": len(steps), "steps_by_reason": dict(by_reason["steps"])}
 
 
 async def _build(pool: Any, store: ObjectStore, settings: TracemillSettings, config: DatasetBuildConfig,
                  dataset_id: uuid.UUID, org_id: uuid.UUID, one_process: bool) -> BuildResult:
     started = time.monotonic()
-    qualities, train_ids, val_ids, work, units = await _work(pool, config, org_id)
+    qualities, train_ids, val_ids, work, units, excluded = await _work(pool, config, org_id)
     log.info("dataset %s: %d sessions selected (%d train, %d validation), %s",
              dataset_id, len(work), len(train_ids), len(val_ids),
              "in one process" if one_process else "on Ray")
@@ -118,6 +144,8 @@ async def _build(pool: Any, store: ObjectStore, settings: TracemillSettings, con
             dropped=written["dropped"], empty_sessions=writer.empty_sessions,
             seconds=time.monotonic() - started, tasks=tasks,
             executor="one_process" if one_process else "ray")
+        # Review flags (issue 16): left out when selection.exclude_flagged; reasons count flags.
+        report["excluded_by_review"] = excluded if config.selection.exclude_flagged else {"exclude_flagged": False}
         _check_rules(written, report)
         files = await _upload(store, dataset_prefix(org_id, dataset_id), written, report,
                               quality_plot_png(qualities, val_ids, config.selection.min_quality, config.name))
@@ -138,12 +166,12 @@ def _submitter(settings: TracemillSettings, config: DatasetBuildConfig, one_proc
                ) -> tuple[Callable[[list[WorkItem]], Awaitable[ChunkResult]], int]:
     """How a chunk runs, and how many run at once: inline, or as a Ray task."""
     if one_process:
-        return (lambda items: encode_chunk(settings, config.format, items)), 1
+        return (lambda items: encode_chunk(settings, config.format, items, config.selection.exclude_flagged)), 1
     task = build_chunk.options(num_cpus=config.task_num_cpus)
     workers = max(int(ray.cluster_resources().get("CPU", 1) / config.task_num_cpus), 1)
 
     def submit(items: list[WorkItem]) -> Awaitable[ChunkResult]:
-        ref = task.remote(settings, config.format, items)  # submitted now, awaited in order
+        ref = task.remote(settings, config.format, items, config.selection.exclude_flagged)  # submitted now, awaited in order
         return asyncio.to_thread(ray.get, ref)
     return submit, workers
 

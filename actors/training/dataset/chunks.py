@@ -23,6 +23,7 @@ from actors.ingest.rows import as_event
 from actors.processing.task_resources import task_resources
 from actors.storage.objectstore import ObjectStore
 from actors.storage.processing_repo import event_rows, screenshot_rows
+from actors.storage.review_repo import flagged_steps
 from actors.training.dataset.formats import build_examples, example_problems, example_summary
 from actors.training.dataset.parquet import rows_ipc
 from actors.training.dataset.ranking import RankingRow, content_digest, ranking_rows
@@ -82,13 +83,13 @@ class ChunkResult:
 
 @ray.remote(max_retries=3)
 def build_chunk(settings: TracemillSettings, fmt: DatasetFormatSettings,
-                sessions: list[WorkItem]) -> ChunkResult:
+                sessions: list[WorkItem], skip_flagged_steps: bool = False) -> ChunkResult:
     """A chunk's encoded lines. Read-only: safe to retry."""
-    return asyncio.run(encode_chunk(settings, fmt, sessions))
+    return asyncio.run(encode_chunk(settings, fmt, sessions, skip_flagged_steps))
 
 
 async def encode_chunk(settings: TracemillSettings, fmt: DatasetFormatSettings,
-                       sessions: list[WorkItem]) -> ChunkResult:
+                       sessions: list[WorkItem], skip_flagged_steps: bool = False) -> ChunkResult:
     started = time.monotonic()
     splits: dict[str, EncodedSplit] = {}
     rows: dict[str, list[RankingRow]] = {}
@@ -98,7 +99,9 @@ async def encode_chunk(settings: TracemillSettings, fmt: DatasetFormatSettings,
             sid = uuid.UUID(session_id)
             events = [as_event(r) for r in await event_rows(res.pool, sid)]
             shots = await screenshot_rows(res.pool, sid)
-            session = {"session_id": session_id, "task": task}
+            session: dict[str, Any] = {"session_id": session_id, "task": task}
+            if skip_flagged_steps:  # steps a reviewer flagged make no example (formats.action_steps)
+                session["skip_seqs"] = await flagged_steps(res.pool, sid)
             examples = build_examples(session, events, await _images(res.store, shots, fmt), fmt)
             empty += not examples
             encode_examples(splits.setdefault(split, EncodedSplit()), examples, fmt)

@@ -214,7 +214,10 @@ def action_steps(session: Mapping[str, Any], events: Sequence[dict],
             url = str(ev["url"])
         if ev.get("title") or kind == "navigation":
             title = str(ev.get("title") or "")
-    return steps
+    # Steps a reviewer flagged (the dataset build's skip_seqs) make no example; they stay in
+    # the history of the steps after them, since they happened.
+    skip = session.get("skip_seqs") or ()
+    return [st for st in steps if st.seq not in skip] if skip else steps
 
 
 def build_examples(session: Mapping[str, Any], events: Sequence[dict],
