@@ -1,5 +1,6 @@
 // Screenshots: captured with chrome.tabs.captureVisibleTab on navigation, click and modal,
-// sensitive fields painted over in the browser before the image leaves it, encoded as WebP,
+// sensitive fields painted over in the browser before the image leaves it, encoded as WebP
+// (uploaded with the list of painted boxes, X-Painted-Boxes),
 // queued in IndexedDB and uploaded with PUT (PROTOCOL.md "Screenshots"); a failed upload stays
 // queued and is tried again with the events' backoff.
 //
@@ -10,6 +11,9 @@ import * as queue from "./queue.js";
 import { checkedEndpoint } from "./config.js";
 
 const MIN_GAP_MS = 600;
+const MAX_WIDTH = 1280; // the server's default compress.max_width: wider captures are re-encoded there
+const MARGIN = 2; // px painted beyond each sensitive box
+const MAX_LISTED = 200; // X-Painted-Boxes holds at most this many boxes
 const PRIORITY = { navigation: 3, modal: 2, click: 1, input: 0, other: 0 };
 
 export class Shots {
@@ -62,13 +66,13 @@ export class Shots {
       return; // the quota, or a page the browser does not let extensions capture
     }
     const capturedAt = Date.now();
-    const { bytes, type } = await paint(dataUrl, page);
+    const { bytes, type, painted } = await paint(dataUrl, page);
     const id = "shot-" + crypto.randomUUID();
     const seq = await this.host.record({ type: "screenshot", screenshot_id: id, trigger: p.trigger, ts: capturedAt,
                                          url: page.url, title: tab.title ? tab.title.slice(0, 500) : undefined });
     if (seq === null) return;
     const s = this.host.session();
-    await queue.putShot({ id, sid: s.id, seq, capturedAt, trigger: p.trigger, type, bytes });
+    await queue.putShot({ id, sid: s.id, seq, capturedAt, trigger: p.trigger, type, bytes, painted });
     this.upload();
   }
 
@@ -105,10 +109,13 @@ export class Shots {
     const s = this.host.session();
     if (s && s.id === shot.sid && !(await this.host.ensureCreated())) return false;
     const q = new URLSearchParams({ seq: String(shot.seq), captured_at: String(shot.capturedAt), trigger: shot.trigger });
+    const headers = { "Content-Type": shot.type, Authorization: `Bearer ${cfg.apiKey}` };
+    // The boxes painted before encoding; shots queued by an older version have none (full path).
+    if (Array.isArray(shot.painted)) headers["X-Painted-Boxes"] = JSON.stringify(shot.painted);
     let r;
     try {
       r = await fetch(`${checkedEndpoint(cfg.endpoint)}/v1/sessions/${shot.sid}/screenshots/${shot.id}?${q}`, {
-        method: "PUT", body: shot.bytes, headers: { "Content-Type": shot.type, Authorization: `Bearer ${cfg.apiKey}` },
+        method: "PUT", body: shot.bytes, headers,
       });
     } catch (_) {
       return false;
@@ -133,7 +140,9 @@ function withTimeout(promise, ms) {
   return Promise.race([promise, new Promise((_, reject) => setTimeout(() => reject(new Error("timeout")), ms))]);
 }
 
-// Paint the sensitive boxes (CSS px, scaled to the image) and encode as WebP.
+// Paint the sensitive boxes (CSS px, scaled to the image) and encode as WebP, no wider than the
+// server stores screenshots (its default compress.max_width): such a WebP, with the list of boxes
+// painted, is stored as uploaded, without a second encode (PROTOCOL.md "Screenshots").
 async function paint(dataUrl, page) {
   // Decoded by hand: fetch() of a data: URL is outside the CSP's connect-src, on purpose.
   const [head, b64] = dataUrl.split(",", 2);
@@ -142,14 +151,26 @@ async function paint(dataUrl, page) {
   for (let i = 0; i < raw.length; i++) data[i] = raw.charCodeAt(i);
   const blob = new Blob([data], { type: head.slice(5).split(";")[0] });
   const bitmap = await createImageBitmap(blob);
-  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+  const shrink = Math.min(1, MAX_WIDTH / bitmap.width);
+  const width = Math.max(1, Math.round(bitmap.width * shrink));
+  const height = Math.max(1, Math.round(bitmap.height * shrink));
+  const canvas = new OffscreenCanvas(width, height);
   const ctx = canvas.getContext("2d");
-  ctx.drawImage(bitmap, 0, 0);
-  const scale = bitmap.width / page.width;
+  ctx.imageSmoothingQuality = "high";
+  ctx.drawImage(bitmap, 0, 0, width, height);
+  const scale = width / page.width;
   ctx.fillStyle = "#000";
+  const painted = [];
   for (const b of page.boxes) {
-    ctx.fillRect(Math.floor(b.x * scale) - 2, Math.floor(b.y * scale) - 2, Math.ceil(b.width * scale) + 4, Math.ceil(b.height * scale) + 4);
+    // Whole pixels, outwards, plus a margin: lossy encoding blurs a box's edge by a pixel or two,
+    // and the server checks the pixels of every listed box before it believes the list.
+    const left = Math.floor(b.x * scale) - MARGIN, top = Math.floor(b.y * scale) - MARGIN;
+    const right = Math.ceil((b.x + b.width) * scale) + MARGIN, bottom = Math.ceil((b.y + b.height) * scale) + MARGIN;
+    ctx.fillRect(left, top, right - left, bottom - top);
+    painted.push([left, top, right - left, bottom - top]);
   }
   const out = await canvas.convertToBlob({ type: "image/webp", quality: 0.8 });
-  return { bytes: await out.arrayBuffer(), type: out.type }; // PNG where WebP encoding is missing
+  // PNG where WebP encoding is missing. Listing fewer boxes than painted is safe: the server
+  // paints whatever it knows of that no listed box covers.
+  return { bytes: await out.arrayBuffer(), type: out.type, painted: painted.slice(0, MAX_LISTED) };
 }

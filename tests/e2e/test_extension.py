@@ -153,6 +153,11 @@ def check_recording(stack: Any, api: Api, recorder: Recorder, sid: str, recorded
 
     check_selectors(recorder, events)
     check_screenshots(api, sid, events, view)
+    # The extension lists the boxes it painted (X-Painted-Boxes): each WebP was measured once, at
+    # the ingress, and those covering every box the server knows of were stored as uploaded.
+    shots = run_db(stack, "SELECT upload_facts IS NOT NULL AS measured, webp_sha256 = sha256 AS as_uploaded"
+                   " FROM screenshots WHERE session_id = $1", uuid.UUID(sid))
+    assert shots and all(s["measured"] for s in shots) and any(s["as_uploaded"] for s in shots), shots
 
     # Finalise, then nothing typed into the sensitive fields is anywhere.
     final = wait_terminal(api, sid, timeout=150)
