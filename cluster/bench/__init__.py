@@ -30,6 +30,8 @@ BENCH: dict[str, Command] = {
                           "cluster.bench.bruteforce"),
     "redaction": Command("worst time of every redaction regex on 256 KiB hostile strings vs the pre-fix patterns",
                          "cluster.bench.redaction"),
+    "signin": Command("sign-in latency p50/p95 over HTTP vs one argon2id hash; wrong password vs unknown email; "
+                      "guesses until a brute-forcer is locked out", "cluster.bench.signin"),
     "search": Command("session list and full-text search p50/p95 over 10k sessions and 1M events vs an "
                       "events-level index", "cluster.bench.search"),
 }
