@@ -40,7 +40,7 @@ from configs.secrets import write_secrets_file
 from actors.storage.postgres import apply_migrations, connect_pool, json_dumps
 from cluster.bench.frames import synthetic_page
 from cluster.embedded_postgres import EmbeddedPostgres
-from cluster.local import use_free_agent_port
+from cluster.local import LOCAL_RAY_ENV, use_free_agent_port
 from configs.dataset import DatasetBuildConfig
 from configs.settings import TracemillSettings
 from actors.training.dataset.build import BuildResult, run_build
@@ -177,6 +177,10 @@ def _measured(settings: TracemillSettings, build: Callable[[], BuildResult]) -> 
     examples = result.report["examples"]["train"] + result.report["examples"]["validation"]
     return {"examples": examples, "seconds": round(seconds, 3), "examples_per_s": round(examples / seconds, 1),
             "tasks": result.report["build"]["tasks"], "driver_memory": memory,
+            # Until the files are written (the rest is the upload and the database rows); where
+            # those seconds went: in the tasks by phase (their CPU too), the driver waiting, writing.
+            "build_seconds": result.report["build"]["seconds"],
+            "seconds_spent": result.report["build"].get("seconds_spent"),
             "files_bytes": sum(f["bytes"] for f in result.files.values()),
             "digests": asyncio.run(_digests(settings, result))}
 
@@ -222,6 +226,9 @@ def _job_submit_build(settings: TracemillSettings, config: DatasetBuildConfig, f
 
 
 def bench_dataset(sessions: int, events: int, shot_every: int, rounds: int) -> dict[str, Any]:
+    # As the local stack runs them: Ray's default nice 15 starves the workers whenever anything
+    # else on the machine wants a core, and the one-process baseline runs at nice 0.
+    os.environ.update(LOCAL_RAY_ENV)
     with tempfile.TemporaryDirectory(prefix="tracemill-bench-dataset-") as tmp:
         folder = Path(tmp)
         pg = EmbeddedPostgres(folder / "pgdata")
@@ -294,6 +301,10 @@ def run(args: argparse.Namespace) -> int:
     for name, r, times in rows:
         print(f"{name:<24} {r['examples_per_s']:>9.1f} examples/s  {times:.2f}x  "
               f"driver peak +{r['driver_memory']['growth_mib']:.0f} MiB of {r['files_bytes'] / 2**20:.0f} MiB written")
+    for name, key in (("one process", "baseline_one_process"), ("Ray 1 CPU", "ray_1_cpu"), ("Ray 2 CPUs", "ray_2_cpu")):
+        spent = result[key]["seconds_spent"] or {}
+        print(f"  {name}: build {result[key]['build_seconds']:.1f} s of {result[key]['seconds']:.1f} s; "
+              + ", ".join(f"{k} {v:.1f}" for k, v in spent.items()))
     print(f"{'ray job submit, 2 CPU':<24} {result['ray_job_submit']['examples_per_s']:>9.1f} examples/s  "
           f"{ratio['ray_job_submit']:.2f}x")
     print(f"files identical to the one-process build: {result['files_identical_to_one_process']}")

@@ -136,7 +136,8 @@ async def _build(pool: Any, store: ObjectStore, settings: TracemillSettings, con
              "in one process" if one_process else "on Ray")
     with tempfile.TemporaryDirectory(prefix="tracemill-dataset-") as folder:
         writer = DatasetWriter(Path(folder))
-        tasks = await _run_chunks(settings, config, work, units, writer, started, one_process)
+        timing = {"in_tasks": 0.0, "driver_waited": 0.0, "driver_wrote": 0.0}
+        tasks = await _run_chunks(settings, config, work, units, writer, started, one_process, timing)
         written = writer.close()
         report = build_report(
             config, qualities=qualities, train_ids=train_ids, validation_ids=val_ids,
@@ -144,6 +145,7 @@ async def _build(pool: Any, store: ObjectStore, settings: TracemillSettings, con
             dropped=written["dropped"], empty_sessions=writer.empty_sessions,
             seconds=time.monotonic() - started, tasks=tasks,
             executor="one_process" if one_process else "ray")
+        report["build"]["seconds_spent"] = {k: round(v, 3) for k, v in timing.items()}
         # Review flags (issue 16): left out when selection.exclude_flagged; reasons count flags.
         report["excluded_by_review"] = excluded if config.selection.exclude_flagged else {"exclude_flagged": False}
         _check_rules(written, report)
@@ -177,9 +179,11 @@ def _submitter(settings: TracemillSettings, config: DatasetBuildConfig, one_proc
 
 
 async def _run_chunks(settings: TracemillSettings, config: DatasetBuildConfig, work: list[WorkItem],
-                      units: list[float], writer: DatasetWriter, started: float, one_process: bool) -> int:
+                      units: list[float], writer: DatasetWriter, started: float, one_process: bool,
+                      timing: dict[str, float]) -> int:
     """Every chunk through `writer`, in work order, with at most two chunks per worker in
-    flight (their results wait in Ray's object store, not here); the number of tasks."""
+    flight (their results wait in Ray's object store, not here); the number of tasks. `timing`
+    collects where the seconds went: in the tasks (by phase), the driver waiting and writing."""
     submit, workers = _submitter(settings, config, one_process)
     planner = ChunkPlanner(units, workers=workers, target_seconds=config.task_target_seconds,
                            max_result_bytes=config.task_max_result_mb << 20,
@@ -192,9 +196,16 @@ async def _run_chunks(settings: TracemillSettings, config: DatasetBuildConfig, w
         if not in_flight:
             return tasks
         chunk, pending = in_flight.popleft()
+        waited = time.monotonic()
         result = await pending
+        writing = time.monotonic()
         planner.observe(planner.units(chunk), result.seconds, result.nbytes)
         writer.add(result)
+        timing["driver_waited"] += writing - waited
+        timing["driver_wrote"] += time.monotonic() - writing
+        timing["in_tasks"] += result.seconds
+        for phase, seconds in result.phases.items():
+            timing[f"in_tasks_{phase}"] = timing.get(f"in_tasks_{phase}", 0.0) + seconds
         tasks += 1
         if (now := time.monotonic()) - last_log >= _PROGRESS_EVERY_S or writer.sessions == len(work):
             last_log = now

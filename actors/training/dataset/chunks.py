@@ -74,6 +74,9 @@ class ChunkResult:
     sessions: int
     empty_sessions: int
     seconds: float  # the chunk's work inside its worker, what the planner sizes chunks by
+    # Where the seconds went (wall time by phase, and the worker's CPU time), for the build's
+    # report: a task much slower than the same chunk in one process shows here why.
+    phases: dict[str, float] = field(default_factory=dict)
 
     @property
     def nbytes(self) -> int:
@@ -90,11 +93,20 @@ def build_chunk(settings: TracemillSettings, fmt: DatasetFormatSettings,
 
 async def encode_chunk(settings: TracemillSettings, fmt: DatasetFormatSettings,
                        sessions: list[WorkItem], skip_flagged_steps: bool = False) -> ChunkResult:
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
+    phases = dict.fromkeys(("connect", "read", "examples", "encode", "ranking"), 0.0)
+    clock = [started]
+
+    def lap(phase: str) -> None:
+        now = time.monotonic()
+        phases[phase] += now - clock[0]
+        clock[0] = now
+
     splits: dict[str, EncodedSplit] = {}
     rows: dict[str, list[RankingRow]] = {}
     empty = 0
     async with task_resources(settings) as res:
+        lap("connect")
         for session_id, task, split in sessions:
             sid = uuid.UUID(session_id)
             events = [as_event(r) for r in await event_rows(res.pool, sid)]
@@ -102,14 +114,21 @@ async def encode_chunk(settings: TracemillSettings, fmt: DatasetFormatSettings,
             session: dict[str, Any] = {"session_id": session_id, "task": task}
             if skip_flagged_steps:  # steps a reviewer flagged make no example (formats.action_steps)
                 session["skip_seqs"] = await flagged_steps(res.pool, sid)
-            examples = build_examples(session, events, await _images(res.store, shots, fmt), fmt)
+            images = await _images(res.store, shots, fmt)
+            lap("read")
+            examples = build_examples(session, events, images, fmt)
+            lap("examples")
             empty += not examples
             encode_examples(splits.setdefault(split, EncodedSplit()), examples, fmt)
+            lap("encode")
             if fmt.ranking:
                 rows.setdefault(split, []).extend(ranking_rows(session, events, _frames(shots), fmt))
+            lap("ranking")
     for split, split_rows in rows.items():
         encode_rows(splits.setdefault(split, EncodedSplit()), split_rows)
-    return ChunkResult(splits, len(sessions), empty, time.monotonic() - started)
+    lap("ranking")
+    phases["cpu"] = time.process_time() - cpu
+    return ChunkResult(splits, len(sessions), empty, time.monotonic() - started, phases)
 
 
 def encode_examples(out: EncodedSplit, examples: list[dict], fmt: DatasetFormatSettings) -> None:
