@@ -72,7 +72,10 @@ class Services:
         the one check every route makes. `credential`: one not sent as a bearer header (a
         WebSocket's auth frame)."""
         method = "WS" if request.scope["type"] == "websocket" else request.method
-        permission = permission_for(method, request.url.path)
+        # The path within the app: under a route prefix (an app deployed at /tiny) Serve's
+        # scope keeps the prefix in both root_path and path, and the rules name app paths.
+        path, root = request.scope.get("path", ""), request.scope.get("root_path", "")
+        permission = permission_for(method, path[len(root):] if root and path.startswith(root) else path)
         return await self.principal(bearer_key(request) if credential is None else credential, permission)
 
     async def principal(self, api_key: str | None, permission: Permission | str) -> Principal:
