@@ -1,10 +1,12 @@
 """`tracemill bench screenshots` and `tracemill bench finalize`: processing figures, each as a
 ratio to a baseline measured in the same run.
 
-screenshots  The same Pillow work (decode, WebP encode, pHash, local vision) on the same frames:
-             a plain multiprocessing.Pool with one process per core (the baseline), Ray tasks
-             with num_cpus=1 on a private local stack, and the whole path (PUT over HTTP, the
-             object store, PostgreSQL, the compress tasks) until every frame is compressed.
+screenshots  Two kinds of upload, each against a plain multiprocessing.Pool (one process per
+             core) re-encoding the same frames (decode, WebP encode, pHash, local vision):
+             PNG frames (automation harnesses: the full path) and WebP frames as the extension
+             sends them (fields painted, X-Painted-Boxes: stored as uploaded). The whole path is
+             PUT over HTTP (4 in flight), the object store, PostgreSQL and the compress tasks,
+             until every frame is compressed; Ray tasks with num_cpus=1 on the PNG frames too.
              Rounds alternate so drift on a noisy machine hits all alike.
 finalize     Sessions of 200 events and 40 screenshots recorded through the public endpoint;
              the time from /finish to `ready`, and the same session's compress work alone in
@@ -14,6 +16,8 @@ finalize     Sessions of 200 events and 40 screenshots recorded through the publ
 from __future__ import annotations
 
 import argparse
+import asyncio
+import io
 import json
 import multiprocessing
 import os
@@ -22,12 +26,17 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import ray
+from PIL import Image, ImageDraw
 from websockets.sync.client import connect
+
+from actors.media.upload import header_value
 
 from cluster.bench.frames import compress_and_measure, synthetic_page
 from cluster.bench.stack import private_stack
@@ -35,6 +44,10 @@ from cluster.commands import Entry
 from cluster.results import write_result
 
 __all__ = ["FINALIZE", "SCREENSHOTS", "bench_finalize", "bench_screenshots", "record_session"]
+
+
+# Uploads in flight at once in the whole-path rounds: several recorders, not one at a time.
+_IN_FLIGHT = 4
 
 
 def _timed(fn: Callable[[], Any]) -> float:
@@ -49,6 +62,24 @@ def _progress(text: str) -> None:
 
 # -- screenshots ------------------------------------------------------------------------------
 
+# The sensitive inputs of the benchmark's page (CSS px = image px: viewport 1280x800, DPR 1).
+_FIELDS = ({"x": 100, "y": 200, "width": 400, "height": 40}, {"x": 100, "y": 300, "width": 400, "height": 40})
+_VIEWPORT = {"width": 1280, "height": 800}
+
+
+def extension_webp(png: bytes) -> tuple[bytes, str]:
+    """The page as the extension uploads it: the sensitive fields painted (2 px of margin), WebP
+    q80, and the X-Painted-Boxes header listing them."""
+    img = Image.open(io.BytesIO(png)).convert("RGB")
+    painted = [[f["x"] - 2, f["y"] - 2, f["width"] + 4, f["height"] + 4] for f in _FIELDS]
+    draw = ImageDraw.Draw(img)
+    for x, y, w, h in painted:
+        draw.rectangle([x, y, x + w - 1, y + h - 1], fill=(0, 0, 0))
+    out = io.BytesIO()
+    img.save(out, format="WEBP", quality=80)
+    return out.getvalue(), header_value(painted)
+
+
 def _pool_round(pool: Any, frames: list[bytes]) -> float:
     return _timed(lambda: pool.map(compress_and_measure, frames, chunksize=1))
 
@@ -58,55 +89,96 @@ def _ray_round(frames_refs: list[Any]) -> float:
     return _timed(lambda: ray.get([task.remote(ref) for ref in frames_refs]))
 
 
-def _pipeline_round(endpoint: str, key: str, frames: list[bytes], dsn: str) -> float:
-    """Upload every frame to a fresh session and wait until all are compressed."""
-    import asyncpg  # noqa: PLC0415 - only this round needs it
-    import asyncio
+async def _count_compressed(dsn: str, sid: str, want: int, deadline_s: float) -> dict[str, Any]:
+    """Wait until `want` frames are compressed; then how many were stored as uploaded, and the
+    median seconds from a frame's row to its compression (the task's queueing and work)."""
+    conn = await asyncpg.connect(dsn)  # one connection for the whole wait: polling stays cheap
+    try:
+        deadline = time.monotonic() + deadline_s
+        done = 0
+        while done < want:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {done} of {want} screenshots compressed")
+            await asyncio.sleep(0.05)
+            done = await conn.fetchval("SELECT count(*) FROM screenshots WHERE session_id = $1"
+                                       " AND status = 'compressed'", uuid.UUID(sid))
+        rows = await conn.fetch("SELECT webp_sha256 = sha256 AS as_uploaded,"
+                                " extract(epoch FROM compressed_at - created_at) AS wait_s"
+                                " FROM screenshots WHERE session_id = $1", uuid.UUID(sid))
+        return {"stored_as_uploaded": sum(bool(r["as_uploaded"]) for r in rows),
+                "median_row_to_compressed_s": statistics.median(float(r["wait_s"]) for r in rows)}
+    finally:
+        await conn.close()
 
-    http = httpx.Client(base_url=endpoint, timeout=60, headers={"Authorization": f"Bearer {key}"})
+
+def _pipeline_round(endpoint: str, key: str, frames: list[bytes], dsn: str, painted: str | None) -> float:
+    """Upload every frame to a fresh session (several uploads in flight, as from several
+    recorders) and wait until all are compressed. `painted` is the X-Painted-Boxes header, sent
+    with WebP frames as the extension does; the session's DOM snapshot tells the server of the
+    same sensitive fields, so what it knows is covered by what the client painted."""
+    http = httpx.Client(base_url=endpoint, timeout=60, headers={"Authorization": f"Bearer {key}"},
+                        limits=httpx.Limits(max_connections=_IN_FLIGHT))
     sid = str(uuid.uuid4())
-    http.post("/v1/sessions", json={"session_id": sid, "type": "automated"}).raise_for_status()
-    ack = http.post(f"/v1/sessions/{sid}/events", json={"events": [
-        {"seq": 0, "type": "navigation", "ts": int(time.time() * 1000), "url": "https://shop.example/"}]})
-    ack.raise_for_status()
+    http.post("/v1/sessions", json={"session_id": sid, "type": "automated", "viewport": _VIEWPORT}).raise_for_status()
+    now = int(time.time() * 1000)
+    fields = [{"tag": "input", "attributes": {"type": "email" if i == 0 else "password"}, "bbox": f}
+              for i, f in enumerate(_FIELDS)]
+    http.post(f"/v1/sessions/{sid}/events", json={"events": [
+        {"seq": 0, "type": "navigation", "ts": now, "url": "https://shop.example/checkout"},
+        {"seq": 1, "type": "dom_snapshot", "ts": now + 1, "url": "https://shop.example/checkout", "elements": fields},
+    ]}).raise_for_status()
+    media = "image/webp" if painted is not None else "image/png"
+    headers = {"Content-Type": media, **({"X-Painted-Boxes": painted} if painted is not None else {})}
 
-    async def compressed() -> int:
-        conn = await asyncpg.connect(dsn)
-        try:
-            return int(await conn.fetchval(
-                "SELECT count(*) FROM screenshots WHERE session_id = $1 AND status = 'compressed'", uuid.UUID(sid)))
-        finally:
-            await conn.close()
+    def put(item: tuple[int, bytes]) -> None:
+        i, data = item
+        http.put(f"/v1/sessions/{sid}/screenshots/f{i}", params={"seq": 1}, content=data,
+                 headers=headers).raise_for_status()
 
     started = time.perf_counter()
-    for i, png in enumerate(frames):
-        http.put(f"/v1/sessions/{sid}/screenshots/f{i}", params={"seq": 0}, content=png,
-                 headers={"Content-Type": "image/png"}).raise_for_status()
-    deadline = time.monotonic() + 600
-    while asyncio.run(compressed()) < len(frames) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return time.perf_counter() - started
+    with ThreadPoolExecutor(_IN_FLIGHT) as uploads:
+        list(uploads.map(put, enumerate(frames)))
+    uploaded = time.perf_counter() - started
+    facts = asyncio.run(_count_compressed(dsn, sid, len(frames), 600))
+    http.close()
+    seconds = time.perf_counter() - started
+    _progress(f"  uploads answered after {uploaded:.2f} s, all compressed after {seconds:.2f} s; {facts}")
+    return seconds
 
 
 def bench_screenshots(stack: Any, key: str, frames_count: int, rounds: int) -> dict[str, Any]:
-    frames = [synthetic_page(i) for i in range(frames_count)]
-    refs = [ray.put(f) for f in frames]
+    pngs = [synthetic_page(i) for i in range(frames_count)]
+    webps = [extension_webp(png) for png in pngs]
+    header = webps[0][1]
+    webp_frames = [w for w, _ in webps]
+    refs = [ray.put(f) for f in pngs]
     dsn = stack.settings.database.url.get_secret_value()
-    times: dict[str, list[float]] = {"pool": [], "ray_tasks": [], "pipeline": []}
+    runs: dict[str, Callable[[], float]] = {}
     cores = os.cpu_count() or 1
     with multiprocessing.get_context("spawn").Pool(cores) as pool:
-        pool.map(compress_and_measure, frames[:cores])  # warm the workers' imports
+        pool.map(compress_and_measure, pngs[:cores])  # warm the workers' imports
         _ray_round(refs[:cores])
+        runs = {
+            "pool_png": lambda: _pool_round(pool, pngs),
+            "pool_webp": lambda: _pool_round(pool, webp_frames),
+            "ray_tasks_png": lambda: _ray_round(refs),
+            "pipeline_png": lambda: _pipeline_round(stack.endpoint, key, pngs, dsn, None),
+            "pipeline_webp": lambda: _pipeline_round(stack.endpoint, key, webp_frames, dsn, header),
+        }
+        times: dict[str, list[float]] = {name: [] for name in runs}
         for r in range(1, rounds + 1):
-            for name, run in (("pool", lambda: _pool_round(pool, frames)), ("ray_tasks", lambda: _ray_round(refs)),
-                              ("pipeline", lambda: _pipeline_round(stack.endpoint, key, frames, dsn))):
+            for name, run in runs.items():
                 seconds = run()
                 times[name].append(seconds)
-                _progress(f"round {r}/{rounds} {name:9s} {frames_count / seconds:6.1f} frames/s")
+                _progress(f"round {r}/{rounds} {name:13s} {frames_count / seconds:6.1f} frames/s")
     rate = {name: frames_count / statistics.median(ts) for name, ts in times.items()}
-    return {"frames": frames_count, "cores": cores, "frames_per_s": rate,
-            "ratio_ray_tasks_to_pool": rate["ray_tasks"] / rate["pool"],
-            "ratio_pipeline_to_pool": rate["pipeline"] / rate["pool"], "seconds": times}
+    return {"frames": frames_count, "cores": cores, "uploads_in_flight": _IN_FLIGHT,
+            "png_bytes_mean": statistics.mean(map(len, pngs)), "webp_bytes_mean": statistics.mean(map(len, webp_frames)),
+            "frames_per_s": rate,
+            "ratio_ray_tasks_to_pool_png": rate["ray_tasks_png"] / rate["pool_png"],
+            "ratio_pipeline_png_to_pool_png": rate["pipeline_png"] / rate["pool_png"],
+            "ratio_pipeline_webp_to_pool_webp": rate["pipeline_webp"] / rate["pool_webp"],
+            "seconds": times}
 
 
 # -- finalisation ----------------------------------------------------------------------------
@@ -195,9 +267,11 @@ def _run_screenshots(args: argparse.Namespace) -> int:
     with private_stack() as (stack, key):
         result = bench_screenshots(stack, key, args.frames, args.rounds)
     rate = result["frames_per_s"]
-    print(f"frames/s  pool {rate['pool']:.1f}  ray tasks {rate['ray_tasks']:.1f}"
-          f" (ratio {result['ratio_ray_tasks_to_pool']:.2f})  whole path {rate['pipeline']:.1f}"
-          f" (ratio {result['ratio_pipeline_to_pool']:.2f})")
+    print(f"PNG  frames/s  pool {rate['pool_png']:.1f}  ray tasks {rate['ray_tasks_png']:.1f}"
+          f" (ratio {result['ratio_ray_tasks_to_pool_png']:.2f})  whole path {rate['pipeline_png']:.1f}"
+          f" (ratio {result['ratio_pipeline_png_to_pool_png']:.2f})")
+    print(f"WebP frames/s  pool {rate['pool_webp']:.1f}  whole path, stored as uploaded {rate['pipeline_webp']:.1f}"
+          f" (ratio {result['ratio_pipeline_webp_to_pool_webp']:.2f})")
     write_result(args.output, {"benchmark": "screenshots", **result})
     return 0
 
