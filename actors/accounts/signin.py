@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -77,6 +78,10 @@ class Accounts:
         self.settings = settings
         self.signer = signer
         self.passwords = passwords or Passwords(settings.argon2)
+        # Attempts on one account wait for each other in this process: the failure count is read
+        # before the hash and written after it, so concurrent guesses would otherwise all pass
+        # the check (32 in flight: 32 guesses, not 5). Across R replicas, at most R-1 more.
+        self._attempts: dict[str, asyncio.Lock] = {}
 
     def subject_of(self, email: str) -> str:
         # Keyed, so the audit log names accounts by an opaque value, unknown emails included.
@@ -107,6 +112,16 @@ class Accounts:
         except InvalidInput:
             email = email.strip().lower()[:MAX_EMAIL_CHARS]  # still counted, still the same answer
         subject = self.subject_of(email)
+        lock = self._attempts.setdefault(subject, asyncio.Lock())
+        try:
+            async with lock:
+                return await self._attempt(pool, email, password, subject, address, workspace_id)
+        finally:
+            if not lock.locked() and len(self._attempts) > 10_000:
+                self._attempts.pop(subject, None)
+
+    async def _attempt(self, pool: asyncpg.Pool, email: str, password: str, subject: str, address: str | None,
+                       workspace_id: uuid.UUID | None) -> SignedIn:
         await self._check_lockout(pool, address, subject)
         row = await accounts_repo.account_by_email(pool, email)
         ok = await self.passwords.verify_async(row["password_hash"] if row else None, password)
@@ -119,7 +134,8 @@ class Accounts:
                         org_id=org, details={"reason": _reason(row, ok, member)})
             raise Unauthenticated(_INVALID, code="invalid_credentials")
         if self.passwords.needs_rehash(row["password_hash"]):  # parameters raised since: upgrade
-            await accounts_repo.set_password_hash_only(pool, row["account_id"], await self.passwords.hash_async(password))
+            rehashed = await self.passwords.hash_async(password)
+            await accounts_repo.set_password_hash_only(pool, row["account_id"], rehashed)
         signed = await self._issue(pool, row["account_id"], member, uuid.uuid4())
         await audit(pool, "signin.success", Actor("account", str(row["account_id"]), member["org_id"],
                                                    member["workspace_id"]), address=address, subject=subject,

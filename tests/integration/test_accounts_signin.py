@@ -248,6 +248,17 @@ def test_sign_in_limits_per_account_and_per_address(stack: Any) -> None:
         assert signed.role == "admin"
 
     _in_db(stack, per_address)
+
+    target = _account(stack)  # a fresh account; each guess below from its own address
+
+    async def concurrent_guesses(pool: asyncpg.Pool) -> list[str]:
+        results = await asyncio.gather(*(
+            people.accounts.sign_in(pool, target, f"concurrent guess {i}", address=f"192.0.2.{i + 1}")
+            for i in range(12)), return_exceptions=True)
+        return sorted(type(r).__name__ for r in results)
+
+    # Guesses in flight together still get 5 checks: attempts on one account wait for each other.
+    assert _in_db(stack, concurrent_guesses) == ["RateLimited"] * 7 + ["Unauthenticated"] * 5
     # Per account: five failures from elsewhere lock the account out for 127.0.0.1 as well.
     for _ in range(5):
         run_db(stack, "INSERT INTO audit_log (actor_kind, action, outcome, address, subject)"

@@ -59,6 +59,11 @@ NOT_RUN = {
     "tracemill bench redaction": "a minute of CPU on 574 hostile 256 KiB strings, with the bruteforce benchmark"
                                  " on a stack of its own; test_redaction_worst_case.py and test_rate_limits.py"
                                  " check what they measure",
+    "# the first owner of a deployment": "asks for a password on the terminal and signs in with it;"
+                                         " test_accounts_signin.py runs `tracemill accounts create`, the sign-in,"
+                                         " refresh, sign-out, audit and invitation routes against the stack",
+    "tracemill bench signin": "a benchmark on a stack of its own (its figures are in results/signin.json);"
+                              " test_accounts_signin.py checks the limits it measures",
     "tracemill bench spread": "a three-node cluster of its own, minutes; test_chaos_smoke.py runs it with --smoke",
     "# a local fine-tune: the CLI, a Ray job, or the API": "minutes of training; test_finetune_local.py runs the"
                                                           " job, the CLI and the API, test_local_models.py a tiny one",
