@@ -115,7 +115,7 @@ def test_up_serves_then_stops_everything_on_sigterm(tmp_path: Path) -> None:
     listed = tracemill("keys", "--state-dir", str(state), "list", env=env).stdout
     old_line = next(line for line in listed.splitlines() if shown in line)
     new_line = next(line for line in listed.splitlines() if key_prefix(replacement) in line)
-    assert "rotating" in old_line and " read " in new_line and " ci " in new_line and "active" in new_line
+    assert "rotating" in old_line and " analyst " in new_line and " ci " in new_line and "active" in new_line
     twice = tracemill("keys", "--state-dir", str(state), "rotate", shown, env=env)
     assert twice.returncode == 2 and "already rotated" in twice.stderr
     revoked = tracemill("keys", "--state-dir", str(state), "revoke", shown, env=env)
@@ -124,6 +124,20 @@ def test_up_serves_then_stops_everything_on_sigterm(tmp_path: Path) -> None:
     assert again.returncode == 2 and "no active API key" in again.stderr
     bad = tracemill("keys", "--state-dir", str(state), "create", "--scopes", "root", env=env)
     assert bad.returncode == 2 and "scopes" in bad.stderr
+    # Organisations and workspaces, and a key with a role for a workspace and a recorder.
+    org = tracemill("orgs", "--state-dir", str(state), "create", "acme", env=env)
+    assert org.returncode == 0 and "owner key     tm_" in org.stdout, org.stderr
+    made = tracemill("workspaces", "--state-dir", str(state), "create", "field", "--org", "acme", env=env)
+    assert made.returncode == 0, made.stderr
+    spaces = tracemill("workspaces", "--state-dir", str(state), "list", "--org", "acme", env=env).stdout
+    assert " field" in spaces and " default" in spaces
+    assert "acme" in tracemill("orgs", "--state-dir", str(state), "list", env=env).stdout
+    recorder = tracemill("keys", "--state-dir", str(state), "create", "--org", "acme", "--workspace", "field",
+                         "--role", "recorder", "--recorder", "alice", env=env)
+    assert recorder.returncode == 0 and "role    recorder" in recorder.stdout, recorder.stderr
+    nowhere = tracemill("keys", "--state-dir", str(state), "create", "--org", "acme", "--workspace", "nope",
+                        "--role", "recorder", env=env)
+    assert nowhere.returncode == 2 and "no workspace" in nowhere.stderr
     assert not postgres_processes(state)
 
 
