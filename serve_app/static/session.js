@@ -82,13 +82,15 @@
     return what;
   }
 
+  function ms(ts) { return typeof ts === "number" ? ts : Date.parse(ts); }  // epoch ms or RFC 3339
+
   function renderStep(step) {
     var intents = bundle.context ? bundle.context.intents : null;
     var dl = T.$("step-details");
     T.clear(dl);
-    var t0 = steps.length ? Date.parse(steps[0].ts) : NaN;
+    var t0 = steps.length ? ms(steps[0].ts) : NaN;
     var target = targetOf(step);
-    [["seq", step.seq], ["type", step.type], ["at", isNaN(t0) ? step.ts : "+" + ((Date.parse(step.ts) - t0) / 1000).toFixed(1) + " s"],
+    [["seq", step.seq], ["type", step.type], ["at", isNaN(t0) ? step.ts : "+" + ((ms(step.ts) - t0) / 1000).toFixed(1) + " s"],
      ["intent", intents ? intents[current] : null], ["url", step.url], ["element", target ? (target.tag || "") + " " + (target.text || "") : null],
      ["value", step.value === undefined ? null : (step.masked ? "(masked) " : "") + String(step.value)]]
       .forEach(function (pair) {

@@ -58,7 +58,8 @@
                           "data-quality": s.quality === null ? "" : s.quality }, null, body);
     var idCell = cell(tr, null, "id");
     T.el("a", { href: "sessions/" + encodeURIComponent(s.session_id) }, s.session_id.slice(0, 8), idCell);
-    cell(tr, s.title || s.task || "–", "task");
+    var task = cell(tr, s.task || s.title || "–", "task");
+    if (s.title && s.task) { task.setAttribute("title", s.title); }
     cell(tr, s.site || "–");
     cell(tr, s.session_type || "–");
     T.el("span", { "class": "status s-" + s.status }, s.status, cell(tr, null, "status-cell"));
