@@ -128,3 +128,5 @@ def test_a_malformed_painted_boxes_header_is_refused_and_nothing_stored(api: Api
         assert answer.status_code == 422, (bad, answer.status_code)
         assert answer.json()["error"]["details"][0]["field"].startswith("X-Painted-Boxes")
     assert run_db(stack, "SELECT count(*) AS n FROM screenshots WHERE session_id = $1", sid)[0]["n"] == 0
+    put = api.http.get("/openapi.json").json()["paths"]["/v1/sessions/{session_id}/screenshots/{screenshot_id}"]["put"]
+    assert "X-Painted-Boxes" in {p["name"] for p in put["parameters"]}, "the header is documented in /docs"
