@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -26,7 +27,8 @@ from actors.errors import ConfigError, Unauthenticated
 from configs.accounts import AccountSettings
 from configs.settings import AuthSettings
 
-__all__ = ["AUDIENCE", "ALGORITHM", "AccessClaims", "ROLE_SCOPES", "TokenSigner"]
+__all__ = ["AUDIENCE", "ALGORITHM", "AccessClaims", "ROLE_SCOPES", "TokenSigner", "UNKNOWN_CREDENTIAL",
+           "looks_like_token"]
 
 ALGORITHM = "HS256"
 AUDIENCE = "tracemill-api"
@@ -40,6 +42,16 @@ ROLE_SCOPES: dict[str, frozenset[str]] = {
     "recorder": frozenset({"ingest"}),
 }
 _DERIVE_LABEL = b"tracemill access token signing key:"
+# A bearer that is neither an API key (tm_...) nor shaped like a JWT: the caller sent something
+# else (another service's key, a truncated paste), so the message names both forms we accept.
+UNKNOWN_CREDENTIAL = ("unknown credential: send an API key (tm_...) or an access token "
+                      "(from POST /v1/auth/signin) as 'Authorization: Bearer <credential>'")
+_JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+
+
+def looks_like_token(text: str) -> bool:
+    """Three base64url parts joined by dots: a JWT's shape, whatever it says."""
+    return _JWT_SHAPE.fullmatch(text) is not None
 
 
 @dataclass(frozen=True)
@@ -94,7 +106,9 @@ class TokenSigner:
         return token, ttl
 
     def verify(self, token: str) -> AccessClaims:
-        if not token or len(token) > MAX_TOKEN_CHARS or not token.isascii():
+        if not token or not looks_like_token(token):
+            raise Unauthenticated(UNKNOWN_CREDENTIAL)
+        if len(token) > MAX_TOKEN_CHARS:
             raise Unauthenticated("invalid access token")
         try:
             header = jwt.get_unverified_header(token)

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from actors import auth
+from actors.accounts.tokens import UNKNOWN_CREDENTIAL
 from actors.storage.postgres import apply_migrations
 from tests.support.stack import run_db
 
@@ -87,9 +88,15 @@ def test_a_key_with_a_wrong_secret_or_unknown_form_is_refused(stack: Any) -> Non
     _, key = _new_key(stack)
     lookup = auth.key_prefix(key)
     forged = f"{lookup}_{auth.generate_key().rsplit('_', 1)[1]}"  # right lookup id, wrong secret
-    for bad in (forged, key[:-1], "tm_" + "x" * 40, key.replace("tm_", "sk_")):
+    for bad in (forged, key[:-1], "tm_" + "x" * 40):
         answer = _status(stack, bad)
         assert answer.status_code == 401 and answer.json()["error"]["message"] == "unknown API key", bad
+    # Neither a key nor a JWT: the message names both forms. A JWT-shaped one is an access token.
+    for bad in (key.replace("tm_", "sk_"), "hunter2"):
+        answer = _status(stack, bad)
+        assert answer.status_code == 401 and answer.json()["error"]["message"] == UNKNOWN_CREDENTIAL, bad
+    answer = _status(stack, "eyJhbGciOiJIUzI1NiJ9.e30.c2ln")
+    assert answer.status_code == 401 and answer.json()["error"]["message"] == "invalid access token"
 
 
 def test_an_expired_key_is_refused(stack: Any) -> None:

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from pydantic import SecretStr
 
-from actors.accounts.tokens import ALGORITHM, AUDIENCE, ROLE_SCOPES, TokenSigner
+from actors.accounts.tokens import ALGORITHM, AUDIENCE, ROLE_SCOPES, UNKNOWN_CREDENTIAL, TokenSigner
 from actors.errors import Unauthenticated
 from configs.accounts import AccountSettings
 from configs.settings import AuthSettings
@@ -126,6 +126,18 @@ def test_a_correctly_signed_token_with_the_right_kid_verifies_and_garbage_does_n
                 jwt.encode(claims | {"aud": "elsewhere"}, KEY, algorithm=ALGORITHM, headers={"kid": "k1"})]:
         with pytest.raises(Unauthenticated):
             s.verify(bad)
+
+
+def test_a_credential_of_neither_form_is_named_so_and_a_broken_jwt_is_an_invalid_token():
+    s = signer()
+    for neither in ["sk_live_abc", "x" * 5000, "é.é.é", "a.b", "Basic dXNlcjpwYXNz", "a..c", "a.b.c.d"]:
+        with pytest.raises(Unauthenticated) as caught:
+            s.verify(neither)
+        assert caught.value.args[0] == UNKNOWN_CREDENTIAL, neither
+    for broken in ["a.b.c", "eyJhbGciOiJIUzI1NiJ9.e30.", "a.b." + "c" * 5000]:
+        with pytest.raises(Unauthenticated) as caught:
+            s.verify(broken)
+        assert caught.value.args[0] == "invalid access token", broken
 
 
 def test_rotation_keeps_the_previous_kid_verifying_and_signs_with_the_new():
