@@ -70,7 +70,7 @@ ALLOWED: dict[str, frozenset[str]] = {
         "request_timeout", "not_ready", "screenshot_not_ready", "screenshot_failed", "cors_denied",
         "rate_limited", "quota_exceeded",
     }),
-    "kind": frozenset({"compress", "redact", "vision", "score", "archive"}),
+    "kind": frozenset({"compress", "redact", "vision", "score", "cards", "archive"}),
     "outcome": frozenset({"ok", "cached", "fallback"}),
     "direction": frozenset({"in", "out"}),
     "result": frozenset({"ready", "rejected", "failed"}),

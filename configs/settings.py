@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from configs.base import CONFIG_DIR, SettingsError, describe_validation_error, load_yaml, validated
+from configs.cards import CardSettings, SentimentSettings
 from configs.finetune import FineTuneSettings
 from configs.limits import QuotaSettings, RateLimitSettings
 from configs.live import LiveSettings
@@ -136,6 +137,9 @@ class TracemillSettings(_Strict):
     live: LiveSettings = LiveSettings()
     # People's accounts: argon2id, access/refresh tokens, sign-in limits (configs/accounts.py).
     accounts: AccountSettings = AccountSettings()
+    # Session cards (title, caption, contact sheet) and typed-text sentiment (configs/cards.py).
+    cards: CardSettings = CardSettings()
+    sentiment: SentimentSettings = SentimentSettings()
     # Our loggers' level in every process (actors.logs.setup_logging); TRACEMILL_LOG_LEVEL.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -177,6 +181,9 @@ class TracemillSettings(_Strict):
         finetune = _finetune_from_env(env)
         if finetune:
             data["finetune"] = finetune
+        for section in ("cards", "sentiment"):
+            if found := _model_from_env(env, section):
+                data[section] = found
         if token_key := secret_from_env(env, "TRACEMILL_TOKEN_KEY"):
             data["accounts"] = {"token_key": token_key}
         if security := security_from_env(env):
@@ -236,6 +243,14 @@ def _vision_from_env(env: Mapping[str, str]) -> dict[str, Any]:
 def _finetune_from_env(env: Mapping[str, str]) -> dict[str, Any]:
     model = env.get("TRACEMILL_FINETUNE_MODEL")
     return openai_from_env(env) | ({"model": model} if model else {})
+
+
+def _model_from_env(env: Mapping[str, str], section: str) -> dict[str, Any]:
+    """cards / sentiment: TRACEMILL_<SECTION>_PROVIDER and _MODEL; the OPENAI_* variables only
+    once a provider is chosen (they configure vision too, and must not switch this on)."""
+    prefix = f"TRACEMILL_{section.upper()}_"
+    found = {f: env[prefix + f.upper()] for f in ("provider", "model") if env.get(prefix + f.upper())}
+    return openai_from_env(env) | found if found else {}
 
 
 def _sse(value: str | None) -> str | None:

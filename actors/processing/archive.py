@@ -2,7 +2,8 @@
 
 Layout: `manifest.json` (session metadata and every other file with its size and sha256),
 `events.jsonl` (the stored, redacted events), `screenshots/<id>.webp` (redacted frames) and
-`analysis.json`. Entries carry a fixed timestamp and are written in a fixed order, so building
+`analysis.json`, then the session card when it has one (`card.json` with the sentiment summary,
+`contact-sheet.webp`). Entries carry a fixed timestamp and are written in a fixed order, so building
 the same session twice gives the same bytes: a re-run after a crash overwrites the object
 with an identical one. After the upload the object is read back and verified before its key
 and sha256 are recorded on the session.
@@ -20,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from actors.cards.step import card_entries
 from actors.errors import DependencyUnavailable
 from actors.ingest.rows import as_event
 from actors.processing.task_resources import TaskResources
@@ -119,6 +121,7 @@ async def archive_session(res: TaskResources, session_id: uuid.UUID) -> dict[str
     if session is None:
         return {"status": "missing"}
     files = await _files(res, session_id, session["analysis"])
+    files += await card_entries(res, session)  # card.json, contact-sheet.webp (actors/cards)
     key = archive_key(session["org_id"], session_id)
     with tempfile.TemporaryDirectory(prefix="tracemill-archive-") as tmp:
         path = Path(tmp) / "archive.zip"

@@ -21,6 +21,7 @@ import ray
 
 from actors import telemetry
 from actors.errors import TracemillError
+from actors.cards.task import cards_task
 from actors.logs import current_request_id
 from actors.processing.screenshots import near_duplicates
 from actors.processing.tasks import (
@@ -35,7 +36,7 @@ from configs.settings import TracemillSettings
 __all__ = ["Finalizer", "describe_failure"]
 
 log = logging.getLogger(__name__)
-_STAGES = ("screenshots", "vision", "analysis", "archive", "done")
+_STAGES = ("screenshots", "vision", "analysis", "cards", "archive", "done")
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -167,6 +168,8 @@ class Finalizer:
             await vision_task.options(**light).remote(settings, session_id, request_id)
         elif stage == "analysis":
             await analysis_task.options(**light).remote(settings, session_id, request_id)
+        elif stage == "cards":  # title, caption, contact sheet, sentiment (actors/cards)
+            await cards_task.options(**light).remote(settings, session_id, request_id)
         elif stage == "archive":
             await archive_task.options(**light).remote(settings, session_id, request_id)
         return _STAGES[_STAGES.index(stage) + 1]

@@ -51,7 +51,8 @@ _WORD = re.compile(r"\w", re.UNICODE)
 ITEM_COLUMNS = (
     "s.session_id, s.status, s.type, s.task, s.site, s.started_at, s.created_at, s.ended_at,"
     " s.event_count, s.screenshot_count, s.quality_overall, s.intent, s.frustration,"
-    " s.review_state, s.title"
+    " s.review_state, coalesce(s.card_title, s.title) AS title, s.caption, s.sentiment_label,"
+    " s.sentiment_polarity"  # migration 0015: the card's title wins over the first page title
 )
 
 
@@ -70,6 +71,8 @@ class SessionQuery(BaseModel):
     intent: Literal["search", "browse", "compare", "add_to_cart", "checkout", "login",
                     "form_fill"] | None = None
     frustration: bool | None = None
+    sentiment: Literal["negative", "neutral", "positive", "none"] | None = Field(
+        None, description="the session's typed-text sentiment; none: nothing typed was scored")
     key_id: uuid.UUID | None = None
     review_state: Literal["none", "pending", "reviewed", "resolved"] | None = None
     q: str | None = Field(None, min_length=1, max_length=MAX_Q_CHARS)
@@ -165,6 +168,10 @@ def _filters(query: SessionQuery, org_id: uuid.UUID,
             add(clause, value)
     if query.frustration is not None:
         where.append("s.frustration > 0" if query.frustration else "s.frustration = 0")
+    if query.sentiment == "none":
+        where.append("s.sentiment_label IS NULL")
+    elif query.sentiment is not None:
+        add("s.sentiment_label = {}", query.sentiment)
     return where, args
 
 
@@ -213,6 +220,9 @@ def item(row: Any) -> dict[str, Any]:
         "frustration": row["frustration"],
         "review_state": row["review_state"],
         "title": row["title"],
+        "caption": row["caption"],
+        "sentiment": row["sentiment_label"],
+        "sentiment_polarity": row["sentiment_polarity"],
     }
 
 

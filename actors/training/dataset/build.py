@@ -28,6 +28,7 @@ from typing import Any
 import ray
 
 from actors.errors import InvalidInput
+from actors.storage.cards_repo import cards_summary
 from actors.storage.objectstore import ObjectStore, make_object_store
 from actors.storage.postgres import connect_pool
 from actors.storage import training_repo as repo
@@ -148,6 +149,8 @@ async def _build(pool: Any, store: ObjectStore, settings: TracemillSettings, con
         report["build"]["seconds_spent"] = {k: round(v, 3) for k, v in timing.items()}
         # Review flags (issue 16): left out when selection.exclude_flagged; reasons count flags.
         report["excluded_by_review"] = excluded if config.selection.exclude_flagged else {"exclude_flagged": False}
+        # Session cards and sentiment (issue 19, actors/cards): counts and a sample of cards.
+        report["cards"] = await cards_summary(pool, [uuid.UUID(s) for s, _, _ in work])
         _check_rules(written, report)
         files = await _upload(store, dataset_prefix(org_id, dataset_id), written, report,
                               quality_plot_png(qualities, val_ids, config.selection.min_quality, config.name))
