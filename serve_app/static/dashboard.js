@@ -5,7 +5,6 @@
 
   var POLL_MS = 2000;
   var SPARK_WINDOW_MS = 60000;
-  var KEY_ITEM = "tracemill.apiKey";
   var SVG_NS = "http://www.w3.org/2000/svg";
   var STATUSES = ["recording", "finalizing", "ready", "rejected", "failed"];
 
@@ -29,30 +28,14 @@
     return el;
   }
 
-  // The key: from the URL fragment (#key=…, never sent to the server), else sessionStorage.
-  function keyFromFragment() {
-    var hash = window.location.hash.replace(/^#/, "");
-    var params = new URLSearchParams(hash);
-    var key = params.get("key");
-    if (key) {
-      // Take the key out of the address bar (and its history entry).
-      try { window.history.replaceState(null, "", window.location.pathname + window.location.search); } catch (e) { /* ignore */ }
-    }
-    return key;
-  }
-
+  // The key: from the URL fragment (#key=…, never sent to the server), else sessionStorage;
+  // pages/common.js keeps it, for every page of the tab.
   function storeKey(key) {
     apiKey = key;
-    try {
-      if (key) { window.sessionStorage.setItem(KEY_ITEM, key); } else { window.sessionStorage.removeItem(KEY_ITEM); }
-    } catch (e) { /* storage may be disabled: keep it in memory */ }
+    window.TM.storeKey(key);
   }
 
-  function loadKey() {
-    var key = keyFromFragment();
-    if (key) { storeKey(key); return key; }
-    try { return window.sessionStorage.getItem(KEY_ITEM); } catch (e) { return null; }
-  }
+  function loadKey() { return window.TM.loadKey(); }
 
   function showError(message) {
     var el = $("error");
@@ -246,8 +229,7 @@
   // Between polls, a session created or finalised (GET /v1/live, pages/common.js) polls at once.
   var live = null;
   function followLive() {
-    if (live || !window.TM || !apiKey) { return; }  // a signed-in page polls: no token in storage
-    window.TM.storeKey(apiKey);
+    if (live || !apiKey) { return; }  // a signed-in page polls: no token in storage
     live = window.TM.live(function () {
       if (timer !== null) { window.clearTimeout(timer); }
       timer = window.setTimeout(poll, 200);
