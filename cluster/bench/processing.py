@@ -158,6 +158,9 @@ def bench_screenshots(stack: Any, key: str, frames_count: int, rounds: int) -> d
     with multiprocessing.get_context("spawn").Pool(cores) as pool:
         pool.map(compress_and_measure, pngs[:cores])  # warm the workers' imports
         _ray_round(refs[:cores])
+        # The whole path gets the same: its compress tasks' workers start (and import) here.
+        _pipeline_round(stack.endpoint, key, pngs[:2 * cores], dsn, None)
+        _pipeline_round(stack.endpoint, key, webp_frames[:2 * cores], dsn, header)
         runs = {
             "pool_png": lambda: _pool_round(pool, pngs),
             "pool_webp": lambda: _pool_round(pool, webp_frames),
