@@ -61,6 +61,8 @@ class ReplayBundle(BaseModel):
     viewport: dict[str, Any] | None = Field(description="the recorder's viewport in CSS px: boxes scale by image width / viewport width")
     context: dict[str, Any] | None = Field(description="pages, intents (one per event by seq), intent_counts, navigation_pattern, shopping_style, frustration; null before analysis")
     quality_parts: dict[str, float] | None = Field(description="the sub-scores behind the quality components")
+    card: dict[str, Any] | None = Field(None, description="title, caption, source (model or local, with the reason), key moments and the contact sheet's frames; null before the cards stage")
+    sentiment: dict[str, Any] | None = Field(None, description="the typed text's sentiment summary (readings by seq, never the text); null before the cards stage")
     frames: list[Frame]
     links: dict[str, str] = Field(description="the events and archive routes of this session")
 
@@ -84,6 +86,8 @@ async def replay_bundle(services: Services, request: Request, raw_id: str) -> di
         "viewport": _json(extras["viewport"]),
         "context": analysis.get("context"),
         "quality_parts": _json(extras["quality_parts"]),
+        "card": _json(extras["card"]),
+        "sentiment": _json(extras["sentiment"]),
         "frames": [{
             "screenshot_id": s["screenshot_id"], "seq": s["seq"], "captured_at": s["captured_at"],
             "trigger": s["trigger"], "status": s["status"],

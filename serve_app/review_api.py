@@ -51,6 +51,8 @@ class FlagView(BaseModel):
     reviewed_at: str | None
     resolved_by: str | None
     resolved_at: str | None
+    note_sentiment: dict[str, Any] | None = Field(None, description="the note's polarity (-1..1), "
+                                                  "confidence and label by the VADER lexicon; null without a note")
 
 
 class FlagList(BaseModel):

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from configs.cards import SentimentSettings
 
-__all__ = ["Reading", "TypedText", "field_kind", "label_of", "lexicon_reading", "typed_texts"]
+__all__ = ["Reading", "TypedText", "field_kind", "label_of", "lexicon_reading", "note_reading", "typed_texts"]
 
 Label = Literal["negative", "neutral", "positive"]
 # VADER's own thresholds on its compound score (Hutto & Gilbert 2014, the package README).
@@ -127,3 +127,12 @@ def lexicon_reading(text: str) -> Reading:
     share = scores["neu"] if label == "neutral" else scores["pos"] + scores["neg"]
     return Reading(polarity=round(polarity, 4), confidence=round(min(1.0, float(share)), 4),
                    label=label, source="lexicon")
+
+
+def note_reading(note: str | None) -> tuple[float | None, float | None]:
+    """(polarity, confidence) of a reviewer's flag note by the lexicon; (None, None) without a
+    note. Written with the note, so a read never recomputes it."""
+    if not note or not _LETTER.search(note):
+        return None, None
+    reading = lexicon_reading(" ".join(_PLACEHOLDER.sub(" ", note).split()))
+    return reading.polarity, reading.confidence

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-__all__ = ["cache_get", "cache_put", "cards_summary", "record_card", "record_note_sentiment"]
+__all__ = ["cache_get", "cache_put", "cards_summary", "record_card"]
 
 Conn = asyncpg.Connection | asyncpg.Pool
 
@@ -40,14 +40,6 @@ async def record_card(conn: Conn, session_id: uuid.UUID, card: dict[str, Any],
         " updated_at = now() WHERE session_id = $1",
         session_id, card["title"], card["caption"], json.dumps(card), json.dumps(sentiment),
         sentiment.get("label"), sentiment.get("polarity"),
-    )
-
-
-async def record_note_sentiment(conn: Conn, flag_id: Any, polarity: float | None,
-                                confidence: float | None) -> None:
-    await conn.execute(
-        "UPDATE review_flags SET note_polarity = $2, note_confidence = $3 WHERE flag_id = $1",
-        flag_id, polarity, confidence,
     )
 
 

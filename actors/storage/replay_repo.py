@@ -15,7 +15,8 @@ Conn = asyncpg.Connection | asyncpg.Pool
 async def replay_extras(conn: Conn, session_id: uuid.UUID, org_id: uuid.UUID) -> asyncpg.Record | None:
     """viewport, analysis (jsonb as text) and quality_parts of the organisation's session."""
     return await conn.fetchrow(
-        "SELECT viewport::text AS viewport, analysis::text AS analysis, quality_parts::text AS quality_parts"
+        "SELECT viewport::text AS viewport, analysis::text AS analysis, quality_parts::text AS quality_parts,"
+        " card::text AS card, sentiment::text AS sentiment"
         " FROM sessions WHERE session_id = $1 AND org_id = $2",
         session_id, org_id,
     )

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import asyncpg
 
 from actors.errors import Conflict, InvalidInput, NotFound
+from actors.sentiment.lexicon import label_of, note_reading
 from actors.storage.search_repo import ITEM_COLUMNS, item
 
 __all__ = ["NEXT_STATE", "REASONS", "Reason", "FlagState", "create_flag", "flag_view", "flagged_steps",
@@ -24,7 +25,7 @@ NEXT_STATE: dict[str, str] = {"reviewed": "pending", "resolved": "reviewed"}
 
 Conn = asyncpg.Pool | asyncpg.Connection
 _FLAG_COLUMNS = ("flag_id, session_id, seq, reason, note, state, created_by, created_at,"
-                 " reviewed_by, reviewed_at, resolved_by, resolved_at")
+                 " reviewed_by, reviewed_at, resolved_by, resolved_at, note_polarity, note_confidence")
 
 _REVIEW_STATE = """
 UPDATE sessions SET review_state = coalesce((
@@ -41,6 +42,10 @@ def flag_view(row: Any) -> dict[str, Any]:
         out[k] = None if row[k] is None else str(row[k])
     for k in ("created_at", "reviewed_at", "resolved_at"):
         out[k] = None if row[k] is None else row[k].isoformat()
+    # The note's sentiment by the lexicon (migration 0015, actors/sentiment), never a model.
+    polarity = row["note_polarity"]
+    out["note_sentiment"] = None if polarity is None else {
+        "polarity": polarity, "confidence": row["note_confidence"], "label": label_of(polarity)}
     return out
 
 
@@ -61,9 +66,9 @@ async def create_flag(pool: asyncpg.Pool, org_id: uuid.UUID, session_id: uuid.UU
                 "SELECT 1 FROM interactions WHERE session_id = $1 AND seq = $2", session_id, seq) is None:
             raise InvalidInput("invalid flag", [{"field": "seq", "error": f"session {session_id} has no event {seq}"}])
         row = await conn.fetchrow(
-            "INSERT INTO review_flags (flag_id, org_id, session_id, seq, reason, note, created_by)"
-            f" VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_FLAG_COLUMNS}",
-            uuid.uuid4(), org_id, session_id, seq, reason, note, actor,
+            "INSERT INTO review_flags (flag_id, org_id, session_id, seq, reason, note, created_by,"
+            f" note_polarity, note_confidence) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {_FLAG_COLUMNS}",
+            uuid.uuid4(), org_id, session_id, seq, reason, note, actor, *note_reading(note),
         )
         await conn.execute(_REVIEW_STATE, session_id)
     return flag_view(row)
@@ -99,8 +104,10 @@ async def move_flag(pool: asyncpg.Pool, org_id: uuid.UUID, flag_id: uuid.UUID, *
             "SELECT 1 FROM sessions WHERE session_id = $1 FOR NO KEY UPDATE", current["session_id"])
         row = await conn.fetchrow(
             f"UPDATE review_flags SET state = $2, {stamp}_by = $3, {stamp}_at = now(),"
-            f" note = coalesce($4, note) WHERE flag_id = $1 RETURNING {_FLAG_COLUMNS}",
-            flag_id, state, actor, note)
+            f" note = coalesce($4, note), note_polarity = CASE WHEN $4::text IS NULL THEN note_polarity ELSE $5 END,"
+            f" note_confidence = CASE WHEN $4::text IS NULL THEN note_confidence ELSE $6 END"
+            f" WHERE flag_id = $1 RETURNING {_FLAG_COLUMNS}",
+            flag_id, state, actor, note, *note_reading(note))
         await conn.execute(_REVIEW_STATE, current["session_id"])
     return flag_view(row)
 

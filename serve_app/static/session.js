@@ -183,7 +183,15 @@
 
   function renderSummary() {
     var s = bundle.session;
-    T.$("title").textContent = s.task || "session " + s.session_id.slice(0, 8);
+    var card = bundle.card;
+    T.$("title").textContent = (card && card.title) || s.task || "session " + s.session_id.slice(0, 8);
+    T.$("card-caption").textContent = card ? card.caption : "";
+    T.$("card-caption").hidden = !card;
+    var mood = bundle.sentiment;
+    T.$("card-meta").textContent = card ? "card by " + (card.source === "model" ? "the model " + card.model : "the local fallback")
+      + (s.task ? " · task: " + s.task : "")
+      + (mood && mood.label ? " · typed text " + mood.label + " (" + mood.texts + " texts, polarity " + mood.polarity.toFixed(2) + ")" : "") : "";
+    T.$("card-meta").hidden = !card;
     T.$("s-id").textContent = s.session_id;
     T.$("s-type").textContent = s.type;
     T.$("s-status").textContent = s.status;
@@ -303,6 +311,7 @@
     if (data.session_id !== sessionId) { return; }
     T.request(api + "/replay").then(function (b) {
       bundle.session = b.session; bundle.context = b.context; bundle.frames = b.frames;
+      bundle.card = b.card; bundle.sentiment = b.sentiment;
       frames = b.frames.filter(function (f) { return f.status === "compressed"; });
       renderSummary(); renderQuality(); renderContext(); renderTimeline();
     }).catch(function () { /* the next event or a reload will do */ });

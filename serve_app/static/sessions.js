@@ -6,10 +6,10 @@
 
   var T = window.TM;
   var FIELDS = ["q", "status", "type", "quality_min", "quality_max", "since", "until", "site", "intent",
-                "frustration", "review_state"];
+                "frustration", "sentiment", "review_state"];
   var INPUTS = { q: "f-q", status: "f-status", type: "f-type", quality_min: "f-qmin", quality_max: "f-qmax",
                  since: "f-since", until: "f-until", site: "f-site", intent: "f-intent",
-                 frustration: "f-frustration", review_state: "f-review" };
+                 frustration: "f-frustration", sentiment: "f-sentiment", review_state: "f-review" };
   var PAGE_SIZE = 25;
   var state = { filters: {}, sort: "-started_at", cursors: [null], page: 0 };
   var reloadTimer = null;
@@ -58,8 +58,10 @@
                           "data-quality": s.quality === null ? "" : s.quality }, null, body);
     var idCell = cell(tr, null, "id");
     T.el("a", { href: "sessions/" + encodeURIComponent(s.session_id) }, s.session_id.slice(0, 8), idCell);
-    var task = cell(tr, s.task || s.title || "–", "task");
-    if (s.title && s.task) { task.setAttribute("title", s.title); }
+    // The card's title (else the first page title) leads, its caption below; the task on hover.
+    var task = cell(tr, s.title || s.task || "–", "task");
+    if (s.title && s.task) { task.setAttribute("title", "task: " + s.task); }
+    if (s.caption) { T.el("div", { "class": "caption muted" }, s.caption, task); }
     cell(tr, s.site || "–");
     cell(tr, s.session_type || "–");
     T.el("span", { "class": "status s-" + s.status }, s.status, cell(tr, null, "status-cell"));
@@ -69,6 +71,8 @@
     cell(tr, null, "num quality-cell").appendChild(T.qualityBadge(s.quality));
     cell(tr, s.intent || "–");
     cell(tr, s.frustration ? String(s.frustration) : "–", s.frustration ? "num frustrated" : "num");
+    var mood = cell(tr, s.sentiment || "–", s.sentiment ? "sentiment-" + s.sentiment : null);
+    if (s.sentiment_polarity !== null && s.sentiment_polarity !== undefined) { mood.setAttribute("title", "polarity " + s.sentiment_polarity.toFixed(2)); }
     cell(tr, s.review_state || "none");
   }
 

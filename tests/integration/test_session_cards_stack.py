@@ -23,7 +23,7 @@ from cluster.doubles.openai_server import OpenAITestServer
 from configs.settings import TracemillSettings
 from tests.support.client import Api
 from tests.support.sessions import T0, record, shop_session, wait_terminal
-from tests.support.stack import run_db
+from tests.support.stack import make_key, run_db
 
 CARD = {"title": "Kettle bought after a fight with the cart",
         "caption": "The person searched for a kettle and added it to the cart. The cart button needed several clicks."}
@@ -80,6 +80,9 @@ def test_finalised_session_has_a_local_card_sheet_and_sentiment(api: Api, stack:
     positive = api.http.get("/v1/sessions", params={"sentiment": "positive", "limit": 100}).json()["items"]
     assert sid not in {i["session_id"] for i in positive}
     assert api.http.get("/v1/sessions", params={"sentiment": "angry"}).status_code == 422
+
+    bundle = api.http.get(f"/v1/sessions/{sid}/replay").json()  # what the replay page shows
+    assert bundle["card"]["caption"] == card["caption"] and bundle["sentiment"]["label"] == "negative"
 
     archive = zipfile.ZipFile(io.BytesIO(api.http.get(f"/v1/sessions/{sid}/archive").content))
     stored = json.loads(archive.read("card.json"))
@@ -153,3 +156,17 @@ def test_sentiment_by_the_model_is_cached_and_falls_back_to_the_lexicon(api: Api
     data["sentiment"]["model"] = "mood-down"
     ray.get(cards_task.remote(TracemillSettings.build(data), uuid.UUID(sid)), timeout=120)
     assert {i["source"] for i in _card(stack, sid)["sentiment"]["items"]} == {"lexicon"}
+
+
+def test_reviewers_flag_notes_get_a_sentiment(stack: Any, api: Api) -> None:
+    sid = _finished(api, "ok")
+    reviewer = Api(stack.endpoint, make_key(stack, ["read", "review"]))
+    flag = reviewer.http.post(f"/v1/sessions/{sid}/flags",
+                              json={"seq": None, "reason": "other", "note": "awful, clearly broken recording"})
+    assert flag.status_code == 201, flag.text
+    mood = flag.json()["note_sentiment"]
+    assert mood["label"] == "negative" and mood["polarity"] < 0 < mood["confidence"]
+    moved = reviewer.http.patch(f"/v1/flags/{flag.json()['flag_id']}", json={"state": "reviewed", "note": "great, fixed it"})
+    assert moved.status_code == 200 and moved.json()["note_sentiment"]["label"] == "positive"
+    listed = reviewer.http.get(f"/v1/sessions/{sid}/flags").json()["items"]
+    assert listed[0]["note_sentiment"]["label"] == "positive"
