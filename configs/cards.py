@@ -18,7 +18,17 @@ from configs.openai import OpenAISettings
 __all__ = ["CardSettings", "SentimentSettings"]
 
 
-class CardSettings(OpenAISettings):
+class _ShortCalls(OpenAISettings):
+    """A card or a reading is not worth holding finalisation up for: a short deadline and two
+    attempts, then the local answer."""
+
+    timeout_s: float = Field(20.0, gt=0, le=600, description="deadline of one attempt")
+    max_attempts: int = Field(2, ge=1, le=10, description="attempts before the local answer")
+    backoff_max_s: float = Field(5.0, gt=0, le=600, description="cap on a wait between "
+                                 "attempts; a longer Retry-After gives up at once")
+
+
+class CardSettings(_ShortCalls):
     section: ClassVar[str] = "cards"
 
     provider: Literal["local", "openai"] = Field(
@@ -26,12 +36,6 @@ class CardSettings(OpenAISettings):
         "openai asks a chat model and falls back to local when the call fails")
     model: str = Field("gpt-4o-mini", min_length=1, description="a cheap chat model is enough "
                        "for two sentences")
-    # A card is not worth holding finalisation up for: a short deadline and two attempts,
-    # then the local card.
-    timeout_s: float = Field(20.0, gt=0, le=600, description="deadline of one attempt")
-    max_attempts: int = Field(2, ge=1, le=10, description="attempts before the local card")
-    backoff_max_s: float = Field(5.0, gt=0, le=600, description="cap on a wait between "
-                                 "attempts; a longer Retry-After gives up at once")
     max_output_tokens: int = Field(200, ge=32, le=4096, description="a title and two "
                                    "sentences need about 80")
     max_moments: int = Field(12, ge=1, le=50, description="key steps sent to the model "
@@ -43,16 +47,13 @@ class CardSettings(OpenAISettings):
     sheet_quality: int = Field(70, ge=1, le=100, description="WebP quality of the sheet")
 
 
-class SentimentSettings(OpenAISettings):
+class SentimentSettings(_ShortCalls):
     section: ClassVar[str] = "sentiment"
 
     provider: Literal["local", "openai"] = Field(
         "local", description="local is the VADER lexicon (offline, no downloads); openai asks "
         "a chat model and uses the lexicon when that call fails")
     model: str = Field("gpt-4o-mini", min_length=1)
-    timeout_s: float = Field(15.0, gt=0, le=600, description="deadline of one attempt")
-    max_attempts: int = Field(2, ge=1, le=10)
-    backoff_max_s: float = Field(5.0, gt=0, le=600)
     min_chars: int = Field(4, ge=1, le=1000, description="shorter typed values are codes, "
                            "quantities or initials, not opinions")
     min_words: int = Field(2, ge=1, le=100, description="a plain text field needs this many "
