@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from ipaddress import ip_address
-from typing import Any
+from typing import Any, TypeVar
 
 from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.storage import MemoryStorage
@@ -31,9 +31,12 @@ from prometheus_client import CollectorRegistry, Counter
 
 from actors.auth import KeyCache, Principal, parse_key
 from actors.errors import RateLimited, Unauthenticated
+from actors.ingest.admission import AdmissionControl, LoopLag
 from configs.limits import Rate, RateLimitSettings
 
 __all__ = ["RateGuard", "bound_peer", "current_address"]
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -139,6 +142,9 @@ class RateGuard:
                                   _item(Rate(amount=backoff.free_failures, window_s=backoff.window_s)),
                                   Rate(amount=backoff.free_failures, window_s=backoff.window_s), None)
         self._negative: dict[bytes, tuple[float, str]] = {}
+        # The events this replica's streams have in flight to the shards, and the rate they are
+        # acked at: a frame whose ack would come past the target is answered slow_down at once.
+        self.admission = AdmissionControl(settings.admission, "this ingress replica", lag=LoopLag())
         self._backoff: dict[str, _Backoff] = {}
         registry = registry if registry is not None else CollectorRegistry()
         self.key_lookups = Counter("tracemill_key_lookups", "API key lookups that queried the database",
@@ -193,6 +199,17 @@ class RateGuard:
     def charge_screenshot_bytes(self, principal: Principal, size: int) -> None:
         self.charge(("screenshot_bytes_per_key", _caller(principal), size),
                     ("screenshot_bytes_per_address", self.address(), size))
+
+    async def admitted(self, count: int, work: Awaitable[T]) -> T:
+        """`work` for `count` events `admission.admit` took: their place is given back when it
+        ends, and an ack is a sample of the rate (a refusal or failure is not)."""
+        completed = False
+        try:
+            result = await work
+            completed = True
+            return result
+        finally:
+            self.admission.done(count, completed=completed)
 
     def _refusal(self, policy: _Policy, key: str, used: int) -> RateLimited:
         # The window restarts at its expiry: then the whole quota is there again.

@@ -109,28 +109,38 @@ async def _authenticate(services: Services, ws: WebSocket) -> Principal:
 async def _pump(
     services: Services, ws: WebSocket, principal: Principal, session_id: uuid.UUID, request_id: str
 ) -> None:
-    queue: asyncio.Queue[tuple[str, float, Any] | None] = asyncio.Queue(_PIPELINE_DEPTH)
-    writer = asyncio.create_task(_write_answers(services, ws, queue))
+    # The writer and its queue come with the first frame: an open, idle stream (most of them,
+    # most of the time) holds neither (issue 15.4: memory per idle session).
+    queue: asyncio.Queue[tuple[str, float, Any] | None] | None = None
+    writer: asyncio.Task[None] | None = None
     frame_no = 0
     try:
-        while not writer.done():
+        while writer is None or not writer.done():
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 break
+            if queue is None or writer is None:
+                queue = asyncio.Queue(_PIPELINE_DEPTH)
+                writer = asyncio.create_task(_write_answers(services, ws, queue))
             frame_no += 1
             started = time.perf_counter()
             item = _submit(services, principal, session_id, message)
             await queue.put((f"{request_id}/{frame_no}", started, item))
     finally:
-        if not writer.done():
-            try:  # let the writer answer what was read before the client left
-                await asyncio.wait_for(queue.put(None), timeout=30)
-                await asyncio.wait([writer], timeout=30)
-            except asyncio.TimeoutError:
-                pass
-        writer.cancel()
-        if writer.done() and not writer.cancelled() and writer.exception() is not None:
-            log.debug("stream writer ended: %r", writer.exception())
+        if queue is not None and writer is not None:
+            await _finish_writer(queue, writer)
+
+
+async def _finish_writer(queue: asyncio.Queue[tuple[str, float, Any] | None], writer: asyncio.Task[None]) -> None:
+    if not writer.done():
+        try:  # let the writer answer what was read before the client left
+            await asyncio.wait_for(queue.put(None), timeout=30)
+            await asyncio.wait([writer], timeout=30)
+        except asyncio.TimeoutError:
+            pass
+    writer.cancel()
+    if writer.done() and not writer.cancelled() and writer.exception() is not None:
+        log.debug("stream writer ended: %r", writer.exception())
 
 
 def _submit(services: Services, principal: Principal, session_id: uuid.UUID, message: dict[str, Any]) -> Any:
@@ -141,6 +151,7 @@ def _submit(services: Services, principal: Principal, session_id: uuid.UUID, mes
         data = message.get("bytes") or b""
     try:
         services.guard.charge_frame(principal)  # refused: slow_down, nothing of the frame stored
+        services.guard.admission.precheck()  # past the ack target already: refused unparsed
         if _frame_bytes(data, limits.max_frame_bytes) > limits.max_frame_bytes:
             raise PayloadTooLarge(f"the frame exceeds the limit of {limits.max_frame_bytes} bytes")
         # One parse from the bytes; a frame that path cannot vouch for is decoded and checked
@@ -149,10 +160,12 @@ def _submit(services: Services, principal: Principal, session_id: uuid.UUID, mes
         if events is None and (events := _precise_events(data, limits)) is None:
             return None  # harmless repeat of the first frame
         services.guard.charge_events(principal, len(events))
+        services.guard.admission.admit(len(events))  # its ack would come past the target: slow_down
     except TracemillError as exc:
         return exc
     services.metrics.record_received("ws", len(events))
-    return asyncio.ensure_future(services.shard(session_id).ingest(principal.org_id, session_id, events, services.settings.processing.privacy))
+    ingest = services.shard(session_id).ingest(principal.org_id, session_id, events, services.settings.processing.privacy)
+    return asyncio.ensure_future(services.guard.admitted(len(events), ingest))
 
 
 def _precise_events(data: str | bytes, limits: IngestLimits) -> list[StoredEvent] | None:

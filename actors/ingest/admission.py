@@ -15,6 +15,7 @@ slows the work down (a contended CPU, a slow disk, redaction, the database) show
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from actors.errors import Overloaded
 from configs.limits import AdmissionSettings
 
-__all__ = ["AdmissionControl", "ServiceRate"]
+__all__ = ["AdmissionControl", "LoopLag", "ServiceRate"]
 
 # Before anything was measured: assume a rate no server falls below while healthy, so the
 # first seconds admit freely (the first commits then teach the real rate).
@@ -84,21 +85,49 @@ class ServiceRate:
         return max(units, 0) / self.per_s if self.per_s > 0 else float("inf")
 
 
+class LoopLag:
+    """How late this process's event loop runs what is ready: an EWMA of how far a short sleep
+    overshoots. A frame waits that long before the code that counts in-flight work sees it
+    (it sits in the connection's buffers meanwhile), so an ingress adds it to its estimate."""
+
+    def __init__(self, alpha: float = 0.3, interval_s: float = 0.05) -> None:
+        self._alpha, self._interval_s = alpha, interval_s
+        self.lag_s = 0.0
+        self.worst_s = 0.0  # the longest overshoot seen
+        self._task: asyncio.Task[None] | None = None
+
+    def ensure_running(self) -> None:
+        """Start measuring in the running loop (once; again if the loop changed or it ended)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(self._interval_s)
+            late = max(0.0, loop.time() - started - self._interval_s)
+            self.lag_s = self._alpha * late + (1 - self._alpha) * self.lag_s
+            self.worst_s = max(self.worst_s, late)
+
+
 class AdmissionControl:
     """One queue's admission: the estimate of its delay, and the refusal past the target."""
 
     def __init__(self, settings: AdmissionSettings, what: str,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, lag: LoopLag | None = None) -> None:
         self.settings = settings
         self.what = what  # named in the refusal: "this ingress replica", "session shard 3"
         self.rate = ServiceRate(settings.ewma_alpha, clock=clock)
+        self.lag = lag
         self.in_flight = 0  # units admitted and not yet completed
         self.refused = 0
 
     def estimate_s(self, extra_units: int = 0) -> float:
-        """How long work arriving now would wait for its ack: everything ahead of it, and
-        itself, at the measured rate."""
-        return self.rate.seconds_for(self.in_flight + extra_units)
+        """How long work arriving now would wait for its ack: the loop's lag (when measured),
+        then everything ahead of it, and itself, at the measured rate."""
+        lag_s = self.lag.lag_s if self.lag is not None else 0.0
+        return lag_s + self.rate.seconds_for(self.in_flight + extra_units)
 
     def precheck(self) -> None:
         """Refuse before any work on the request (parsing it) when the queue ahead alone is
@@ -114,6 +143,8 @@ class AdmissionControl:
         self.in_flight += units
 
     def _refuse_past_target(self, units: int) -> None:
+        if self.lag is not None:
+            self.lag.ensure_running()
         target_s = self.settings.ack_target_ms / 1000
         if self.settings.enabled and self.in_flight > 0:
             estimate = self.estimate_s(units)

@@ -20,6 +20,7 @@ import asyncpg
 
 from actors import telemetry
 from actors.errors import Conflict, DependencyUnavailable, NotFound, Overloaded, SessionClosed, TracemillError
+from actors.ingest.admission import AdmissionControl
 from actors.ingest.rows import EncodedEvent
 from actors.ingest.group_commit import GroupCommitter, prepare_staging
 from actors.logs import bound_request, setup_logging
@@ -68,6 +69,7 @@ class SessionShard:
         self._last_commit_at = time.monotonic()
         self._redactor = Redactor(settings.processing.privacy)
         self._redacting = 0  # events being redacted (in worker threads): in flight, not yet queued
+        self._admission = AdmissionControl(settings.limits.admission, f"session shard {index}")
         self._finalizer = Finalizer(
             settings, self._db, lambda sid: shard_index(sid, settings.shards.count) == index
         )
@@ -100,6 +102,12 @@ class SessionShard:
             "pid": os.getpid(),
             "sessions_cached": len(self._states),
             "queued_events": committer.queued_events,
+            "redacting_events": self._redacting,
+            "admitted_events": self._admission.in_flight,
+            "events_per_s": round(self._admission.rate.per_s),
+            "estimated_delay_s": round(self._admission.estimate_s(), 3),
+            "refused_batches": self._admission.refused,
+            "db_connections_idle": self._pool.get_idle_size() if self._pool is not None else None,
             "committed_events": self._committed_events,
             "commits": self._commits,
             "commit_seconds": round(self._commit_seconds, 3),
@@ -169,19 +177,29 @@ class SessionShard:
                 "the session shard is saturated; resend later",
                 retry_after_s=self._settings.shards.slow_down_ms / 1000,
             )
-        self._redacting += len(fresh)
+        try:  # refused when its ack would come past the target (actors/ingest/admission.py)
+            self._admission.admit(len(fresh))
+        except Overloaded:
+            telemetry.record_slow_down(self._index)
+            raise
+        completed = False
         try:
-            with telemetry.time_task("redact"):
-                # In a worker thread: the loop keeps answering the shard's other sessions meanwhile.
-                redacted = (RedactedBatch((fresh, counts)) if counts is not None
-                            else await asyncio.to_thread(redact_batch, self._redactor, fresh))
+            self._redacting += len(fresh)
+            try:
+                with telemetry.time_task("redact"):
+                    # In a worker thread: the loop keeps answering the shard's other sessions meanwhile.
+                    redacted = (RedactedBatch((fresh, counts)) if counts is not None
+                                else await asyncio.to_thread(redact_batch, self._redactor, fresh))
+            finally:
+                self._redacting -= len(fresh)
+            # A finish that began meanwhile waits only for batches already queued: this one may be
+            # queued only if the session is still recording (nothing awaits between here and there).
+            state = await self._recording_state(org_id, session_id)
+            telemetry.set_shard_inflight(self._index, committer.queued_events + len(fresh))
+            ack = await committer.submit(state, redacted.events, duplicates, redacted.counts)
+            completed = True
         finally:
-            self._redacting -= len(fresh)
-        # A finish that began meanwhile waits only for batches already queued: this one may be
-        # queued only if the session is still recording (nothing awaits between here and there).
-        state = await self._recording_state(org_id, session_id)
-        telemetry.set_shard_inflight(self._index, committer.queued_events + len(fresh))
-        ack = await committer.submit(state, redacted.events, duplicates, redacted.counts)
+            self._admission.done(len(fresh), completed=completed)
         telemetry.set_shard_inflight(self._index, committer.queued_events)
         self._finalizer.events_acked(session_id, state.acked_through)
         return ack

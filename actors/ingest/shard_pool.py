@@ -75,7 +75,10 @@ def shard_fingerprint(settings: TracemillSettings) -> str:
     """What a generation of shards is keyed by: every setting that is not secret (a shard runs
     processing, privacy and storage with them, not only its own `shards` section), less the
     ingress-only sections."""
-    public = {k: v for k, v in settings.public_args().items() if k not in _INGRESS_ONLY}
+    args = settings.public_args()
+    public = {k: v for k, v in args.items() if k not in _INGRESS_ONLY}
+    # Admission control sits among the limits, but the shards check it too.
+    public["admission"] = args.get("limits", {}).get("admission")
     canonical = json.dumps(public, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 

@@ -218,7 +218,7 @@ def _row(result: LoadResult) -> dict[str, Any]:
             "accepted_p50_ms": result.accepted_p50_ms, "accepted_p99_ms": result.accepted_p99_ms,
             "accepted_max_ms": result.accepted_max_ms, "slow_down_p99_ms": result.slow_down_p99_ms,
             "slow_down_max_ms": result.slow_down_max_ms, "finish_p99_ms": side.get("finishes", {}).get("p99_ms"),
-            "waiting_after_drain": result.dropped_connections,
+            "waiting_after_drain": result.dropped_connections, "generator_lag_max_ms": result.generator_lag_max_ms,
             "errors": result.errors, "slow_downs": result.slow_downs, "error_samples": result.error_samples}
 
 

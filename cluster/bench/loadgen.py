@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from actors.ingest.admission import LoopLag
 from cluster.bench.load_mix import SideTraffic
 from cluster.stream_client import exchange, open_stream
 
@@ -147,6 +148,8 @@ class LoadResult(BaseModel):
     accepted_max_ms: float | None = None
     slow_down_p99_ms: float | None = Field(None, description="from a shed send to its slow_down")
     slow_down_max_ms: float | None = None
+    generator_lag_max_ms: float | None = Field(
+        None, description="the generator's own event loop, longest late wake-up: large means it measured itself")
     errors: int = Field(description="error frames + failed sessions/connections")
     error_frames: int
     connect_failures: int
@@ -341,6 +344,8 @@ async def run_load(cfg: LoadConfig) -> LoadResult:
         side = SideTraffic(cfg.url + cfg.prefix, cfg.api_key.get_secret_value(),
                            screenshot_every=cfg.screenshot_every, read_every=cfg.read_every,
                            frames=[synthetic_page(i) for i in range(4)] if cfg.screenshot_every else [])
+    lag = LoopLag()
+    lag.ensure_running()
     reporter = None
     if cfg.progress_interval_s is not None:
         reporter = asyncio.create_task(_progress(cfg, stats, time.perf_counter()))
@@ -360,7 +365,9 @@ async def run_load(cfg: LoadConfig) -> LoadResult:
         if side is not None:
             await side.drain()
             await side.aclose()
-    return _summarise(cfg, stats, timed_out, side)
+    result = _summarise(cfg, stats, timed_out, side)
+    result.generator_lag_max_ms = round(lag.worst_s * 1000, 1)
+    return result
 
 
 def _summarise(cfg: LoadConfig, stats: _Stats, timed_out: bool, side: SideTraffic | None = None) -> LoadResult:

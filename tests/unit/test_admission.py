@@ -3,11 +3,14 @@ delay it predicts, and refusals past the target, on a clock the test moves."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 from pydantic import ValidationError
 
 from actors.errors import Overloaded
-from actors.ingest.admission import AdmissionControl, ServiceRate
+from actors.ingest.admission import AdmissionControl, LoopLag, ServiceRate
 from configs.limits import AdmissionSettings, RateLimitSettings
 
 
@@ -143,3 +146,21 @@ def test_settings_are_checked() -> None:
         AdmissionSettings(ewma_alpha=0)
     with pytest.raises(ValidationError):
         AdmissionSettings(unknown=1)  # type: ignore[call-arg]
+
+
+def test_loop_lag_counts_in_the_estimate() -> None:
+    async def scenario() -> tuple[float, float]:
+        lag = LoopLag(alpha=1.0, interval_s=0.01)
+        gate = AdmissionControl(AdmissionSettings(ack_target_ms=100, ewma_alpha=1.0), "replica", lag=lag)
+        gate.rate.observe(1_000_000, 1.0)  # the queue itself is fast
+        gate.admit(10)  # starts the measurement
+        await asyncio.sleep(0.05)
+        quiet = gate.estimate_s()
+        time.sleep(0.3)  # the loop is held: whatever is ready waits 0.3 s
+        for _ in range(3):  # the measuring task wakes (late) before this one
+            await asyncio.sleep(0)
+        return quiet, gate.estimate_s()
+
+    quiet, held = asyncio.run(scenario())
+    assert quiet < 0.05
+    assert held > 0.2  # a frame read now would be acked past the 0.1 s target
