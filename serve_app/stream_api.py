@@ -72,10 +72,10 @@ async def _serve_stream(services: Services, ws: WebSocket, raw_id: str, request_
     try:
         principal = await _authenticate(services, ws)
         session_id = session_uuid(raw_id)
+        await services.check_session(principal, session_id)
         await services.shard(session_id).check_recording(principal.org_id, session_id)
         await _pump(services, ws, principal, session_id, request_id)
     except WebSocketDisconnect:
-        await services.check_session(principal, session_id)
         pass
     except TracemillError as exc:
         await _refuse(ws, exc, request_id)
