@@ -214,6 +214,8 @@ def test_a_recorder_writes_only_to_the_sessions_it_recorded(stack: Any, world: W
                              ("PUT", f"/v1/sessions/{own_sid}/screenshots/s2")):
             got = _call(http, method, path)
             assert got.status_code == 404 and _error_code(got) == "not_found", (method, path, got.text)
+    # The stream is a write path too: another recorder of the same workspace is refused before it records.
+    assert _ws_close(stack, world.keys["second_recorder"], own_sid) == 4404
     with _client(stack, world.keys["analyst"]) as http:  # the workspace's analyst sees it
         assert http.get(f"/v1/sessions/{own_sid}").status_code == 200
 
