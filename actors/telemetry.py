@@ -23,6 +23,9 @@ named ``..._total`` keeps that single suffix; a histogram exports ``_bucket``/``
 | tracemill_finalizations_total    | counter   | result      | ray_tracemill_finalizations_total                      |
 | tracemill_finalizations_running  | gauge     | —           | ray_tracemill_finalizations_running                    |
 | tracemill_jobs                   | gauge     | kind, state | ray_tracemill_jobs                                     |
+| tracemill_model_backlog          | gauge     | kind        | ray_tracemill_model_backlog                            |
+| tracemill_model_calls_total      | counter   | kind, mode  | ray_tracemill_model_calls_total                        |
+| tracemill_model_cost_usd_total   | counter   | kind        | ray_tracemill_model_cost_usd_total                     |
 
 Ray adds ``Component``, ``NodeAddress``, ``SessionName``, ``Version`` and ``WorkerId`` to every
 series, which tells processes apart (aggregate gauges with sum/max); a dead process' gauges age
@@ -49,6 +52,7 @@ __all__ = [
     "record_ack", "record_events_received", "record_finalization", "record_rejected",
     "record_slow_down", "record_vision", "set_breaker_open", "set_finalizations_running",
     "set_jobs", "set_open_streams", "set_shard_inflight", "time_task", "use_backend",
+    "record_model_calls", "set_model_backlog",
 ]
 
 log = logging.getLogger(__name__)
@@ -76,6 +80,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "result": frozenset({"ready", "rejected", "failed"}),
     "job_kind": frozenset({"dataset", "finetune"}),  # the `kind` tag of tracemill_jobs
     "state": frozenset({"queued", "running", "succeeded", "failed"}),
+    "model_kind": frozenset({"moderation", "vision", "card"}),  # the `kind` tag of tracemill_model_*
+    "mode": frozenset({"sync", "batch"}),
 }
 
 _ACK_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -111,6 +117,11 @@ METRICS: dict[str, MetricSpec] = {s.name: s for s in (
     MetricSpec("tracemill_finalizations_total", "counter", "Finished finalisations, by result", ("result",)),
     MetricSpec("tracemill_finalizations_running", "gauge", "Finalisations running in this process"),
     MetricSpec("tracemill_jobs", "gauge", "tracemill Ray jobs by kind and state", ("kind", "state")),
+    MetricSpec("tracemill_model_backlog", "gauge", "Model calls waiting in this process (texts to score, "
+               "lines of unfinished batches), by kind", ("kind",)),
+    MetricSpec("tracemill_model_calls_total", "counter", "Model requests: one per synchronous call, one per "
+               "batch line", ("kind", "mode")),
+    MetricSpec("tracemill_model_cost_usd_total", "counter", "Estimated model cost, USD, by kind", ("kind",)),
 )}
 
 
@@ -278,3 +289,15 @@ def set_jobs(kind: str, counts: Mapping[str, int]) -> None:
     job_kind = normalise("job_kind", kind)
     for state, n in totals.items():
         _emit("tracemill_jobs", "set", n, {"kind": job_kind, "state": state})
+
+
+def set_model_backlog(kind: str, n: int) -> None:
+    """Model calls of `kind` this process still has to make or wait for."""
+    _emit("tracemill_model_backlog", "set", max(0, n), {"kind": normalise("model_kind", kind)})
+
+
+def record_model_calls(kind: str, mode: str, n: int = 1, cost_usd: float = 0.0) -> None:
+    """`n` requests of `kind` sent one by one (mode sync) or as batch lines, and what they cost."""
+    tags = {"kind": normalise("model_kind", kind)}
+    _emit("tracemill_model_calls_total", "inc", n, tags | {"mode": normalise("mode", mode)})
+    _emit("tracemill_model_cost_usd_total", "inc", cost_usd, tags)

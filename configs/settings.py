@@ -25,6 +25,8 @@ from configs.cards import CardSettings, SentimentSettings
 from configs.finetune import FineTuneSettings
 from configs.limits import QuotaSettings, RateLimitSettings
 from configs.live import LiveSettings
+from configs.batching import BatchSettings
+from configs.moderation import ModerationSettings
 from configs.openai import openai_from_env
 from configs.pipeline import DEFAULT_PIPELINE_FILE, PipelineSettings
 from configs.processing import ProcessingSettings
@@ -137,6 +139,10 @@ class TracemillSettings(_Strict):
     live: LiveSettings = LiveSettings()
     # People's accounts: argon2id, access/refresh tokens, sign-in limits (configs/accounts.py).
     accounts: AccountSettings = AccountSettings()
+    # Moderation of training data: provider, model, default thresholds (configs/moderation.py).
+    moderation: ModerationSettings = ModerationSettings()
+    # Calls that are not urgent through the provider's Batch API (configs/batching.py).
+    batching: BatchSettings = BatchSettings()
     # Session cards (title, caption, contact sheet) and typed-text sentiment (configs/cards.py).
     cards: CardSettings = CardSettings()
     sentiment: SentimentSettings = SentimentSettings()

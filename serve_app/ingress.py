@@ -47,6 +47,8 @@ from serve_app.services import Services
 from serve_app import analytics_api, review_api, search_api
 from serve_app.analytics_api import TrendsQuery, TrendsResponse
 from serve_app.review_api import FlagCreate, FlagList, FlagUpdate, FlagView, QueueList
+from serve_app import moderation_api
+from serve_app.moderation_api import Thresholds, ThresholdsView
 from serve_app.search_api import SessionList
 from serve_app import admin_api
 from serve_app.admin_api import KeyCreate, NameBody
@@ -161,6 +163,20 @@ class Ingress:
     )
     async def review_queue(self, request: Request) -> dict[str, Any]:
         return await review_api.review_queue(self.services, request)
+
+    @api.get("/v1/moderation/thresholds", response_model=ThresholdsView, tags=["review"],
+             responses=errors_of(401, 403, 503),
+             summary="The workspace's moderation thresholds: flag above warn, keep out of datasets above block")
+    async def get_moderation_thresholds(self, request: Request) -> dict[str, Any]:
+        return await moderation_api.get_thresholds(self.services, request)
+
+    @api.put(
+        "/v1/moderation/thresholds", response_model=ThresholdsView, tags=["review"],
+        openapi_extra=review_api.body_inline(Thresholds), responses=errors_of(400, 401, 403, 413, 415, 422, 503),
+        summary="Set the workspace's moderation thresholds (admins; audited)",
+    )
+    async def put_moderation_thresholds(self, request: Request) -> dict[str, Any]:
+        return await moderation_api.put_thresholds(self.services, request)
 
     @api.get(
         _SESSION, response_model=SessionView, tags=["sessions"],

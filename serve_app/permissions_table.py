@@ -50,6 +50,8 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission | None] = {
     ("GET", _S + "/flags"): "review.read",
     ("PATCH", "/v1/flags/{flag_id}"): "review.write",
     ("GET", "/v1/review/queue"): "review.write",  # the reviewers' work list
+    ("GET", "/v1/moderation/thresholds"): "review.read",
+    ("PUT", "/v1/moderation/thresholds"): "workspaces.manage",  # admins only (issue 19.3)
     ("POST", "/v1/invitations"): "members.manage",
     ("GET", "/v1/audit"): "audit.read",
     ("GET", "/v1/orgs"): "orgs.manage",

@@ -34,6 +34,7 @@ ACTIONS = frozenset({
     "key.create", "key.rotate", "key.revoke", "role.change",
     "dataset.start", "finetune.start", "export.download", "session.delete", "data.delete",
     "org.create", "workspace.create",
+    "moderation.thresholds",
 })
 Outcome = Literal["success", "failure", "refused"]
 _SECRET_WORDS = ("password", "secret", "token", "api_key", "pepper", "hash")

@@ -4,12 +4,13 @@ that ends when the client hangs up."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-__all__ = ["error_response", "forced_reply", "stalled"]
+__all__ = ["RequestWindow", "error_response", "forced_reply", "limited", "stalled"]
 
 ERROR_CODES = {
     429: "rate_limit_exceeded",
@@ -50,3 +51,44 @@ async def forced_reply(request: Request, behaviour: str) -> JSONResponse | None:
     if kind == "timeout" and await stalled(request, float(arg or 5)):
         return JSONResponse({}, status_code=499)  # the client has gone
     return None
+
+
+class RequestWindow:
+    """A provider's request limit as OpenAI reports it: `limit` requests per `window_s`, each
+    answer carrying x-ratelimit-limit/remaining/reset-requests; a request past the limit is a
+    429 with Retry-After (counted in `refused`)."""
+
+    def __init__(self, limit: int, window_s: float) -> None:
+        self.limit, self.window_s = limit, window_s
+        self.started = time.monotonic()
+        self.used = self.refused = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> tuple[bool, dict[str, str]]:
+        """(allowed, headers) for one request now."""
+        with self._lock:
+            now = time.monotonic()
+            if now - self.started >= self.window_s:
+                self.started, self.used = now, 0
+            reset = max(0.0, self.window_s - (now - self.started))
+            allowed = self.used < self.limit
+            self.used += allowed
+            self.refused += not allowed
+            headers = {"x-ratelimit-limit-requests": str(self.limit),
+                       "x-ratelimit-remaining-requests": str(self.limit - self.used),
+                       "x-ratelimit-reset-requests": f"{int(reset * 1000)}ms"}
+            if not allowed:
+                headers["retry-after-ms"] = str(int(reset * 1000) + 1)
+            return allowed, headers
+
+
+def limited(window: RequestWindow | None) -> tuple[JSONResponse | None, dict[str, str]]:
+    """The 429 to answer instead (or None) and the rate-limit headers to send either way."""
+    if window is None:
+        return None, {}
+    allowed, headers = window.take()
+    if allowed:
+        return None, headers
+    reply = error_response(429, retry_after=None)
+    reply.headers.update(headers)
+    return reply, headers

@@ -46,7 +46,8 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from cluster.doubles.net import wait_for
-from cluster.doubles.openai_common import forced_reply
+from cluster.doubles.openai_batches import batch_router
+from cluster.doubles.openai_common import RequestWindow, forced_reply, limited
 from cluster.doubles.openai_finetune import FineTuneRequest, FineTuneState, finetune_router
 
 __all__ = [
@@ -91,6 +92,17 @@ class OpenAITestServer:
         self.finetune = FineTuneState()
         self._finetune_requests: list[FineTuneRequest] = []
         self.app.include_router(finetune_router(self), prefix="/v1")
+        # Moderation: a text scores each category of the terms it contains (case-insensitive),
+        # 0.0005 otherwise; moderation_inputs counts the texts scored.
+        self.moderation_terms: dict[str, dict[str, float]] = dict(MODERATION_TERMS)
+        self.moderation_inputs = 0
+        self.app.include_router(_moderation_router(self), prefix="/v1")
+        # Batch API (cluster/doubles/openai_batches.py) and a request limit with OpenAI's headers.
+        self.batches: dict[str, dict[str, Any]] = {}
+        self.batch_fail_once: set[str] = set()
+        self.batch_failed: set[str] = set()
+        self.window: RequestWindow | None = None
+        self.app.include_router(batch_router(self), prefix="/v1")
 
     @property
     def base_url(self) -> str:
@@ -111,6 +123,10 @@ class OpenAITestServer:
             self.responders.clear()
             self.max_in_flight = 0
             self.delay_s = 0.0
+            self.moderation_terms = dict(MODERATION_TERMS)
+            self.moderation_inputs = 0
+            self.batches, self.batch_fail_once, self.batch_failed = {}, set(), set()
+            self.window = None
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -138,6 +154,19 @@ class OpenAITestServer:
         with self._lock:
             self.in_flight += delta
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def limit_requests(self, limit: int, window_s: float) -> RequestWindow:
+        """Answer at most `limit` chat/moderation requests per `window_s` (429 past it)."""
+        self.window = RequestWindow(limit, window_s)
+        return self.window
+
+    def batch_answer(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
+        """What the synchronous route would answer `body` with (an "ok" behaviour)."""
+        if url.endswith("/moderations"):
+            return _moderation_reply(self, body)
+        content = json.dumps(_analysis(_image_bytes(body.get("messages", [])) or b""))
+        prompt_tokens = 85 + len(json.dumps(body.get("messages", [])[:1])) // 4
+        return _completion(body.get("model"), content, prompt_tokens)
 
     def next_behaviour(self) -> str:
         with self._lock:
@@ -204,6 +233,9 @@ def _chat_router(server: OpenAITestServer) -> APIRouter:
         )
         if (reply := await forced_reply(request, behaviour)) is not None:
             return reply
+        refused, headers = limited(server.window)
+        if refused is not None:
+            return refused
         kind = behaviour.partition(":")[0]
         content = {
             "badjson": "this is { not json",
@@ -214,9 +246,71 @@ def _chat_router(server: OpenAITestServer) -> APIRouter:
             content = responder(body.get("messages", []))
         content = content or json.dumps(_analysis(image or b""))
         prompt_tokens = 85 + len(json.dumps(body.get("messages", [])[:1])) // 4
-        return JSONResponse(_completion(body.get("model"), content, prompt_tokens))
+        return JSONResponse(_completion(body.get("model"), content, prompt_tokens), headers=headers)
 
     return router
+
+
+MODERATION_CATEGORIES = (
+    "harassment", "harassment/threatening", "hate", "hate/threatening", "illicit", "illicit/violent",
+    "self-harm", "self-harm/intent", "self-harm/instructions", "sexual", "sexual/minors",
+    "violence", "violence/graphic",
+)
+# Made-up marker words, so tests say exactly what should score (and real words do not).
+MODERATION_TERMS: dict[str, dict[str, float]] = {
+    "zzharass": {"harassment": 0.93, "harassment/threatening": 0.41},
+    "zzwarn": {"harassment": 0.66},
+    "zzviolent": {"violence": 0.88, "violence/graphic": 0.3},
+    "zzselfharm": {"self-harm": 0.91, "self-harm/intent": 0.85},
+}
+
+
+def _moderation_router(server: OpenAITestServer) -> APIRouter:
+    """POST /moderations as OpenAI answers it: one result per input, categories and scores."""
+    router = APIRouter()
+
+    @router.post("/moderations")
+    async def moderations(request: Request) -> JSONResponse:
+        body = await request.json()
+        behaviour = server.next_behaviour()
+        server.record(RecordedRequest(model=body.get("model"), has_image_data_url=False,
+                                      response_format_type=None, max_tokens_field=None,
+                                      authorization=request.headers.get("authorization"), behaviour=behaviour))
+        if (reply := await forced_reply(request, behaviour)) is not None:
+            return reply
+        refused, headers = limited(server.window)
+        if refused is not None:
+            return refused
+        return JSONResponse(_moderation_reply(server, body), headers=headers)
+
+    return router
+
+
+def _moderation_reply(server: OpenAITestServer, body: dict[str, Any]) -> dict[str, Any]:
+    texts = body.get("input")
+    texts = [texts] if isinstance(texts, str) else list(texts or [])
+    with server._lock:
+        server.moderation_inputs += len(texts)
+    return {
+        "id": f"modr-{hashlib.sha256(json.dumps(texts).encode()).hexdigest()[:20]}",
+        "model": body.get("model") or "omni-moderation-latest",
+        "results": [_moderation_result(server.moderation_terms, str(t)) for t in texts],
+    }
+
+
+def _moderation_result(terms: dict[str, dict[str, float]], text: str) -> dict[str, Any]:
+    scores = dict.fromkeys(MODERATION_CATEGORIES, 0.0005)
+    lowered = text.lower()
+    for term, hits in terms.items():
+        if term in lowered:
+            for cat, value in hits.items():
+                scores[cat] = max(scores[cat], value)
+    return {
+        "flagged": any(v >= 0.5 for v in scores.values()),
+        "categories": {k: v >= 0.5 for k, v in scores.items()},
+        "category_scores": scores,
+        "category_applied_input_types": {k: ["text"] for k in scores},
+    }
 
 
 def _models_router() -> APIRouter:

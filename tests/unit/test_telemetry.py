@@ -122,6 +122,8 @@ def _call_every_helper() -> None:
     T.record_finalization("ready")
     T.set_finalizations_running(2)
     T.set_jobs("dataset", {"running": 1})
+    T.set_model_backlog("moderation", 7)
+    T.record_model_calls("vision", "batch", 3, cost_usd=0.002)
 
 
 # --- the helpers ----------------------------------------------------------------------------
@@ -165,6 +167,9 @@ def test_helpers_record_through_rays_metric_api(fake: FakeRayMetrics) -> None:
     assert fake.value("tracemill_finalizations_total", result="ready") == 1
     assert fake.value("tracemill_finalizations_running") == 2
     assert fake.value("tracemill_jobs", kind="dataset", state="running") == 1
+    assert fake.value("tracemill_model_backlog", kind="moderation") == 7
+    assert fake.value("tracemill_model_calls_total", kind="vision", mode="batch") == 3
+    assert fake.value("tracemill_model_cost_usd_total", kind="vision") == pytest.approx(0.002)
     with pytest.raises(OSError), T.time_task("score"):
         raise OSError("disk")
     assert fake.value("tracemill_task_failures_total", kind="score") == 1

@@ -32,6 +32,8 @@ from actors.storage.cards_repo import cards_summary
 from actors.storage.objectstore import ObjectStore, make_object_store
 from actors.storage.postgres import connect_pool
 from actors.storage import training_repo as repo
+from actors.moderation.gate import moderate_sessions
+from actors.storage.moderation_repo import blocked_summary
 from actors.storage.review_repo import flags_of_sessions
 from configs.dataset import DatasetBuildConfig
 from configs.settings import TracemillSettings
@@ -85,11 +87,15 @@ async def run_build(settings: TracemillSettings, config: DatasetBuildConfig,
         await pool.close()
 
 
-async def _work(pool: Any, config: DatasetBuildConfig, org_id: uuid.UUID
-                ) -> tuple[dict[str, float | None], list[str], list[str], list[WorkItem], list[float], dict[str, Any]]:
+async def _work(pool: Any, settings: TracemillSettings, config: DatasetBuildConfig, org_id: uuid.UUID
+                ) -> tuple[dict[str, float | None], list[str], list[str], list[WorkItem], list[float], dict[str, Any],
+                           dict[str, Any]]:
     """(qualities, train ids, validation ids, the work list, each item's units, what review
     flags left out): every train session before every validation session, each in selection order."""
     rows = await repo.select_sessions(pool, org_id, config.selection)
+    # Moderation (issue 19.3) first: its warn flags then count with the reviewers' below.
+    moderated = (await moderate_sessions(pool, settings.moderation, [r["session_id"] for r in rows],
+                                         batching=settings.batching)).as_dict()
     excluded: dict[str, Any] = {}
     if config.selection.exclude_flagged:
         rows, excluded = await _review_exclusions(pool, rows)
@@ -104,7 +110,7 @@ async def _work(pool: Any, config: DatasetBuildConfig, org_id: uuid.UUID
     sizes = await repo.session_sizes(pool, [uuid.UUID(s) for s, _, _ in work])
     embeds = config.format.image_mode == "data_url" and config.format.max_images_per_example > 0
     units = [session_units(*sizes.get(uuid.UUID(s), (0, 0)), embeds) for s, _, _ in work]
-    return qualities, train_ids, val_ids, work, units, excluded
+    return qualities, train_ids, val_ids, work, units, excluded, moderated
 
 
 async def _review_exclusions(pool: Any, rows: list[Any]) -> tuple[list[Any], dict[str, Any]]:
@@ -131,7 +137,7 @@ async def _review_exclusions(pool: Any, rows: list[Any]) -> tuple[list[Any], dic
 async def _build(pool: Any, store: ObjectStore, settings: TracemillSettings, config: DatasetBuildConfig,
                  dataset_id: uuid.UUID, org_id: uuid.UUID, one_process: bool) -> BuildResult:
     started = time.monotonic()
-    qualities, train_ids, val_ids, work, units, excluded = await _work(pool, config, org_id)
+    qualities, train_ids, val_ids, work, units, excluded, moderated = await _work(pool, settings, config, org_id)
     log.info("dataset %s: %d sessions selected (%d train, %d validation), %s",
              dataset_id, len(work), len(train_ids), len(val_ids),
              "in one process" if one_process else "on Ray")
@@ -149,6 +155,9 @@ async def _build(pool: Any, store: ObjectStore, settings: TracemillSettings, con
         report["build"]["seconds_spent"] = {k: round(v, 3) for k, v in timing.items()}
         # Review flags (issue 16): left out when selection.exclude_flagged; reasons count flags.
         report["excluded_by_review"] = excluded if config.selection.exclude_flagged else {"exclude_flagged": False}
+        # Moderation (issue 19.3): blocked steps made no example, whatever exclude_flagged says.
+        report["blocked_by_moderation"] = {
+            **await blocked_summary(pool, [uuid.UUID(s) for s, _, _ in work]), "this_build": moderated}
         # Session cards and sentiment (issue 19, actors/cards): counts and a sample of cards.
         report["cards"] = await cards_summary(pool, [uuid.UUID(s) for s, _, _ in work])
         _check_rules(written, report)

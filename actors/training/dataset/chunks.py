@@ -23,6 +23,7 @@ from actors.ingest.rows import as_event
 from actors.processing.task_resources import task_resources
 from actors.storage.objectstore import ObjectStore
 from actors.storage.processing_repo import event_rows, screenshot_rows
+from actors.storage.moderation_repo import blocked_steps
 from actors.storage.review_repo import flagged_steps
 from actors.training.dataset.formats import build_examples, example_problems, example_summary
 from actors.training.dataset.parquet import rows_ipc
@@ -112,8 +113,13 @@ async def encode_chunk(settings: TracemillSettings, fmt: DatasetFormatSettings,
             events = [as_event(r) for r in await event_rows(res.pool, sid)]
             shots = await screenshot_rows(res.pool, sid)
             session: dict[str, Any] = {"session_id": session_id, "task": task}
-            if skip_flagged_steps:  # steps a reviewer flagged make no example (formats.action_steps)
-                session["skip_seqs"] = await flagged_steps(res.pool, sid)
+            # Steps moderation blocked never make an example; those a reviewer (or moderation's
+            # warn) flagged neither, with exclude_flagged (formats.action_steps).
+            skip = await blocked_steps(res.pool, sid)
+            if skip_flagged_steps:
+                skip |= await flagged_steps(res.pool, sid)
+            if skip:
+                session["skip_seqs"] = skip
             images = await _images(res.store, shots, fmt)
             lap("read")
             examples = build_examples(session, events, images, fmt)

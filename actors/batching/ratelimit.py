@@ -1,0 +1,96 @@
+"""Pace calls by what the provider says is left, not by fixed numbers.
+
+OpenAI (and compatible hosts) send `x-ratelimit-remaining-requests` / `-tokens` and
+`x-ratelimit-reset-requests` / `-tokens` ("1s", "6m0s", "250ms") on every answer. The limiter
+reads them from each response (an httpx response hook on the client the one OpenAI layer is
+given) and makes the next caller wait for the reset once what is left falls to `reserve`: the
+429 never comes, rather than being retried after it did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+import httpx
+
+__all__ = ["HeaderRateLimiter", "parse_reset"]
+
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_reset(value: str | None) -> float | None:
+    """Seconds in OpenAI's reset format ("1s", "6m0s", "20ms", "1h2m3.5s"); None if unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))  # some hosts send plain seconds
+    except ValueError:
+        pass
+    parts = _PART.findall(value)
+    if not parts or "".join(n + u for n, u in parts) != value:
+        return None
+    return sum(float(n) * _UNIT[u] for n, u in parts)
+
+
+class HeaderRateLimiter:
+    """Shared by every call of one client. `reserve`: requests (or tokens) kept back, so
+    concurrent callers that read the same headers do not overrun the limit together."""
+
+    def __init__(self, reserve: int = 1, max_wait_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep) -> None:
+        self.reserve, self.max_wait_s = reserve, max_wait_s
+        self._clock, self._sleep = clock, sleep
+        self.remaining: dict[str, int] = {}  # "requests" / "tokens" -> left as last reported
+        self.reset_at: dict[str, float] = {}
+        self.waits = 0
+        self.waited_s = 0.0
+        self._lock = asyncio.Lock()
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        now = self._clock()
+        for kind in ("requests", "tokens"):
+            left = headers.get(f"x-ratelimit-remaining-{kind}")
+            reset = parse_reset(headers.get(f"x-ratelimit-reset-{kind}"))
+            if left is None or reset is None:
+                continue
+            try:
+                self.remaining[kind] = int(float(left))
+            except ValueError:
+                continue
+            self.reset_at[kind] = now + reset
+
+    async def on_response(self, response: httpx.Response) -> None:
+        """The httpx event hook: `httpx.AsyncClient(event_hooks={"response": [limiter.on_response]})`."""
+        self.observe(response.headers)
+
+    async def acquire(self, tokens: int = 0) -> None:
+        """Wait, if what is left is at the reserve, until the window resets; then count this call."""
+        async with self._lock:  # one waiter at a time: the others queue behind the reset
+            wait = 0.0
+            now = self._clock()
+            needs = {"requests": 1, "tokens": tokens}
+            for kind, left in self.remaining.items():
+                reset_at = self.reset_at.get(kind, now)
+                if reset_at <= now:
+                    continue
+                if left - needs[kind] < self.reserve:
+                    wait = max(wait, reset_at - now)
+            if wait > 0:
+                wait = min(wait, self.max_wait_s)
+                self.waits += 1
+                self.waited_s += wait
+                await self._sleep(wait)
+                self.remaining.clear()  # a fresh window: the next answer tells us again
+            for kind, need in needs.items():
+                if kind in self.remaining:
+                    self.remaining[kind] -= need  # before the answer comes: concurrent callers count too
+
+    def client(self, timeout: float) -> httpx.AsyncClient:
+        """An httpx client whose answers feed this limiter (for OpenAIApi's http_client)."""
+        return httpx.AsyncClient(timeout=timeout, event_hooks={"response": [self.on_response]})
