@@ -187,7 +187,7 @@ class TracemillSettings(_Strict):
         finetune = _finetune_from_env(env)
         if finetune:
             data["finetune"] = finetune
-        for section in ("cards", "sentiment"):
+        for section in ("cards", "sentiment", "moderation"):
             if found := _model_from_env(env, section):
                 data[section] = found
         if token_key := secret_from_env(env, "TRACEMILL_TOKEN_KEY"):

@@ -65,3 +65,14 @@ def test_the_scorer_uses_the_server_then_falls_back(server: OpenAITestServer) ->
     fallen = asyncio.run(score(texts))
     assert (fallen.source, fallen.fallback_reason) == ("local", "http_503") and len(fallen.scores) == 4
     assert server.request_count == settings.max_attempts
+
+
+def test_the_environment_chooses_the_provider_and_only_then_the_openai_server() -> None:
+    from configs.settings import TracemillSettings
+
+    store = {"object_store": {"kind": "local", "local_dir": "/tmp/tm-unused"}}
+    env = {"DATABASE_URL": "postgresql://a@b/c", "OPENAI_BASE_URL": "http://models.example/v1"}
+    assert TracemillSettings.from_env(env, overrides=store).moderation.provider == "local"
+    chosen = TracemillSettings.from_env(env | {"TRACEMILL_MODERATION_PROVIDER": "openai"}, overrides=store).moderation
+    assert (chosen.provider, chosen.base_url, chosen.model) == ("openai", "http://models.example/v1",
+                                                                "omni-moderation-latest")
