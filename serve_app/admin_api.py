@@ -4,6 +4,7 @@ workspace, optionally bound to a recorder (the person or extension install that 
 Nobody hands out more than it holds: a key's role must be one the caller's role covers
 (actors/permissions.can_grant), and only an owner makes keys for another workspace of its
 organisation. A new organisation comes with an owner key for its default workspace, shown once.
+Each change writes its audit entry in the same transaction (names, ids and roles; never a key).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from actors import auth
+from actors.accounts.audit import actor_of, audit
 from actors.errors import Forbidden, InvalidInput, details_from_validation_error
 from actors.permissions import Role, can_grant
 from actors.storage import orgs_repo
@@ -70,13 +72,19 @@ async def list_orgs(services: Services, request: Request) -> dict[str, Any]:
 
 
 async def create_org(services: Services, request: Request) -> JSONResponse:
-    await services.authorize(request)
+    principal = await services.authorize(request)
     body: NameBody = await _body(request, NameBody)
     pool = await services.db()
+    actor, address = actor_of(principal), services.guard.address()
     async with pool.acquire() as conn, conn.transaction():
         org_id, workspace_id = await orgs_repo.create_org(conn, body.name)
         key_id, key = await auth.create_key(conn, role="owner", org_id=org_id, workspace_id=workspace_id,
                                             name="owner", pepper=services.keys.pepper)
+        # In the creator's trail, and the owner key in the new organisation's.
+        await audit(conn, "org.create", actor, target=str(org_id), address=address,
+                    details={"name": body.name, "workspace_id": str(workspace_id)})
+        await audit(conn, "key.create", actor, target=str(key_id), address=address, org_id=org_id,
+                    workspace_id=workspace_id, details={"role": "owner", "name": "owner"})
     return JSONResponse({"org_id": str(org_id), "name": body.name, "workspace_id": str(workspace_id),
                          "owner_key": {"key_id": str(key_id), "key": key}}, status_code=201)
 
@@ -90,7 +98,11 @@ async def list_workspaces(services: Services, request: Request) -> dict[str, Any
 async def create_workspace(services: Services, request: Request) -> JSONResponse:
     principal = await services.authorize(request)
     body: NameBody = await _body(request, NameBody)
-    row = await orgs_repo.create_workspace(await services.db(), principal.org_id, body.name)
+    pool = await services.db()
+    async with pool.acquire() as conn, conn.transaction():
+        row = await orgs_repo.create_workspace(conn, principal.org_id, body.name)
+        await audit(conn, "workspace.create", actor_of(principal), target=str(row["workspace_id"]),
+                    address=services.guard.address(), details={"name": body.name})
     return JSONResponse(_workspace_view(row), status_code=201)
 
 
@@ -124,5 +136,10 @@ async def create_key(services: Services, request: Request) -> JSONResponse:
         key_id, key = await auth.create_key(conn, role=body.role, org_id=principal.org_id, workspace_id=workspace_id,
                                             recorder_id=recorder_id, name=body.name, expires_in=expires,
                                             pepper=services.keys.pepper)
+        # The role given with the key is the audited grant (keys have no other way to get one).
+        await audit(conn, "key.create", actor_of(principal), target=str(key_id), address=services.guard.address(),
+                    workspace_id=workspace_id, details={
+                        "role": body.role, "name": body.name, "expires_in_s": body.expires_in_s,
+                        "recorder_id": None if recorder_id is None else str(recorder_id)})
     return JSONResponse({"key_id": str(key_id), "key": key, "role": body.role, "workspace_id": str(workspace_id),
                          "recorder_id": None if recorder_id is None else str(recorder_id)}, status_code=201)

@@ -1,6 +1,7 @@
 """`GET /v1/audit`: the organisation's audit trail, newest first, filterable and paginated.
 
-For owners and admins (until roles decide, callers with the admin scope). The cursor is the
+For owners and admins (audit.read): an owner reads the whole organisation's trail, an admin
+only its workspace's entries and its own actions (wherever they landed). The cursor is the
 last entry's id: entries are append-only and ids only grow, so a page never shifts under a
 reader while new entries arrive.
 """
@@ -14,6 +15,7 @@ from typing import Any, Literal
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from actors.accounts.audit import actor_of
 from actors.errors import InvalidInput, details_from_validation_error
 from actors.storage import audit_repo
 from actors.storage.postgres import with_retries
@@ -78,6 +80,8 @@ async def list_audit(services: Services, request: Request) -> dict[str, Any]:
     flt = audit_repo.AuditFilter(action=query.action, outcome=query.outcome, actor_id=query.actor_id,
                                  since=query.since, until=query.until, before_id=query.cursor,
                                  workspace_id=query.workspace_id)
+    if not principal.allows("orgs.manage"):  # not an owner: its workspace and itself only
+        flt.visible_workspace, flt.visible_actor = principal.workspace_id, actor_of(principal).actor_id
     pool = await services.db()
     rows = await with_retries(lambda: audit_repo.query(pool, principal.org_id, flt, query.limit + 1),
                               attempts=2, what="audit read")

@@ -1,4 +1,7 @@
-"""What finalisation produced: a session's stored (redacted) events, paged, and its archive."""
+"""What finalisation produced: a session's stored (redacted) events, paged, and its archive.
+
+Both are exports: each archive download, and each read of the events from the start (the first
+page; the pages after it are the same export), is an `export.download` audit entry."""
 
 from __future__ import annotations
 
@@ -8,11 +11,13 @@ from fastapi import Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from actors.accounts.audit import actor_of, audit
+from actors.auth import Principal
 from actors.errors import InvalidInput, NotFound, details_from_validation_error
 from actors.ingest.rows import as_event
 from actors.storage import processing_repo
 from actors.storage.postgres import with_retries
-from serve_app.sessions_api import readable_session
+from serve_app.sessions_api import readable_session_of
 from serve_app.services import Services
 
 __all__ = ["EventsPage", "get_archive", "get_events"]
@@ -46,7 +51,7 @@ def _page_query(request: Request, max_limit: int) -> _PageQuery:
 
 
 async def get_events(services: Services, request: Request, raw_id: str) -> dict[str, Any]:
-    _, session_id = await readable_session(services, request, raw_id)
+    principal, _, session_id = await readable_session_of(services, request, raw_id)
     query = _page_query(request, services.settings.processing.events_page_max)
     pool = await services.db()
     rows = await with_retries(
@@ -55,15 +60,25 @@ async def get_events(services: Services, request: Request, raw_id: str) -> dict[
     )
     more = len(rows) > query.limit
     events = [as_event(r) for r in rows[: query.limit]]
+    if query.after_seq < 0:
+        await _audit_export(services, principal, session_id, "events", {"events": len(events)})
     return {"events": events, "next_after_seq": events[-1]["seq"] if more else None}
 
 
 async def get_archive(services: Services, request: Request, raw_id: str) -> Response:
-    row, session_id = await readable_session(services, request, raw_id)
+    principal, row, session_id = await readable_session_of(services, request, raw_id)
     if row["archive_key"] is None:
         raise NotFound(f"session {session_id} has no archive yet (status {row['status']})", code="archive_not_ready")
     data = await services.store.get(row["archive_key"])
+    await _audit_export(services, principal, session_id, "archive", {"bytes": len(data)})
     return Response(content=data, media_type="application/zip", headers={
         "Content-Disposition": f'attachment; filename="{session_id}.zip"',
         "X-Archive-SHA256": row["archive_sha256"],
     })
+
+
+async def _audit_export(services: Services, principal: Principal, session_id: Any, what: str,
+                        counts: dict[str, int]) -> None:
+    """Who took which session's data out: ids and sizes only, never a recorded value."""
+    await audit(await services.db(), "export.download", actor_of(principal), target=str(session_id),
+                address=services.guard.address(), details={"what": what, **counts})

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from actors.errors import InvalidInput, NotFound, Overloaded, QuotaExceeded, TracemillError
 from actors import quotas
+from actors.auth import Principal
 from actors.ingest.events import parse_events
 from serve_app.bodies import parse_finish, parse_session_create
 from actors.storage import sessions_repo
@@ -24,7 +25,8 @@ from serve_app.session_access import Owner, visible
 
 log = logging.getLogger(__name__)
 
-__all__ = ["create_session", "finish_session", "get_session", "post_events", "readable_session", "session_view"]
+__all__ = ["create_session", "finish_session", "get_session", "post_events", "readable_session", "readable_session_of",
+           "session_view"]
 
 
 async def create_session(services: Services, request: Request) -> JSONResponse:
@@ -71,6 +73,13 @@ async def _count_new_session(services: Services, pool: Any, org_id: uuid.UUID, s
 async def readable_session(services: Services, request: Request, raw_id: str) -> tuple[Any, uuid.UUID]:
     """The session's row, for a caller allowed this route that may see the session (its
     workspace; for a recorder, one it recorded)."""
+    _, row, session_id = await readable_session_of(services, request, raw_id)
+    return row, session_id
+
+
+async def readable_session_of(services: Services, request: Request,
+                              raw_id: str) -> tuple[Principal, Any, uuid.UUID]:
+    """readable_session with the caller, for handlers that audit what it took (exports)."""
     principal = await services.authorize(request)
     session_id = session_uuid(raw_id)
     pool = await services.db()
@@ -79,7 +88,7 @@ async def readable_session(services: Services, request: Request, raw_id: str) ->
     )
     if row is None or not visible(principal, row):
         raise NotFound(f"no session {session_id}")
-    return row, session_id
+    return principal, row, session_id
 
 
 async def get_session(services: Services, request: Request, raw_id: str) -> dict[str, Any]:

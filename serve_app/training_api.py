@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from actors.errors import Conflict, InvalidInput, NotFound, details_from_validation_error
 from actors import quotas
 from actors.accounts.audit import actor_of, audit
+from actors.auth import Principal
 from actors.storage import finetune_repo, training_repo
 from actors.storage.postgres import with_retries
 from actors.version import code_version
@@ -104,13 +105,17 @@ async def create_dataset(services: Services, request: Request) -> JSONResponse:
 
 
 async def _dataset(services: Services, request: Request, raw_id: str) -> Any:
+    return (await _dataset_of(services, request, raw_id))[1]
+
+
+async def _dataset_of(services: Services, request: Request, raw_id: str) -> tuple[Principal, Any]:
     principal = await services.authorize(request)
     dataset_id = _uuid(raw_id, "dataset")
     pool = await services.db()
     row = await with_retries(lambda: training_repo.dataset_row(pool, dataset_id), attempts=2, what="dataset read")
     if not principal.in_workspace(row):
         raise NotFound(f"no dataset {dataset_id}")
-    return await _settle_dataset(pool, row)
+    return principal, await _settle_dataset(pool, row)
 
 
 async def _settle_dataset(pool: Any, row: Any) -> Any:
@@ -152,7 +157,7 @@ async def list_datasets(services: Services, request: Request) -> dict[str, Any]:
 
 
 async def dataset_file(services: Services, request: Request, raw_id: str, name: str) -> Response:
-    row = await _dataset(services, request, raw_id)
+    principal, row = await _dataset_of(services, request, raw_id)
     if name not in DATASET_FILES:
         raise NotFound(f"no file {name[:64]!r}; a dataset has {', '.join(DATASET_FILES)}")
     if row["status"] != "succeeded":
@@ -162,6 +167,8 @@ async def dataset_file(services: Services, request: Request, raw_id: str, name: 
     if name not in files:  # e.g. a build from before the format existed, or with ranking off
         raise NotFound(f"dataset {row['dataset_id']} has no {name}; it has {', '.join(files)}")
     data = await services.store.get(files[name]["key"])
+    await audit(await services.db(), "export.download", actor_of(principal), target=str(row["dataset_id"]),
+                address=services.guard.address(), details={"what": "dataset_file", "file": name, "bytes": len(data)})
     return Response(content=data, media_type=DATASET_FILES[name],
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 

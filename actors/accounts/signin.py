@@ -101,6 +101,7 @@ class Accounts:
             await accounts_repo.add_membership(conn, account_id, org_id, workspace_id, role)
             await audit(conn, "account.create", actor, target=str(account_id), org_id=org_id,
                         workspace_id=workspace_id, address=address, details={"role": role})
+            await _audit_role(conn, actor, account_id, org_id, workspace_id, None, role, address)
         return account_id
 
     # ------------------------------------------------------------------ sign-in
@@ -260,14 +261,29 @@ class Accounts:
                 check_password_rules(password, self.settings, invitation["email"])
                 account_id = await accounts_repo.create_account(conn, invitation["email"],
                                                                 await self.passwords.hash_async(password), display_name)
-            await accounts_repo.add_membership(conn, account_id, invitation["org_id"], invitation["workspace_id"],
-                                               invitation["role"])
+            before = await accounts_repo.add_membership(conn, account_id, invitation["org_id"],
+                                                        invitation["workspace_id"], invitation["role"])
             await accounts_repo.accept_invitation(conn, invitation["invitation_id"], account_id)
             member = await accounts_repo.membership_of(conn, account_id, invitation["workspace_id"])
             await audit(conn, "invitation.accept", Actor("account", str(account_id)), address=address,
                         target=str(invitation["invitation_id"]), org_id=invitation["org_id"],
                         workspace_id=invitation["workspace_id"], details={"role": invitation["role"]})
+            if before != invitation["role"]:  # the inviter gave the role; the invitation names who
+                await _audit_role(conn, Actor("account", str(account_id)), account_id, invitation["org_id"],
+                                  invitation["workspace_id"], before, invitation["role"], address,
+                                  granted_by=invitation["invited_by"])
             return await self._issue(conn, account_id, member, uuid.uuid4())
+
+
+async def _audit_role(conn: asyncpg.Connection, actor: Actor, account_id: uuid.UUID, org_id: uuid.UUID,
+                      workspace_id: uuid.UUID, before: str | None, role: str, address: str | None,
+                      granted_by: str | None = None) -> None:
+    """A member's role given or changed in a workspace (before: None when newly a member)."""
+    details: dict[str, Any] = {"role": role, "previous_role": before}
+    if granted_by is not None:
+        details["granted_by"] = granted_by
+    await audit(conn, "role.change", actor, target=str(account_id), org_id=org_id, workspace_id=workspace_id,
+                address=address, details=details)
 
 
 async def _failures(pool: asyncpg.Pool, address: str | None, subject: str, window_s: int) -> dict[str, Any]:

@@ -33,13 +33,19 @@ async def create_account(conn: Conn, email: str, password_hash: str, display_nam
 
 
 async def add_membership(conn: Conn, account_id: uuid.UUID, org_id: uuid.UUID, workspace_id: uuid.UUID,
-                         role: str) -> None:
-    """Add the account to the workspace, or change its role there."""
+                         role: str) -> str | None:
+    """Add the account to the workspace, or change its role there; returns the role it had
+    there before (None: it was not a member), for the audit trail."""
+    # Two statements (callers hold a transaction): a CTE reading the row would be evaluated
+    # after the upsert changed it, and its FOR UPDATE would then skip the row.
+    before = await conn.fetchval("SELECT role FROM memberships WHERE account_id = $1 AND workspace_id = $2"
+                                 " FOR UPDATE", account_id, workspace_id)
     await conn.execute(
         "INSERT INTO memberships (account_id, org_id, workspace_id, role) VALUES ($1, $2, $3, $4)"
         " ON CONFLICT (account_id, workspace_id) DO UPDATE SET role = EXCLUDED.role",
         account_id, org_id, workspace_id, role,
     )
+    return before
 
 
 async def account_by_email(conn: Conn, email: str) -> asyncpg.Record | None:
@@ -155,7 +161,7 @@ async def insert_invitation(conn: Conn, token_hash: bytes, email: str, org_id: u
 async def take_invitation(conn: asyncpg.Connection, token_hash: bytes) -> asyncpg.Record | None:
     """An open invitation (not accepted, not expired), locked for this transaction."""
     return await conn.fetchrow(
-        "SELECT invitation_id, email, org_id, workspace_id, role FROM invitations"
+        "SELECT invitation_id, email, org_id, workspace_id, role, invited_by FROM invitations"
         " WHERE token_hash = $1 AND accepted_at IS NULL AND expires_at > now() FOR UPDATE",
         token_hash,
     )

@@ -48,13 +48,18 @@ class AuditFilter:
 
     def __init__(self, *, action: str | None = None, outcome: str | None = None, actor_id: str | None = None,
                  since: datetime | None = None, until: datetime | None = None, before_id: int | None = None,
-                 workspace_id: uuid.UUID | None = None):
+                 workspace_id: uuid.UUID | None = None, visible_workspace: uuid.UUID | None = None,
+                 visible_actor: str | None = None):
         self.action, self.outcome, self.actor_id = action, outcome, actor_id
         self.since, self.until, self.before_id, self.workspace_id = since, until, before_id, workspace_id
+        # Not a filter the caller chooses: when set, only this workspace's entries and the
+        # visible actor's own (an admin sees its workspace, not the whole organisation).
+        self.visible_workspace, self.visible_actor = visible_workspace, visible_actor
 
 
 async def query(conn: Conn, org_id: uuid.UUID, flt: AuditFilter, limit: int) -> list[dict[str, Any]]:
-    """Newest first, `limit` entries of the organisation, from before `before_id` (the cursor).
+    """Newest first, `limit` entries of the organisation (or of its visible workspace and actor),
+    from before `before_id` (the cursor).
     `action` matches exactly, or a whole family with a trailing `.*` (`signin.*`)."""
     action = flt.action
     prefix = action[:-1] if action and action.endswith(".*") else None
@@ -64,9 +69,10 @@ async def query(conn: Conn, org_id: uuid.UUID, flt: AuditFilter, limit: int) -> 
         " AND ($4::text IS NULL OR outcome = $4) AND ($5::text IS NULL OR actor_id = $5)"
         " AND ($6::timestamptz IS NULL OR at >= $6) AND ($7::timestamptz IS NULL OR at < $7)"
         " AND ($8::bigint IS NULL OR audit_id < $8) AND ($9::uuid IS NULL OR workspace_id = $9)"
+        " AND ($11::uuid IS NULL OR workspace_id = $11 OR actor_id = $12)"
         " ORDER BY audit_id DESC LIMIT $10",
         org_id, None if prefix else action, prefix, flt.outcome, flt.actor_id, flt.since, flt.until,
-        flt.before_id, flt.workspace_id, limit,
+        flt.before_id, flt.workspace_id, limit, flt.visible_workspace, flt.visible_actor,
     )
     out = []
     for r in rows:
