@@ -32,7 +32,8 @@ class SessionItem(BaseModel):
     intent: str | None = Field(description="the most frequent step intent (navigation aside)")
     frustration: int = Field(description="frustration signals found (rage/dead clicks, repeated back)")
     review_state: str = Field(description="none, or the most open state of its flags")
-    title: str | None = Field(description="the session card's title, else the first page title")
+    title: str | None = Field(description="the first page title")
+    card_title: str | None = Field(None, description="the session card's title, null until carded")
     caption: str | None = Field(None, description="the card's two sentences, null until carded")
     sentiment: str | None = Field(None, description="negative, neutral or positive: the typed "
                                   "text's sentiment; null when nothing typed was scored")

@@ -51,8 +51,7 @@ _WORD = re.compile(r"\w", re.UNICODE)
 ITEM_COLUMNS = (
     "s.session_id, s.status, s.type, s.task, s.site, s.started_at, s.created_at, s.ended_at,"
     " s.event_count, s.screenshot_count, s.quality_overall, s.intent, s.frustration,"
-    " s.review_state, coalesce(s.card_title, s.title) AS title, s.caption, s.sentiment_label,"
-    " s.sentiment_polarity"  # migration 0015: the card's title wins over the first page title
+    " s.review_state, s.title, s.card_title, s.caption, s.sentiment_label, s.sentiment_polarity"
 )
 
 
@@ -220,6 +219,7 @@ def item(row: Any) -> dict[str, Any]:
         "frustration": row["frustration"],
         "review_state": row["review_state"],
         "title": row["title"],
+        "card_title": row["card_title"],  # migration 0015 (actors/cards)
         "caption": row["caption"],
         "sentiment": row["sentiment_label"],
         "sentiment_polarity": row["sentiment_polarity"],

@@ -58,9 +58,9 @@
                           "data-quality": s.quality === null ? "" : s.quality }, null, body);
     var idCell = cell(tr, null, "id");
     T.el("a", { href: "sessions/" + encodeURIComponent(s.session_id) }, s.session_id.slice(0, 8), idCell);
-    // The card's title (else the first page title) leads, its caption below; the task on hover.
-    var task = cell(tr, s.title || s.task || "–", "task");
-    if (s.title && s.task) { task.setAttribute("title", "task: " + s.task); }
+    // The card's title (else the task, else the first page title) leads, its caption below.
+    var task = cell(tr, s.card_title || s.task || s.title || "–", "task");
+    if (s.card_title && s.task) { task.setAttribute("title", "task: " + s.task); } else if (s.title && s.task) { task.setAttribute("title", s.title); }
     if (s.caption) { T.el("div", { "class": "caption muted" }, s.caption, task); }
     cell(tr, s.site || "–");
     cell(tr, s.session_type || "–");

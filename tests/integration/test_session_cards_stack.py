@@ -75,7 +75,7 @@ def test_finalised_session_has_a_local_card_sheet_and_sentiment(api: Api, stack:
 
     listed = api.http.get("/v1/sessions", params={"sentiment": "negative", "limit": 100}).json()["items"]
     mine = [i for i in listed if i["session_id"] == sid]
-    assert mine and mine[0]["title"] == card["title"] and mine[0]["caption"] == card["caption"]
+    assert mine and mine[0]["card_title"] == card["title"] and mine[0]["caption"] == card["caption"]
     assert mine[0]["sentiment"] == "negative" and mine[0]["sentiment_polarity"] < 0
     positive = api.http.get("/v1/sessions", params={"sentiment": "positive", "limit": 100}).json()["items"]
     assert sid not in {i["session_id"] for i in positive}

@@ -82,7 +82,7 @@ def test_list_items_carry_what_the_pages_show(reader: Api, recorded: dict[str, s
     teapot = by_id[recorded["teapot"]]
     assert set(teapot) == {"session_id", "status", "session_type", "task", "site", "started_at", "finished_at",
                            "event_count", "screenshot_count", "quality", "intent", "frustration",
-                           "review_state", "title"}
+                           "review_state", "title", "card_title", "caption", "sentiment", "sentiment_polarity"}
     assert teapot["site"] == "teapots.example" and teapot["title"] == "Copper teapots"
     assert teapot["event_count"] == 12 and teapot["session_type"] == "human"
     assert isinstance(teapot["quality"], float) and teapot["review_state"] == "none"
