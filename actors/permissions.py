@@ -52,6 +52,7 @@ Permission = Literal[
     "audit.read",
     "workspaces.manage",  # create and list the organisation's workspaces
     "orgs.manage",  # create and list organisations
+    "data.delete",  # delete a session or a recorder's data (hidden at once, purged later)
 ]
 Role = Literal["owner", "admin", "reviewer", "analyst", "recorder"]
 
@@ -65,7 +66,7 @@ _OWN: dict[Role, frozenset[Permission]] = {
                           "models.predict"}),
     "reviewer": frozenset({"sessions.read", "stats.read", "review.read", "review.write"}),
     "admin": frozenset({"sessions.write_all", "datasets.create", "finetunes.create", "keys.manage",
-                        "members.manage", "audit.read", "workspaces.manage"}),
+                        "members.manage", "audit.read", "workspaces.manage", "data.delete"}),
     "owner": frozenset({"orgs.manage"}),
 }
 _INHERITS: dict[Role, tuple[Role, ...]] = {

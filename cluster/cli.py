@@ -40,6 +40,7 @@ COMMANDS: dict[str, Command] = {
     "dataset": Command("build fine-tuning datasets from ready sessions", "cluster.training_cli:DATASET"),
     "finetune": Command("fine-tune models on built datasets", "cluster.training_cli:FINETUNE"),
     "eval": Command("evaluate models on a dataset's validation split", "cluster.eval_cli"),
+    "purge": Command("remove deleted sessions and recorders past their grace period", "cluster.purge_cli"),
     "demo": Command("replay a recorded browser session through a running endpoint", "cluster.demo.replay"),
 }
 

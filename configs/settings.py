@@ -22,6 +22,7 @@ from pydantic import (
 
 from configs.base import CONFIG_DIR, SettingsError, describe_validation_error, load_yaml, validated
 from configs.cards import CardSettings, SentimentSettings
+from configs.deletion import DeletionSettings
 from configs.finetune import FineTuneSettings
 from configs.limits import QuotaSettings, RateLimitSettings
 from configs.live import LiveSettings
@@ -146,6 +147,8 @@ class TracemillSettings(_Strict):
     # Session cards (title, caption, contact sheet) and typed-text sentiment (configs/cards.py).
     cards: CardSettings = CardSettings()
     sentiment: SentimentSettings = SentimentSettings()
+    # Deleted sessions and recorders: the grace period before the purge (configs/deletion.py).
+    deletion: DeletionSettings = DeletionSettings()
     # Our loggers' level in every process (actors.logs.setup_logging); TRACEMILL_LOG_LEVEL.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

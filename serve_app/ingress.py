@@ -44,9 +44,10 @@ from serve_app.pages_api import ReplayBundle
 from serve_app import audit_api, auth_api
 from serve_app.rate_limits import bound_peer
 from serve_app.services import Services
-from serve_app import analytics_api, review_api, search_api
+from serve_app import analytics_api, deletion_api, review_api, search_api
 from serve_app.analytics_api import TrendsQuery, TrendsResponse
 from serve_app.review_api import FlagCreate, FlagList, FlagUpdate, FlagView, QueueList
+from serve_app.deletion_api import RecorderDeleted, SessionDeleted
 from serve_app import moderation_api
 from serve_app.moderation_api import Thresholds, ThresholdsView
 from serve_app.search_api import SessionList
@@ -184,6 +185,22 @@ class Ingress:
     )
     async def get_session(self, session_id: str, request: Request) -> dict[str, Any]:
         return await sessions_api.get_session(self.services, request, session_id)
+
+    @api.delete(
+        _SESSION, status_code=202, response_model=SessionDeleted, tags=["deletion"],
+        responses=errors_of(401, 403, 404, 503),
+        summary="Delete a session: hidden from every read at once, purged after the grace period (data.delete)",
+    )
+    async def delete_session(self, session_id: str, request: Request) -> JSONResponse:
+        return await deletion_api.delete_session(self.services, request, session_id)
+
+    @api.delete(
+        "/v1/recorders/{recorder_id}", status_code=202, response_model=RecorderDeleted, tags=["deletion"],
+        responses=errors_of(401, 403, 404, 503),
+        summary="Delete a recorder and every session it recorded; its keys are revoked (data.delete)",
+    )
+    async def delete_recorder(self, recorder_id: str, request: Request) -> JSONResponse:
+        return await deletion_api.delete_recorder(self.services, request, recorder_id)
 
     @api.post(
         _SESSION + "/finish", status_code=202, response_model=FinishAccepted, tags=["sessions"],

@@ -34,6 +34,8 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission | None] = {
     ("GET", _S + "/events"): "sessions.read",
     ("GET", _S + "/archive"): "sessions.read",
     ("GET", _S + "/replay"): "sessions.read",
+    ("DELETE", _S): "data.delete",
+    ("DELETE", "/v1/recorders/{recorder_id}"): "data.delete",
     ("POST", "/v1/datasets"): "datasets.create",
     ("GET", "/v1/datasets"): "datasets.read",
     ("GET", "/v1/datasets/{dataset_id}"): "datasets.read",

@@ -47,6 +47,12 @@ class SessionOwners:
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
 
+    def forget(self, session_id: uuid.UUID) -> None:
+        """A deleted session: writes to it are refused from now on (in this replica at once;
+        another replica refuses once the entry leaves its cache, and the purge removes what it
+        wrote meanwhile)."""
+        self._entries.pop(session_id, None)
+
     async def owner(self, pool: asyncpg.Pool, session_id: uuid.UUID) -> Owner | None:
         hit = self._entries.get(session_id)
         if hit is not None:
@@ -54,7 +60,7 @@ class SessionOwners:
             return hit
         row = await with_retries(
             lambda: pool.fetchrow("SELECT org_id, workspace_id, created_by_key, recorder_id FROM sessions"
-                                  " WHERE session_id = $1", session_id),
+                                  " WHERE session_id = $1 AND deleted_at IS NULL", session_id),
             attempts=2, what="session owner")
         if row is None:
             return None  # not remembered: it may be created in a moment

@@ -33,6 +33,7 @@ ACTIONS = frozenset({
     "password.change", "account.create", "invitation.create", "invitation.accept",
     "key.create", "key.rotate", "key.revoke", "role.change",
     "dataset.start", "finetune.start", "export.download", "session.delete", "data.delete",
+    "recorder.delete", "data.purge",
     "org.create", "workspace.create",
     "moderation.thresholds",
 })

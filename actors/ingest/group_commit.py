@@ -35,7 +35,10 @@ _STAGING_DDL = (
 _STAGING_COLUMNS = ("session_id", "seq", "type", "ts", "url", "target", "payload")
 _INSERT_FROM_STAGING = (
     "INSERT INTO interactions (session_id, seq, type, ts, url, target, payload)"
-    " SELECT session_id, seq, type, ts, url, target::jsonb, payload::jsonb FROM interactions_staging"
+    " SELECT session_id, seq, type, ts, url, target::jsonb, payload::jsonb FROM interactions_staging st"
+    # A deleted (or purged) session takes nothing more, whichever replica or open stream sends it
+    # (issue 18.3): a semi-join on the sessions primary key.
+    " WHERE EXISTS (SELECT 1 FROM sessions s WHERE s.session_id = st.session_id AND s.deleted_at IS NULL)"
     " ON CONFLICT (session_id, seq) DO NOTHING RETURNING session_id, seq"
 )
 _UPDATE_SESSION = (

@@ -114,7 +114,8 @@ async def add_privacy_counts(conn: Conn, session_id: uuid.UUID, source: str, cou
 
 async def pending_finalizations(conn: Conn, limit: int = 1000) -> list[uuid.UUID]:
     rows = await conn.fetch(
-        "SELECT session_id FROM sessions WHERE status = 'finalizing' ORDER BY updated_at LIMIT $1", limit
+        "SELECT session_id FROM sessions WHERE status = 'finalizing' AND deleted_at IS NULL"
+        " ORDER BY updated_at LIMIT $1", limit
     )
     return [r["session_id"] for r in rows]
 

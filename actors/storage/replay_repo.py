@@ -17,7 +17,7 @@ async def replay_extras(conn: Conn, session_id: uuid.UUID, org_id: uuid.UUID) ->
     return await conn.fetchrow(
         "SELECT viewport::text AS viewport, analysis::text AS analysis, quality_parts::text AS quality_parts,"
         " card::text AS card, sentiment::text AS sentiment"
-        " FROM sessions WHERE session_id = $1 AND org_id = $2",
+        " FROM sessions WHERE session_id = $1 AND org_id = $2 AND deleted_at IS NULL",
         session_id, org_id,
     )
 

@@ -59,7 +59,7 @@ async def create_flag(pool: asyncpg.Pool, org_id: uuid.UUID, session_id: uuid.UU
         # is written after every concurrent flag's insert of this session is visible.
         found = await conn.fetchval(
             "SELECT 1 FROM sessions WHERE session_id = $1 AND org_id = $2"
-            " AND ($3::uuid IS NULL OR workspace_id = $3) FOR NO KEY UPDATE", session_id, org_id, workspace_id)
+            " AND ($3::uuid IS NULL OR workspace_id = $3) AND deleted_at IS NULL FOR NO KEY UPDATE", session_id, org_id, workspace_id)
         if found is None:
             raise NotFound(f"no session {session_id}")
         if seq is not None and await conn.fetchval(
@@ -77,7 +77,8 @@ async def create_flag(pool: asyncpg.Pool, org_id: uuid.UUID, session_id: uuid.UU
 async def list_flags(conn: Conn, org_id: uuid.UUID, session_id: uuid.UUID,
                      workspace_id: uuid.UUID | None = None) -> list[dict[str, Any]]:
     if await conn.fetchval("SELECT 1 FROM sessions WHERE session_id = $1 AND org_id = $2"
-                           " AND ($3::uuid IS NULL OR workspace_id = $3)", session_id, org_id, workspace_id) is None:
+                           " AND ($3::uuid IS NULL OR workspace_id = $3) AND deleted_at IS NULL", session_id, org_id,
+                           workspace_id) is None:
         raise NotFound(f"no session {session_id}")
     rows = await conn.fetch(
         f"SELECT {_FLAG_COLUMNS} FROM review_flags WHERE session_id = $1 AND org_id = $2"
@@ -119,7 +120,7 @@ LEFT JOIN LATERAL (
     SELECT count(*) AS pending, max(created_at) AS newest, array_agg(DISTINCT reason) AS reasons
     FROM review_flags WHERE session_id = s.session_id AND state = 'pending'
 ) f ON s.review_state = 'pending'
-WHERE s.org_id = $1 AND ($4::uuid IS NULL OR s.workspace_id = $4) AND (
+WHERE s.org_id = $1 AND ($4::uuid IS NULL OR s.workspace_id = $4) AND s.deleted_at IS NULL AND (
     s.review_state = 'pending'
     OR (s.review_state = 'none' AND s.status IN ('ready', 'rejected')
         AND (s.quality_overall < $2 OR s.frustration > 0)))

@@ -142,7 +142,7 @@ def decode_cursor(text: str, sort: str) -> Cursor:
 
 def _filters(query: SessionQuery, org_id: uuid.UUID,
              workspace_id: uuid.UUID | None = None) -> tuple[list[str], list[Any]]:
-    where, args = ["s.org_id = $1"], [org_id]
+    where, args = ["s.org_id = $1", "s.deleted_at IS NULL"], [org_id]
 
     def add(clause: str, value: Any) -> None:
         args.append(value)

@@ -67,13 +67,15 @@ def _uuid_or_none(value: Any) -> uuid.UUID | None:
 async def fetch_session(
     conn: asyncpg.Connection | asyncpg.Pool, session_id: uuid.UUID, org_id: uuid.UUID | None = None
 ) -> asyncpg.Record | None:
-    """One session's row; with `org_id`, only when it belongs to that organisation."""
+    """One session's row; with `org_id`, only when it belongs to that organisation and is not
+    deleted (without it, the shard's own lookup: a deleted row still holds its id)."""
     if org_id is None:
         return await conn.fetchrow(
             f"SELECT {_SESSION_COLUMNS}, request_hash FROM sessions WHERE session_id = $1", session_id
         )
     return await conn.fetchrow(
-        f"SELECT {_SESSION_COLUMNS}, request_hash FROM sessions WHERE session_id = $1 AND org_id = $2",
+        f"SELECT {_SESSION_COLUMNS}, request_hash FROM sessions WHERE session_id = $1 AND org_id = $2"
+        " AND deleted_at IS NULL",  # a deleted session is gone for every reader (issue 18.3)
         session_id,
         org_id,
     )

@@ -43,11 +43,11 @@ class Snapshot:
     job_tables: list[str] = field(default_factory=list)
 
 
-_STATUS_COUNTS = "SELECT status, count(*) AS n FROM sessions WHERE workspace_id = $1 GROUP BY status"
+_STATUS_COUNTS = "SELECT status, count(*) AS n FROM sessions WHERE workspace_id = $1 AND deleted_at IS NULL GROUP BY status"
 
 _LIVE = (
     "SELECT session_id, type, status, event_count, screenshot_count, updated_at FROM sessions"
-    " WHERE workspace_id = $1 AND status = 'recording' ORDER BY updated_at DESC LIMIT $2"
+    " WHERE workspace_id = $1 AND deleted_at IS NULL AND status = 'recording' ORDER BY updated_at DESC LIMIT $2"
 )
 
 # $2 long window (s), $3 short window (s), $4 most sessions read, $5 most events per session.
@@ -55,7 +55,7 @@ _EVENTS = """
 SELECT count(*) FILTER (WHERE e.received_at >= now() - make_interval(secs => $3)) AS short,
        count(*) AS long
 FROM (SELECT session_id FROM sessions
-      WHERE workspace_id = $1 AND updated_at >= now() - make_interval(secs => $2)
+      WHERE workspace_id = $1 AND deleted_at IS NULL AND updated_at >= now() - make_interval(secs => $2)
       ORDER BY updated_at DESC LIMIT $4) s
 CROSS JOIN LATERAL (
     SELECT i.received_at FROM interactions i
@@ -67,7 +67,7 @@ WHERE e.received_at >= now() - make_interval(secs => $2)
 # One index range per final status, newest first, then the newest `$2` of their union.
 _RECENT_FINAL = " UNION ALL ".join(
     f"(SELECT status, quality_overall, created_at FROM sessions"
-    f" WHERE workspace_id = $1 AND status = '{status}' ORDER BY created_at DESC LIMIT $2)"
+    f" WHERE workspace_id = $1 AND deleted_at IS NULL AND status = '{status}' ORDER BY created_at DESC LIMIT $2)"
     for status in FINAL_STATUSES
 ) + " ORDER BY created_at DESC LIMIT $2"
 

@@ -95,7 +95,7 @@ async def select_sessions(conn: Conn, org_id: uuid.UUID,
         " AND ($6::timestamptz IS NULL OR coalesce(started_at, created_at) < $6)"
         # strpos, not LIKE: the user's text may hold % or _
         " AND ($7::text IS NULL OR strpos(lower(coalesce(task, '')), lower($7)) > 0)"
-        " AND ($9::uuid IS NULL OR workspace_id = $9)"
+        " AND ($9::uuid IS NULL OR workspace_id = $9) AND deleted_at IS NULL"
         " ORDER BY coalesce(started_at, created_at), session_id LIMIT $8",
         org_id, list(selection.statuses), selection.min_quality,
         list(selection.session_types) if selection.session_types else None,

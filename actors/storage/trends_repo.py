@@ -50,7 +50,7 @@ async def trend_points(conn: asyncpg.Pool | asyncpg.Connection, org_id: uuid.UUI
     order = "key" if group_by == "day" else "count DESC, key"
     rows = await conn.fetch(
         f"SELECT {GROUPS[group_by]} AS key, ({value})::float8 AS value, {count} AS count"
-        " FROM sessions s WHERE s.org_id = $1 AND ($4::uuid IS NULL OR s.workspace_id = $4)"
+        " FROM sessions s WHERE s.org_id = $1 AND ($4::uuid IS NULL OR s.workspace_id = $4) AND s.deleted_at IS NULL"
         " AND coalesce(s.started_at, s.created_at) >= $2 AND coalesce(s.started_at, s.created_at) < $3"
         f" GROUP BY 1 ORDER BY {order} LIMIT {MAX_GROUPS if group_by != 'day' else 400}",
         org_id, since, until, workspace_id,

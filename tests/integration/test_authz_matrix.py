@@ -49,6 +49,8 @@ class World:
     other: uuid.UUID
     keys: dict[str, str] = field(default_factory=dict)  # role -> key in the own workspace
     ids: dict[str, tuple[str, str]] = field(default_factory=dict)  # path param -> (own id, other id)
+    # Own-workspace ids the DELETE routes take instead, so a delete spoils nothing the other routes read.
+    spare: dict[str, str] = field(default_factory=dict)
 
 
 def _png() -> bytes:
@@ -102,7 +104,15 @@ async def _training_rows(stack: Any, world: World, sessions: dict[uuid.UUID, str
                     " VALUES ($1, $2, $3, 'other', $4)", flag, world.org_id,
                     next(s for s, w in sessions.items() if w == ("own" if workspace == world.own else "other")), flag)
             side = 0 if workspace == world.own else 1
-            for name, value in (("dataset_id", ds), ("finetune_id", ft), ("model_id", model), ("flag_id", flag)):
+            recorder = await conn.fetchval(
+                "INSERT INTO recorders (recorder_id, org_id, workspace_id, name) VALUES ($1, $2, $3, 'authz')"
+                " RETURNING recorder_id", uuid.uuid4(), world.org_id, workspace)
+            if side == 0:
+                world.spare["recorder_id"] = str(await conn.fetchval(
+                    "INSERT INTO recorders (recorder_id, org_id, workspace_id, name) VALUES ($1, $2, $3, 'spare')"
+                    " RETURNING recorder_id", uuid.uuid4(), world.org_id, workspace))
+            for name, value in (("dataset_id", ds), ("finetune_id", ft), ("model_id", model), ("flag_id", flag),
+                                ("recorder_id", recorder)):
                 pair = list(world.ids.get(name, ("", "")))
                 pair[side] = str(value)
                 world.ids[name] = (pair[0], pair[1])
@@ -128,11 +138,15 @@ def world(stack: Any) -> World:
         sessions[uuid.UUID(sid)] = side
     own_sid, other_sid = (str(s) for s, side in sorted(sessions.items(), key=lambda kv: kv[1] != "own"))
     world.ids = {"session_id": (own_sid, other_sid), "screenshot_id": ("s1", "s1"), "name": ("report.json",) * 2}
+    with _client(stack, world.keys["recorder"]) as http:
+        world.spare["session_id"] = http.post("/v1/sessions", json={"type": "automated"}).json()["session_id"]
     asyncio.run(_training_rows(stack, world, sessions))
     return world
 
 
-def _path(template: str, world: World, side: int) -> str:
+def _path(template: str, world: World, side: int, method: str = "GET") -> str:
+    if method == "DELETE" and side == 0:
+        return _PARAM.sub(lambda m: world.spare[m[1]], template)
     return _PARAM.sub(lambda m: world.ids[m[1]][side], template)
 
 
@@ -170,7 +184,7 @@ def test_every_route_for_every_role_in_own_and_other_workspace(stack: Any, world
             allowed = permission in permissions_of(role)  # type: ignore[operator]
             has_ids = bool(_PARAM.search(template))
             for side in (1, 0) if has_ids else (0,):
-                got = _call(http, method, _path(template, world, side), template)
+                got = _call(http, method, _path(template, world, side, method), template)
                 where = f"{role} {method} {template} ({'other' if side else 'own'} workspace): {got.status_code}"
                 if not allowed:
                     if got.status_code != 403 or _error_code(got) != "forbidden":

@@ -94,7 +94,8 @@ def test_the_table_resolves_concrete_paths_and_refuses_unknown_ones() -> None:
     assert permission_for("POST", f"/v1/sessions/{sid}/events") == "sessions.write"
     assert permission_for("GET", f"/v1/sessions/{sid}/events") == "sessions.read"
     assert permission_for("WS", f"/v1/sessions/{sid}/stream") == "sessions.write"
-    for method, path in [("DELETE", f"/v1/sessions/{sid}"), ("GET", "/v1/nothing"), ("GET", "/healthz")]:
+    assert permission_for("DELETE", f"/v1/sessions/{sid}") == "data.delete"
+    for method, path in [("DELETE", f"/v1/sessions/{sid}/events"), ("GET", "/v1/nothing"), ("GET", "/healthz")]:
         with pytest.raises(Forbidden):  # no rule, or a public route: never a permission to pass
             permission_for(method, path)
 
