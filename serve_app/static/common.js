@@ -9,6 +9,9 @@
   var KEY_ITEM = "tracemill.apiKey";  // the dashboard's item: one key for every page of a tab
   var SVG_NS = "http://www.w3.org/2000/svg";
   var apiKey = null;
+  // A signed-in page's access token (the dashboard's sign-in): this variable only, never storage,
+  // so it dies with the page; a key, when there is one, is used instead.
+  var accessToken = null;
   var delays = [];  // [{kind, session_id, ms}] of live events received, newest last
 
   function base() {
@@ -39,6 +42,8 @@
     return apiKey;
   }
 
+  function credential() { return apiKey || accessToken; }
+
   function ApiError(status, body) {
     this.status = status;
     this.code = body && body.error ? body.error.code : "http_" + status;
@@ -47,7 +52,7 @@
 
   function request(path, options) {
     options = options || {};
-    var headers = { "Authorization": "Bearer " + apiKey, "Accept": options.accept || "application/json" };
+    var headers = { "Authorization": "Bearer " + credential(), "Accept": options.accept || "application/json" };
     if (options.body !== undefined) { headers["Content-Type"] = "application/json"; }
     return fetch(base() + path, {
       method: options.method || "GET", headers: headers,
@@ -153,9 +158,10 @@
     }
 
     function connect() {
-      if (stopped || !apiKey) { return; }
+      if (stopped || !credential()) { return; }
       controller = new AbortController();
-      var headers = { "Authorization": "Bearer " + apiKey, "Accept": "text/event-stream" };
+      // Read at each (re)connect: a refreshed access token is used from the next stream on.
+      var headers = { "Authorization": "Bearer " + credential(), "Accept": "text/event-stream" };
       if (lastId !== null) { headers["Last-Event-ID"] = lastId; }
       fetch(base() + "v1/live", {
         headers: headers, cache: "no-store", credentials: "omit", referrerPolicy: "no-referrer",
@@ -223,6 +229,7 @@
 
   window.TM = {
     base: base, loadKey: loadKey, storeKey: storeKey, key: function () { return apiKey; },
+    useToken: function (token) { accessToken = token || null; },
     request: request, $: $, el: el, svg: svg, clear: clear, qualityBadge: qualityBadge,
     qualityClass: qualityClass, showError: showError, keyForm: keyForm, refused: refused,
     live: live, start: start, ago: ago, liveDelays: function () { return delays.slice(); }

@@ -229,11 +229,14 @@
   // Between polls, a session created or finalised (GET /v1/live, pages/common.js) polls at once.
   var live = null;
   function followLive() {
-    if (live || !apiKey) { return; }  // a signed-in page polls: no token in storage
+    if (live || (!apiKey && !access)) { return; }  // the key, or the token common.js holds in memory
     live = window.TM.live(function () {
       if (timer !== null) { window.clearTimeout(timer); }
       timer = window.setTimeout(poll, 200);
-    }, function () { /* the badge shows the polling state */ });
+    }, function (state) {
+      // Refused (an expired or revoked token, a revoked key): the next good poll follows again.
+      if (state === "refused") { live = null; if (access && !apiKey) { refreshAccess(poll, askForKey); } }
+    });
   }
 
   // Signing in (POST v1/auth/signin): the access token stays in this variable only, never in
@@ -244,6 +247,7 @@
 
   function useTokens(body) {
     access = body.access_token;
+    window.TM.useToken(access);
     $("signin-form").hidden = true;
     $("key-form").hidden = true;
     if (refreshTimer !== null) { window.clearTimeout(refreshTimer); }
@@ -266,8 +270,14 @@
 
   function refreshAccess(then, otherwise) {
     authCall("POST", "v1/auth/refresh").then(function (r) {
-      if (r.ok && r.body) { useTokens(r.body); then(); } else { access = null; otherwise(); }
-    }).catch(function () { access = null; otherwise(); });
+      if (r.ok && r.body) { useTokens(r.body); then(); } else { forgetAccess(); otherwise(); }
+    }).catch(function () { forgetAccess(); otherwise(); });
+  }
+
+  function forgetAccess() {
+    access = null;
+    window.TM.useToken(null);
+    if (live && !apiKey) { live.stop(); live = null; }
   }
 
   function signIn(ev) {
@@ -282,7 +292,7 @@
   }
 
   function signOut() {
-    access = null;
+    forgetAccess();
     if (refreshTimer !== null) { window.clearTimeout(refreshTimer); refreshTimer = null; }
     authCall("DELETE", "v1/auth/refresh").then(function () {}, function () {});
     $("signout").hidden = true;
