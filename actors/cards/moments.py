@@ -110,7 +110,8 @@ def local_card(events: Sequence[Mapping[str, Any]], analysis: Mapping[str, Any],
     steps = sum(1 for e in events if e.get("type") in INTERACTIONS)
     done = [_VERBS[i] for i in reversed(FUNNEL) if counts.get(i)] or ["looked around"]
     verbs = done[0] if len(done) == 1 else ", ".join(done[:-1]) + " and " + done[-1]
-    first = f"The person {verbs} over {pages} page{'s' * (pages != 1)} in {steps} step{'s' * (steps != 1)}"
+    where = f" over {pages} page{'s' * (pages != 1)}" if pages else ""
+    first = f"The person {verbs}{where} in {steps} step{'s' * (steps != 1)}"
     first += f" (task: {' '.join(task.split())[:80]})." if task else "."
     signals = context.get("frustration") or []
     if signals:

@@ -56,6 +56,7 @@ def test_local_card_is_deterministic_and_says_what_went_wrong() -> None:
     assert card["caption"].count(". ") + card["caption"].count("; ") >= 1
     quiet = local_card([], {"context": {}}, [], None)
     assert quiet["title"] == "Session on an unknown site" and "No frustration signals" in quiet["caption"]
+    assert quiet["caption"].startswith("The person looked around in 0 steps.")
 
 
 def test_model_replies_are_checked() -> None:
