@@ -140,12 +140,16 @@ def record(api: Api, events: list[dict[str, Any]], shots: list[tuple[str, int, b
     return sid
 
 
-def record_ready(api: Api, n: int, task: str, n_events: int = 40) -> list[str]:
-    """`n` shop sessions of varying length with `task`, finalised `ready` (asserted)."""
+def record_ready(api: Api, n: int, task: str, n_events: int = 40, numbered: bool = False) -> list[str]:
+    """`n` shop sessions of varying length with `task`, finalised `ready` (asserted).
+
+    `numbered` appends " #i" to each task, so no example of one session repeats another's: a
+    dataset's dedupe then never makes one session's example count depend on the others'."""
     sids = []
     for i in range(n):
         events, shots = shop_session(n_events=n_events + 10 * i, n_screens=3)
-        sids.append(record(api, events, shots, task=task, type="human" if i % 2 else "automated"))
+        own_task = f"{task} #{i}" if numbered else task
+        sids.append(record(api, events, shots, task=own_task, type="human" if i % 2 else "automated"))
     views = [wait_terminal(api, sid) for sid in sids]
     assert all(v["status"] == "ready" for v in views), [(v["status"], v.get("failure")) for v in views]
     return sids
