@@ -27,6 +27,7 @@ from actors.accounts.audit import Actor
 from actors.accounts.people import People
 from actors.auth import DEFAULT_ORG_ID, DEFAULT_WORKSPACE_ID
 from actors.errors import RateLimited, Unauthenticated
+from tests.support.databases import with_pool
 from tests.support.stack import make_key, run_db
 
 PASSWORD = "violet harbour lantern"
@@ -37,14 +38,7 @@ def _people(stack: Any) -> People:
 
 
 def _in_db(stack: Any, work: Any) -> Any:
-    async def go() -> Any:
-        pool = await asyncpg.create_pool(stack.settings.database.url.get_secret_value(), min_size=0, max_size=2)
-        try:
-            return await work(pool)
-        finally:
-            await pool.close()
-
-    return asyncio.run(go())
+    return with_pool(stack, work)
 
 
 def _account(stack: Any, role: str = "admin", password: str = PASSWORD) -> str:

@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import uuid
-from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -22,6 +19,7 @@ from actors import auth
 from actors.accounts.audit import Actor
 from actors.accounts.people import People
 from actors.storage.postgres import apply_migrations
+from tests.support.databases import fresh_database, migrations_until, with_pool
 from tests.support.stack import make_key, run_db, write_object
 
 pytestmark = pytest.mark.integration
@@ -29,19 +27,8 @@ pytestmark = pytest.mark.integration
 PASSWORD = "violet harbour lantern"
 
 
-def _in_db(stack: Any, work: Any) -> Any:
-    async def go() -> Any:
-        pool = await asyncpg.create_pool(stack.settings.database.url.get_secret_value(), min_size=0, max_size=2)
-        try:
-            return await work(pool)
-        finally:
-            await pool.close()
-
-    return asyncio.run(go())
-
-
 def _owner_key(stack: Any) -> str:
-    return _in_db(stack, lambda pool: auth.create_key(pool, role="owner", org_id=auth.DEFAULT_ORG_ID,
+    return with_pool(stack, lambda pool: auth.create_key(pool, role="owner", org_id=auth.DEFAULT_ORG_ID,
                                                       workspace_id=auth.DEFAULT_WORKSPACE_ID, name="audit-owner",
                                                       pepper=auth.pepper_of(stack.settings.auth)))[1]
 
@@ -161,10 +148,10 @@ def test_exports_are_audited_with_sizes_and_never_values(stack: Any) -> None:
 def test_a_role_given_or_changed_is_audited(stack: Any) -> None:
     people = People.from_settings(stack.settings)
     email = f"role-{uuid.uuid4().hex[:10]}@example.org"
-    account_id = _in_db(stack, lambda pool: people.accounts.create_account(
+    account_id = with_pool(stack, lambda pool: people.accounts.create_account(
         pool, email, PASSWORD, org_id=auth.DEFAULT_ORG_ID, workspace_id=auth.DEFAULT_WORKSPACE_ID,
         role="analyst", actor=Actor("cli", "test")))
-    invitation = _in_db(stack, lambda pool: people.accounts.invite(
+    invitation = with_pool(stack, lambda pool: people.accounts.invite(
         pool, email, "reviewer", org_id=auth.DEFAULT_ORG_ID, workspace_id=auth.DEFAULT_WORKSPACE_ID,
         actor=Actor("key", "the-inviter"), address=None))
     with httpx.Client(base_url=stack.endpoint, timeout=30) as client:
@@ -180,20 +167,6 @@ def test_a_role_given_or_changed_is_audited(stack: Any) -> None:
 
 
 # ----------------------------------------------------------------------------- migration 0018
-
-def _fresh(stack: Any) -> str:
-    name = f"fk_{uuid.uuid4().hex[:12]}"
-    run_db(stack, f'CREATE DATABASE "{name}"')
-    return urlunsplit(urlsplit(stack.settings.database.url.get_secret_value())._replace(path=f"/{name}"))
-
-
-def _migrations_until(folder: Path, last: int) -> Path:
-    folder.mkdir()
-    for entry in resources.files("actors.storage").joinpath("migrations").iterdir():
-        if entry.name.endswith(".sql") and int(entry.name.split("_", 1)[0]) <= last:
-            shutil.copyfile(str(entry), folder / entry.name)
-    return folder
-
 
 async def _members_scenario(dsn: str, before: Path) -> None:
     await apply_migrations(dsn, before)
@@ -237,5 +210,5 @@ async def _members_scenario(dsn: str, before: Path) -> None:
 
 
 def test_migration_0018_drops_rows_of_no_workspace_and_refuses_new_ones(stack: Any, tmp_path: Path) -> None:
-    dsn = _fresh(stack)
-    asyncio.run(_members_scenario(dsn, _migrations_until(tmp_path / "before", 17)))
+    dsn = fresh_database(stack, "fk")
+    asyncio.run(_members_scenario(dsn, migrations_until(tmp_path / "before", 17)))

@@ -5,34 +5,24 @@ workspace get their parent's (or the default) from the triggers."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import uuid
-from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
 from actors.storage.postgres import apply_migrations
-from tests.support.stack import run_db
+from tests.support.databases import fresh_database, migrations_until
 
 pytestmark = pytest.mark.integration
 
 
 def _fresh(stack: Any) -> str:
-    name = f"ws_{uuid.uuid4().hex[:12]}"
-    run_db(stack, f'CREATE DATABASE "{name}"')
-    return urlunsplit(urlsplit(stack.settings.database.url.get_secret_value())._replace(path=f"/{name}"))
+    return fresh_database(stack, "ws")
 
 
-def _migrations_until(folder: Path, last: int) -> Path:
-    folder.mkdir()
-    for entry in resources.files("actors.storage").joinpath("migrations").iterdir():
-        if entry.name.endswith(".sql") and int(entry.name.split("_", 1)[0]) <= last:
-            shutil.copyfile(str(entry), folder / entry.name)
-    return folder
+_migrations_until = migrations_until
 
 
 async def _scenario(dsn: str, before: Path) -> None:
