@@ -140,13 +140,13 @@ class TracemillSettings(_Strict):
     live: LiveSettings = LiveSettings()
     # People's accounts: argon2id, access/refresh tokens, sign-in limits (configs/accounts.py).
     accounts: AccountSettings = AccountSettings()
+    # Session cards (title, caption, contact sheet) and typed-text sentiment (configs/cards.py).
+    cards: CardSettings = CardSettings()
+    sentiment: SentimentSettings = SentimentSettings()
     # Moderation of training data: provider, model, default thresholds (configs/moderation.py).
     moderation: ModerationSettings = ModerationSettings()
     # Calls that are not urgent through the provider's Batch API (configs/batching.py).
     batching: BatchSettings = BatchSettings()
-    # Session cards (title, caption, contact sheet) and typed-text sentiment (configs/cards.py).
-    cards: CardSettings = CardSettings()
-    sentiment: SentimentSettings = SentimentSettings()
     # Deleted sessions and recorders: the grace period before the purge (configs/deletion.py).
     deletion: DeletionSettings = DeletionSettings()
     # Our loggers' level in every process (actors.logs.setup_logging); TRACEMILL_LOG_LEVEL.

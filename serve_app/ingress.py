@@ -44,15 +44,15 @@ from serve_app.pages_api import ReplayBundle
 from serve_app import audit_api, auth_api
 from serve_app.rate_limits import bound_peer
 from serve_app.services import Services
+from serve_app import admin_api
+from serve_app.admin_api import KeyCreate, NameBody
 from serve_app import analytics_api, deletion_api, review_api, search_api
 from serve_app.analytics_api import TrendsQuery, TrendsResponse
 from serve_app.review_api import FlagCreate, FlagList, FlagUpdate, FlagView, QueueList
-from serve_app.deletion_api import RecorderDeleted, SessionDeleted
 from serve_app import moderation_api
 from serve_app.moderation_api import Thresholds, ThresholdsView
+from serve_app.deletion_api import RecorderDeleted, SessionDeleted
 from serve_app.search_api import SessionList
-from serve_app import admin_api
-from serve_app.admin_api import KeyCreate, NameBody
 
 __all__ = ["Ingress", "api"]
 
@@ -86,8 +86,8 @@ async def bind_request_id(request: Request, call_next: Any) -> Response:
     with bound_request(request_id_of(request)), bound_peer(request.client, request.headers.get("x-forwarded-for")):
         return await call_next(request)
 install_openapi(api, [SessionCreate, FinishRequest, EventsBatch, ErrorResponse, DatasetBuildConfig,
-                      FineTuneCreate, PredictRequest, NameBody, KeyCreate, auth_api.SignInRequest, auth_api.PasswordChange,
-                      auth_api.InvitationCreate, auth_api.InvitationAccept])
+                      FineTuneCreate, PredictRequest, auth_api.SignInRequest, auth_api.PasswordChange,
+                      auth_api.InvitationCreate, auth_api.InvitationAccept, NameBody, KeyCreate])
 install_docs(api)
 api.add_middleware(cors.Cors)
 api.add_middleware(http_security.SecurityHeaders)  # added last, so outermost: plain request ids first
@@ -348,6 +348,51 @@ class Ingress:
     async def dashboard_style(self) -> Response:
         return dashboard_api.static_file("dashboard.css")
 
+    @api.get(
+        "/v1/live", tags=["live"], response_class=Response,
+        responses={200: {"content": {"text/event-stream": {}}}, **errors_of(401, 403, 422, 429, 503)},
+        summary="Server-sent events of the organisation: session.created, session.finalized (status, quality)",
+        description="Each message has an `id:`; reconnect with `Last-Event-ID` (or `?since=`) to catch up on "
+        "what was missed. The stream ends after `live.max_stream_s`; reconnect then. Authenticate with the "
+        "Authorization header (read scope): the pages read it with fetch(), never with the key in the URL.",
+        openapi_extra={"parameters": [
+            {"name": "since", "in": "query", "schema": {"type": "integer", "minimum": 0},
+             "description": "catch up from after this event id"},
+            {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"},
+             "description": "as `since`; a reconnecting SSE client sends it"},
+        ]},
+    )
+    async def live(self, request: Request) -> Response:
+        return await live_api.stream_live(self.services, self.live, request)
+
+    @api.get(
+        _SESSION + "/replay", response_model=ReplayBundle, tags=["results"],
+        responses=errors_of(401, 403, 404, 503),
+        summary="What the replay page needs besides the events: viewport, context analysis, screenshot timeline",
+    )
+    async def get_replay(self, session_id: str, request: Request) -> dict[str, Any]:
+        return await pages_api.replay_bundle(self.services, request, session_id)
+
+    @api.get("/sessions", tags=["pages"], response_class=HTMLResponse, openapi_extra={"security": []},
+             summary="The session list page (no key: it holds no data; it asks for one)")
+    async def sessions_page(self) -> Response:
+        return pages_api.page("sessions")
+
+    @api.get("/sessions/{session_id}", tags=["pages"], response_class=HTMLResponse,
+             openapi_extra={"security": []}, summary="The session replay and review page")
+    async def session_page(self, session_id: str) -> Response:
+        return pages_api.page("session")
+
+    @api.get("/trends", tags=["pages"], response_class=HTMLResponse, openapi_extra={"security": []},
+             summary="The trends page")
+    async def trends_page(self) -> Response:
+        return pages_api.page("trends")
+
+    @api.get("/pages/{name}", tags=["pages"], response_class=Response, openapi_extra={"security": []},
+             responses=errors_of(404), summary="The pages' scripts and stylesheet")
+    async def page_file(self, name: str) -> Response:
+        return pages_api.page_file(name)
+
     @api.get("/v1/orgs", tags=["admin"], responses=errors_of(401, 403, 503),
              summary="The caller's organisation (owner); the operator's CLI lists them all")
     async def list_orgs(self, request: Request) -> dict[str, Any]:
@@ -380,23 +425,6 @@ class Ingress:
               summary="Create a key with a role (no more than the caller's) for a workspace and recorder; shown once")
     async def create_key(self, request: Request) -> JSONResponse:
         return await admin_api.create_key(self.services, request)
-
-    @api.get(
-        "/v1/live", tags=["live"], response_class=Response,
-        responses={200: {"content": {"text/event-stream": {}}}, **errors_of(401, 403, 422, 429, 503)},
-        summary="Server-sent events of the organisation: session.created, session.finalized (status, quality)",
-        description="Each message has an `id:`; reconnect with `Last-Event-ID` (or `?since=`) to catch up on "
-        "what was missed. The stream ends after `live.max_stream_s`; reconnect then. Authenticate with the "
-        "Authorization header (read scope): the pages read it with fetch(), never with the key in the URL.",
-        openapi_extra={"parameters": [
-            {"name": "since", "in": "query", "schema": {"type": "integer", "minimum": 0},
-             "description": "catch up from after this event id"},
-            {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"},
-             "description": "as `since`; a reconnecting SSE client sends it"},
-        ]},
-    )
-    async def live(self, request: Request) -> Response:
-        return await live_api.stream_live(self.services, self.live, request)
 
     @api.post("/v1/auth/signin", response_model=auth_api.TokenResponse, tags=["accounts"],
               openapi_extra={**body_of(auth_api.SignInRequest), "security": []},
@@ -446,34 +474,6 @@ class Ingress:
              summary="The organisation's audit trail, newest first (owners and admins)")
     async def list_audit(self, request: Request) -> dict[str, Any]:
         return await audit_api.list_audit(self.services, request)
-
-    @api.get(
-        _SESSION + "/replay", response_model=ReplayBundle, tags=["results"],
-        responses=errors_of(401, 403, 404, 503),
-        summary="What the replay page needs besides the events: viewport, context analysis, screenshot timeline",
-    )
-    async def get_replay(self, session_id: str, request: Request) -> dict[str, Any]:
-        return await pages_api.replay_bundle(self.services, request, session_id)
-
-    @api.get("/sessions", tags=["pages"], response_class=HTMLResponse, openapi_extra={"security": []},
-             summary="The session list page (no key: it holds no data; it asks for one)")
-    async def sessions_page(self) -> Response:
-        return pages_api.page("sessions")
-
-    @api.get("/sessions/{session_id}", tags=["pages"], response_class=HTMLResponse,
-             openapi_extra={"security": []}, summary="The session replay and review page")
-    async def session_page(self, session_id: str) -> Response:
-        return pages_api.page("session")
-
-    @api.get("/trends", tags=["pages"], response_class=HTMLResponse, openapi_extra={"security": []},
-             summary="The trends page")
-    async def trends_page(self) -> Response:
-        return pages_api.page("trends")
-
-    @api.get("/pages/{name}", tags=["pages"], response_class=Response, openapi_extra={"security": []},
-             responses=errors_of(404), summary="The pages' scripts and stylesheet")
-    async def page_file(self, name: str) -> Response:
-        return pages_api.page_file(name)
 
     @api.get("/healthz", tags=["operations"], summary="Liveness: 200 while the process lives")
     async def healthz(self) -> dict[str, str]:

@@ -71,15 +71,15 @@ NOT_RUN = {
     "# evaluate local models": "needs a trained model (and an OpenAI model for the last line); test_local_models.py"
                                " runs eval run and compare for local:<id>, local:base and an OpenAI-compatible model",
     "# the dataset's value": "a benchmark of minutes (its figures are in results/dataset_value.json)",
+    "# review: flag step 5": "needs a session id, a flag id and a review key; test_review.py runs every review"
+                             " route, its transitions and errors, and a dataset build that leaves the flags out",
+    "tracemill bench search": "a benchmark of minutes (1M generated events; its figures are in results/search.json);"
+                              " test_sessions_search.py checks the plans on 100k events",
     "# follow the organisation's sessions": "a stream that runs until stopped; test_live_updates.py reads"
                                             " GET /v1/live, its catch-up and its errors",
     "tracemill purge": "purges what is due after the grace period (nothing on a fresh stack) and the Ray job needs"
                        " the cluster's address; test_deletion.py runs the purge job's code with grace 0, cut short"
                        " and resumed, and checks what it removed",
-    "# review: flag step 5": "needs a session id, a flag id and a review key; test_review.py runs every review"
-                             " route, its transitions and errors, and a dataset build that leaves the flags out",
-    "tracemill bench search": "a benchmark of minutes (1M generated events; its figures are in results/search.json);"
-                              " test_sessions_search.py checks the plans on 100k events",
 }
 
 
