@@ -50,7 +50,7 @@
     this.message = body && body.error && body.error.message ? body.error.message : "HTTP " + status;
   }
 
-  function request(path, options) {
+  function request(path, options, retried) {
     options = options || {};
     var headers = { "Authorization": "Bearer " + credential(), "Accept": options.accept || "application/json" };
     if (options.body !== undefined) { headers["Content-Type"] = "application/json"; }
@@ -59,6 +59,13 @@
       body: options.body === undefined ? undefined : JSON.stringify(options.body),
       cache: "no-store", credentials: "omit", referrerPolicy: "no-referrer"
     }).then(function (response) {
+      if (response.status === 401 && !apiKey && accessToken && !retried) {
+        // An access token that expired under the page: one refresh, then the same call again.
+        return refresh().then(function (body) {
+          if (body) { return request(path, options, true); }
+          throw new ApiError(401, null);
+        });
+      }
       if (options.raw && response.ok) { return response; }
       return response.json().catch(function () { return null; }).then(function (body) {
         if (!response.ok) { throw new ApiError(response.status, body); }
@@ -105,9 +112,98 @@
     node.hidden = !message;
   }
 
-  // The key form every page has: ask when there is no key or the server refused it.
+  // --- signing in (POST v1/auth/signin) ------------------------------------------------------
+  // The access token lives in `accessToken` only; the refresh token is an HttpOnly cookie
+  // scoped to v1/auth/refresh. Each refresh rotates that cookie and a replayed one revokes the
+  // whole sign-in, so two tabs refreshing at once would sign the person out: refreshes take a
+  // Web Lock, and a tab that waited sends the cookie the refresh before it set.
+  var refreshTimer = null;
+
+  function authCall(method, path, body) {
+    return fetch(base() + path, {
+      method: method, cache: "no-store", credentials: "same-origin", referrerPolicy: "no-referrer",
+      headers: body ? { "Content-Type": "application/json", "Accept": "application/json" } : { "Accept": "application/json" },
+      body: body ? JSON.stringify(body) : undefined
+    }).then(function (response) {
+      return response.json().catch(function () { return null; }).then(function (json) {
+        return { ok: response.ok, status: response.status, body: json };
+      });
+    });
+  }
+
+  function refreshOnce() {
+    return authCall("POST", "v1/auth/refresh").then(function (r) {
+      accessToken = r.ok && r.body ? r.body.access_token : null;
+      return accessToken ? r.body : null;
+    }, function () { accessToken = null; return null; });
+  }
+
+  // Resolves to the new token body, or null when the refresh cookie no longer signs in.
+  function refresh() {
+    if (navigator.locks && navigator.locks.request) {
+      return navigator.locks.request("tracemill-refresh", refreshOnce);
+    }
+    return refreshOnce();
+  }
+
+  // Refresh a minute before the access token expires, for as long as the page is open.
+  function keepSignedIn(body) {
+    if (refreshTimer !== null) { window.clearTimeout(refreshTimer); }
+    refreshTimer = window.setTimeout(function () {
+      refresh().then(function (next) { if (next) { keepSignedIn(next); } });
+    }, Math.max(30, body.expires_in - 60) * 1000);
+  }
+
+  function signOut() {
+    accessToken = null;
+    if (refreshTimer !== null) { window.clearTimeout(refreshTimer); refreshTimer = null; }
+    return authCall("DELETE", "v1/auth/refresh").then(function () {}, function () {});
+  }
+
+  function showSignedIn(on) {
+    var out = $("signout");
+    if (out) { out.hidden = !on; }
+  }
+
+  function askForCredential() {
+    $("key-form").hidden = false;
+    var signin = $("signin-form");
+    if (signin) { signin.hidden = false; }
+  }
+
+  function signedIn(body, onKey) {
+    keepSignedIn(body);
+    $("key-form").hidden = true;
+    if ($("signin-form")) { $("signin-form").hidden = true; }
+    showSignedIn(true);
+    onKey();
+  }
+
+  function signInForm(onKey) {
+    var form = $("signin-form");
+    if (!form) { return; }
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var email = $("signin-email").value.trim();
+      var password = $("signin-password").value;
+      $("signin-password").value = "";
+      authCall("POST", "v1/auth/signin", { email: email, password: password }).then(function (r) {
+        if (r.ok && r.body) { showError(""); accessToken = r.body.access_token; signedIn(r.body, onKey); }
+        else { showError(r.body && r.body.error ? r.body.error.message : "HTTP " + r.status); }
+      }, function (err) { showError("cannot reach the server: " + err.message); });
+    });
+    $("signout").addEventListener("click", function () {
+      signOut();
+      showSignedIn(false);
+      askForCredential();
+    });
+  }
+
+  // The key and sign-in forms every page has: a key (fragment or this tab's storage) first, then
+  // the refresh cookie of an earlier sign-in; ask when neither answers or the server refused.
   function keyForm(onKey) {
     var form = $("key-form");
+    signInForm(onKey);
     form.addEventListener("submit", function (ev) {
       ev.preventDefault();
       var key = $("key-input").value.trim();
@@ -117,13 +213,14 @@
       form.hidden = true;
       onKey();
     });
-    $("key-forget").addEventListener("click", function () { storeKey(null); form.hidden = false; });
-    if (loadKey()) { onKey(); } else { form.hidden = false; }
+    $("key-forget").addEventListener("click", function () { storeKey(null); askForCredential(); });
+    if (loadKey()) { onKey(); return; }
+    refresh().then(function (body) { if (body) { signedIn(body, onKey); } else { askForCredential(); } });
   }
 
   function refused(err) {
     showError(err.message);
-    if (err.status === 401 || err.status === 403) { $("key-form").hidden = false; }
+    if (err.status === 401 || err.status === 403) { askForCredential(); }
   }
 
   // --- live updates: SSE over fetch, reconnecting with Last-Event-ID -------------------------
@@ -210,6 +307,10 @@
       var node = $("live-state");
       if (node) { node.className = "badge " + (state === "live" ? "ok" : "bad"); node.textContent = state; }
       if (onState) { onState(state); }
+      // A signed-in page whose token expired: one refresh, then the stream again.
+      if (state === "refused" && !apiKey && accessToken) {
+        refresh().then(function (body) { if (body) { conn = live(onEvent, badge); } else { askForCredential(); } });
+      }
     }
     keyForm(function () {
       load();
@@ -229,7 +330,7 @@
 
   window.TM = {
     base: base, loadKey: loadKey, storeKey: storeKey, key: function () { return apiKey; },
-    useToken: function (token) { accessToken = token || null; },
+    useToken: function (token) { accessToken = token || null; }, refresh: refresh, credential: credential,
     request: request, $: $, el: el, svg: svg, clear: clear, qualityBadge: qualityBadge,
     qualityClass: qualityClass, showError: showError, keyForm: keyForm, refused: refused,
     live: live, start: start, ago: ago, liveDelays: function () { return delays.slice(); }

@@ -268,10 +268,11 @@
     });
   }
 
+  // Through common.js, which lets one tab refresh at a time (a replayed cookie signs out).
   function refreshAccess(then, otherwise) {
-    authCall("POST", "v1/auth/refresh").then(function (r) {
-      if (r.ok && r.body) { useTokens(r.body); then(); } else { forgetAccess(); otherwise(); }
-    }).catch(function () { forgetAccess(); otherwise(); });
+    window.TM.refresh().then(function (body) {
+      if (body) { useTokens(body); then(); } else { forgetAccess(); otherwise(); }
+    }, function () { forgetAccess(); otherwise(); });
   }
 
   function forgetAccess() {

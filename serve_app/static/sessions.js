@@ -86,7 +86,7 @@
   }
 
   function load() {
-    if (!T.key()) { return; }
+    if (!T.credential()) { return; }  // a key or a signed-in access token
     writeUrl();
     renderSort();
     T.request("v1/sessions?" + query()).then(function (page) {
