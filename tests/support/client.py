@@ -55,10 +55,10 @@ class Api:
         assert response.status_code == 200, response.text
         return dict(response.json())
 
-    def stream(self, session_id: str, *, header_auth: bool = False) -> ClientConnection:
+    def stream(self, session_id: str, *, header_auth: bool = False, open_timeout: float = 10) -> ClientConnection:
         url = self.base_url.replace("http://", "ws://") + f"/v1/sessions/{session_id}/stream"
         headers = {"Authorization": f"Bearer {self.key}"} if header_auth else None
-        ws = connect(url, additional_headers=headers, open_timeout=10, max_size=2**24)
+        ws = connect(url, additional_headers=headers, open_timeout=open_timeout, max_size=2**24)
         if not header_auth:
             ws.send(json.dumps({"type": "auth", "api_key": self.key}))
         return ws
