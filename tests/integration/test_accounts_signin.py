@@ -256,7 +256,7 @@ def test_sign_in_limits_per_account_and_per_address(stack: Any) -> None:
     # Per account: five failures from elsewhere lock the account out for 127.0.0.1 as well.
     for _ in range(5):
         run_db(stack, "INSERT INTO audit_log (actor_kind, action, outcome, address, subject)"
-                      " VALUES ('anonymous', 'signin.failure', 'failure', '198.51.100.77', $1)", subject)
+                      " VALUES ('anonymous', 'signin.failure', 'failure', '100.64.9.9', $1)", subject)  # not a corpus IP's prefix
     with _client(stack) as client:
         locked = _sign_in(client, email)
     assert locked.status_code == 429 and int(locked.headers["retry-after"]) > 800

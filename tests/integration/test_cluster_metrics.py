@@ -58,7 +58,11 @@ def test_ingest_and_processing_metrics_follow_the_load(api: Api, stack: Any) -> 
     assert wait_terminal(api, done)["status"] == "ready"
 
     text = wait_for_metric(lambda t: total(t, "ray_tracemill_finalizations_total", result="ready") >= final0 + 1
-                           and total(t, "ray_tracemill_events_received_total", transport="http") >= received0 + 120)
+                           and total(t, "ray_tracemill_events_received_total", transport="http") >= received0 + 120
+                           # acks are counted by the shard actors, which report on their own clock
+                           and total(t, "ray_tracemill_events_acked_total", transport="http") >= acked0 + 120
+                           and all(total(t, "ray_tracemill_task_duration_seconds_count", kind=kind) >= 1
+                                   for kind in ("compress", "score", "archive", "redact")))
     assert total(text, "ray_tracemill_events_received_total", transport="http") - received0 == 120
     assert total(text, "ray_tracemill_events_acked_total", transport="http") - acked0 == 120
     code = bad.json()["error"]["code"]
