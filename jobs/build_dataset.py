@@ -15,45 +15,34 @@ import asyncio
 import json
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from actors.auth import DEFAULT_ORG_ID
-from actors.errors import NotFound
-from actors.storage.postgres import connect_pool
 from actors.storage.training_repo import dataset_row
 from actors.version import code_version
 from configs.dataset import DatasetBuildConfig
 from configs.settings import TracemillSettings
 from actors.training.dataset.build import BuildResult, run_build
-from jobs.entrypoint import join_cluster, run_entrypoint
+from jobs.entrypoint import job_main, stored_row
 
-__all__ = ["main", "parse_args"]
+__all__ = ["add_arguments", "build", "main"]
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m jobs.build_dataset", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="the build's YAML config")
     parser.add_argument("--dataset-id", type=uuid.UUID,
                         help="build this dataset (its stored config unless --config is given)")
     parser.add_argument("--one-process", action="store_true",
                         help="build in this process without Ray tasks (the same files, byte for byte)")
-    args = parser.parse_args(argv)
-    if args.config is None and args.dataset_id is None:
-        parser.error("give --config, --dataset-id, or both")
-    return args
 
 
-async def _stored_config(settings: TracemillSettings, dataset_id: uuid.UUID
-                         ) -> tuple[DatasetBuildConfig, uuid.UUID]:
-    pool = await connect_pool(settings.database, max_size=1)
-    try:
-        row = await dataset_row(pool, dataset_id)
-    finally:
-        await pool.close()
-    if row is None:
-        raise NotFound(f"no dataset {dataset_id}")
+def _check(args: argparse.Namespace) -> str | None:
+    return "give --config, --dataset-id, or both" if args.config is None and args.dataset_id is None else None
+
+
+def _stored_config(settings: TracemillSettings, dataset_id: uuid.UUID) -> tuple[DatasetBuildConfig, uuid.UUID]:
+    row = stored_row(settings, dataset_row, dataset_id, "dataset")
     return DatasetBuildConfig.build(json.loads(row["config"]), f"stored config of {dataset_id}"), row["org_id"]
 
 
@@ -62,24 +51,27 @@ def build(settings: TracemillSettings, config: DatasetBuildConfig | None,
     org_id = (config.selection.org_id if config else None) or DEFAULT_ORG_ID
     if config is None:
         assert dataset_id is not None
-        config, org_id = asyncio.run(_stored_config(settings, dataset_id))
+        config, org_id = _stored_config(settings, dataset_id)
     return asyncio.run(run_build(settings, config, dataset_id or uuid.uuid4(), org_id, code_version(),
                                  one_process=one_process))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def _prepare(args: argparse.Namespace) -> Callable[[TracemillSettings], int]:
+    config = DatasetBuildConfig.from_file(args.config) if args.config else None
 
-    def go() -> int:
-        config = DatasetBuildConfig.from_file(args.config) if args.config else None  # before any work
-        result = build(join_cluster(), config, args.dataset_id, args.one_process)
+    def work(settings: TracemillSettings) -> int:
+        result = build(settings, config, args.dataset_id, args.one_process)
         counts = result.report["examples"]
         print(f"dataset {result.dataset_id} {result.status}: {counts['train']} train and "
               f"{counts['validation']} validation examples; files: "
               + ", ".join(f"{name} ({f['bytes']} B)" for name, f in result.files.items()), flush=True)
         return 0
 
-    return run_entrypoint("build_dataset", go)
+    return work
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return job_main("build_dataset", __doc__, argv, add_arguments=add_arguments, prepare=_prepare, check=_check)
 
 
 if __name__ == "__main__":

@@ -18,25 +18,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from actors.training.evaluation.evaluator import EvalReport, evaluate_dataset
 from configs.evaluation import EvaluationSettings, load_evaluation_settings
 from configs.settings import TracemillSettings
+from jobs.entrypoint import job_main, whole_number
 
 __all__ = ["add_arguments", "format_report", "main", "run", "settings_from_args"]
-
-
-def _positive(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return number
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,8 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--provider", default=None, help="'openai' (any compatible host) or 'local' "
                         "(default: local for a local: model)")
     parser.add_argument("--config", type=Path, help="YAML with an `evaluation:` mapping")
-    parser.add_argument("--limit", type=_positive, help="evaluate the first N examples only")
-    parser.add_argument("--concurrency", type=_positive, help="requests in flight at once")
+    parser.add_argument("--limit", type=whole_number(1), help="evaluate the first N examples only")
+    parser.add_argument("--concurrency", type=whole_number(1), help="requests in flight at once")
 
 
 def settings_from_args(args: argparse.Namespace) -> EvaluationSettings:
@@ -91,19 +82,13 @@ def run(settings: TracemillSettings, ev: EvaluationSettings, dataset_id: str) ->
     return 0
 
 
+def _prepare(args: argparse.Namespace) -> Callable[[TracemillSettings], int]:
+    ev = settings_from_args(args)
+    return lambda settings: run(settings, ev, args.dataset)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    from jobs.entrypoint import join_cluster, run_entrypoint
-
-    parser = argparse.ArgumentParser(prog="python -m jobs.evaluate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-
-    def go() -> int:
-        ev = settings_from_args(args)  # before joining anything: bad settings cost nothing
-        return run(join_cluster(), ev, args.dataset)
-
-    return run_entrypoint("evaluate", go)
+    return job_main("evaluate", __doc__, argv, add_arguments=add_arguments, prepare=_prepare)
 
 
 if __name__ == "__main__":

@@ -15,24 +15,20 @@ import argparse
 import asyncio
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from actors.errors import NotFound
 from actors.storage.finetune_repo import finetune_row
-from actors.storage.postgres import connect_pool
 from configs.base import validated
 from configs.finetune import FineTuneSettings
 from configs.settings import TracemillSettings
 from actors.training.finetune.run import run_finetune, stored_settings
-from jobs.entrypoint import EXIT_FAILED, join_cluster, run_entrypoint
+from jobs.entrypoint import EXIT_FAILED, job_main, stored_row
 
-__all__ = ["execute", "main", "parse_args", "with_deployment_credentials"]
+__all__ = ["add_arguments", "execute", "main", "with_deployment_credentials"]
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m jobs.finetune", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--dataset", type=uuid.UUID, help="start a fine-tune on this built dataset")
     target.add_argument("--resume", type=uuid.UUID, metavar="FINETUNE_ID",
@@ -41,18 +37,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--provider", choices=("openai", "local"),
                         help="overrides the config's (or the deployment's) provider")
     parser.add_argument("--finetune-id", type=uuid.UUID, help="id for a new fine-tune (default: random)")
-    return parser.parse_args(argv)
-
-
-async def _resume_settings(settings: TracemillSettings, finetune_id: uuid.UUID) -> FineTuneSettings:
-    pool = await connect_pool(settings.database, max_size=1)
-    try:
-        row = await finetune_row(pool, finetune_id)
-    finally:
-        await pool.close()
-    if row is None:
-        raise NotFound(f"no fine-tune {finetune_id}")
-    return stored_settings(row)
 
 
 def with_deployment_credentials(ft: FineTuneSettings, deployed: FineTuneSettings) -> FineTuneSettings:
@@ -76,7 +60,8 @@ def execute(settings: TracemillSettings, ft: FineTuneSettings | None, *, dataset
     """Start (dataset_id) or resume a fine-tune and drive it to the end; the exit code."""
     finetune_id = resume or finetune_id or uuid.uuid4()
     if ft is None:
-        ft = asyncio.run(_resume_settings(settings, finetune_id)) if resume else settings.finetune
+        ft = stored_settings(stored_row(settings, finetune_row, finetune_id, "fine-tune")) if resume \
+            else settings.finetune
     if not resume:
         ft = with_provider(ft, provider)
     ft = with_deployment_credentials(ft, settings.finetune)
@@ -88,15 +73,14 @@ def execute(settings: TracemillSettings, ft: FineTuneSettings | None, *, dataset
     return 0 if row["status"] == "succeeded" else EXIT_FAILED
 
 
+def _prepare(args: argparse.Namespace) -> Callable[[TracemillSettings], int]:
+    ft = FineTuneSettings.from_file(args.config) if args.config else None
+    return lambda settings: execute(settings, ft, dataset_id=args.dataset, resume=args.resume,
+                                    finetune_id=args.finetune_id, provider=args.provider)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-
-    def go() -> int:
-        ft = FineTuneSettings.from_file(args.config) if args.config else None  # before any work
-        return execute(join_cluster(), ft, dataset_id=args.dataset, resume=args.resume,
-                       finetune_id=args.finetune_id, provider=args.provider)
-
-    return run_entrypoint("finetune", go)
+    return job_main("finetune", __doc__, argv, add_arguments=add_arguments, prepare=_prepare)
 
 
 if __name__ == "__main__":

@@ -16,28 +16,19 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from actors.deletion.purger import PurgeReport, purge
 from actors.storage.objectstore import make_object_store
 from actors.storage.postgres import connect_pool
 from configs.settings import TracemillSettings
+from jobs.entrypoint import job_main, whole_number
 
 __all__ = ["add_arguments", "main", "run", "run_purge"]
 
 
-def _seconds(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return number
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--grace-s", type=_seconds, default=None,
+    parser.add_argument("--grace-s", type=whole_number(0), default=None,
                         help="purge what was deleted at least this many seconds ago "
                              "(default: the deployment's deletion.grace_period_s)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -67,14 +58,12 @@ def run(settings: TracemillSettings, args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from jobs.entrypoint import join_cluster, run_entrypoint
+def _prepare(args: argparse.Namespace) -> Callable[[TracemillSettings], int]:
+    return lambda settings: run(settings, args)
 
-    parser = argparse.ArgumentParser(prog="python -m jobs.purge", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    return run_entrypoint("purge", lambda: run(join_cluster(), args))
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return job_main("purge", __doc__, argv, add_arguments=add_arguments, prepare=_prepare)
 
 
 if __name__ == "__main__":
