@@ -26,15 +26,24 @@ from actors.processing.screenshots import compress_stored_screenshot
 from actors.processing.vision_step import analyze_frames
 from configs.settings import TracemillSettings
 
-__all__ = ["analysis_task", "archive_task", "compress_task", "vision_task"]
+__all__ = ["STEP_RETRY", "analysis_task", "archive_task", "compress_task", "run_step", "step_task",
+           "vision_task"]
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-_RETRY = {"max_retries": 3, "retry_exceptions": [DependencyUnavailable]}
+# Every finalisation step can simply run again, so a dead worker or a dependency briefly gone
+# is retried; anything else reaches the finalizer, which counts it.
+STEP_RETRY: dict[str, Any] = {"max_retries": 3, "retry_exceptions": [DependencyUnavailable]}
 
 
-def _run(kind: str, settings: TracemillSettings, request_id: str | None,
-         step: Callable[[TaskResources], Awaitable[T]]) -> T:
+def step_task(num_cpus: float) -> Any:
+    """The Ray remote decorator of a finalisation step's task (its CPU share and STEP_RETRY)."""
+    return ray.remote(num_cpus=num_cpus, **STEP_RETRY)
+
+
+def run_step(kind: str, settings: TracemillSettings, request_id: str | None,
+             step: Callable[[TaskResources], Awaitable[T]]) -> T:
+    """A step task's body: open its resources, run `step` under the request id, time and log it."""
     setup_logging("task", settings.log_level)
 
     async def main() -> T:
@@ -54,22 +63,22 @@ def _summary(result: Any) -> str:
     return ", ".join(f"{k}={v}" for k, v in result.items() if isinstance(v, (int, float, str)) and k != "key")
 
 
-@ray.remote(num_cpus=1, **_RETRY)
+@step_task(num_cpus=1)
 def compress_task(settings: TracemillSettings, session_id: uuid.UUID, screenshot_id: str,
                   request_id: str | None = None) -> dict[str, Any]:
-    return _run("compress", settings, request_id, lambda res: compress_stored_screenshot(res, session_id, screenshot_id))
+    return run_step("compress", settings, request_id, lambda res: compress_stored_screenshot(res, session_id, screenshot_id))
 
 
-@ray.remote(num_cpus=0.25, **_RETRY)
+@step_task(num_cpus=0.25)
 def vision_task(settings: TracemillSettings, session_id: uuid.UUID, request_id: str | None = None) -> dict[str, Any]:
-    return _run("vision", settings, request_id, lambda res: analyze_frames(res, session_id))
+    return run_step("vision", settings, request_id, lambda res: analyze_frames(res, session_id))
 
 
-@ray.remote(num_cpus=0.25, **_RETRY)
+@step_task(num_cpus=0.25)
 def analysis_task(settings: TracemillSettings, session_id: uuid.UUID, request_id: str | None = None) -> dict[str, Any]:
-    return _run("score", settings, request_id, lambda res: analyze_session(res, session_id))
+    return run_step("score", settings, request_id, lambda res: analyze_session(res, session_id))
 
 
-@ray.remote(num_cpus=0.25, **_RETRY)
+@step_task(num_cpus=0.25)
 def archive_task(settings: TracemillSettings, session_id: uuid.UUID, request_id: str | None = None) -> dict[str, Any]:
-    return _run("archive", settings, request_id, lambda res: archive_session(res, session_id))
+    return run_step("archive", settings, request_id, lambda res: archive_session(res, session_id))
