@@ -42,7 +42,7 @@ _REF = "#/components/schemas/{model}"
 
 _ERROR_TEXT = {
     400: "Malformed JSON",
-    401: "Missing or unknown API key",
+    401: "Missing, unknown or expired credential (an API key or a sign-in access token)",
     403: "The caller's role lacks the permission this route needs (the README's permission table)",
     404: "No such session or screenshot",
     408: "The body stopped arriving before its end",
