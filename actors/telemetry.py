@@ -26,6 +26,8 @@ named ``..._total`` keeps that single suffix; a histogram exports ``_bucket``/``
 | tracemill_model_backlog          | gauge     | kind        | ray_tracemill_model_backlog                            |
 | tracemill_model_calls_total      | counter   | kind, mode  | ray_tracemill_model_calls_total                        |
 | tracemill_model_cost_usd_total   | counter   | kind        | ray_tracemill_model_cost_usd_total                     |
+| tracemill_model_inflight         | gauge     | kind        | ray_tracemill_model_inflight                           |
+| tracemill_model_tokens_total     | counter   | kind, direction | ray_tracemill_model_tokens_total                   |
 
 Ray adds ``Component``, ``NodeAddress``, ``SessionName``, ``Version`` and ``WorkerId`` to every
 series, which tells processes apart (aggregate gauges with sum/max); a dead process' gauges age
@@ -52,7 +54,7 @@ __all__ = [
     "record_ack", "record_events_received", "record_finalization", "record_rejected",
     "record_slow_down", "record_vision", "set_breaker_open", "set_finalizations_running",
     "set_jobs", "set_open_streams", "set_shard_inflight", "time_task", "use_backend",
-    "record_model_calls", "set_model_backlog",
+    "model_inflight", "record_model_calls", "record_model_cost", "set_model_backlog",
 ]
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,7 @@ ALLOWED: dict[str, frozenset[str]] = {
         "bad_request", "method_not_allowed", "http_error", "config_error", "migration_failed",
         "request_timeout", "not_ready", "screenshot_not_ready", "screenshot_failed", "cors_denied",
         "rate_limited", "quota_exceeded",
+        "consent_required", "notice_changed",  # issue 18.1
     }),
     "kind": frozenset({"compress", "redact", "vision", "score", "cards", "archive"}),
     "outcome": frozenset({"ok", "cached", "fallback"}),
@@ -80,7 +83,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "result": frozenset({"ready", "rejected", "failed"}),
     "job_kind": frozenset({"dataset", "finetune"}),  # the `kind` tag of tracemill_jobs
     "state": frozenset({"queued", "running", "succeeded", "failed"}),
-    "model_kind": frozenset({"moderation", "vision", "card"}),  # the `kind` tag of tracemill_model_*
+    "model_kind": frozenset({"moderation", "vision", "card", "sentiment"}),  # the `kind` tag of tracemill_model_*
     "mode": frozenset({"sync", "batch"}),
 }
 
@@ -122,6 +125,10 @@ METRICS: dict[str, MetricSpec] = {s.name: s for s in (
     MetricSpec("tracemill_model_calls_total", "counter", "Model requests: one per synchronous call, one per "
                "batch line", ("kind", "mode")),
     MetricSpec("tracemill_model_cost_usd_total", "counter", "Estimated model cost, USD, by kind", ("kind",)),
+    MetricSpec("tracemill_model_inflight", "gauge", "Model requests of this process sent and not answered "
+               "yet (a synchronous call, or the lines of a running batch), by kind", ("kind",)),
+    MetricSpec("tracemill_model_tokens_total", "counter", "Model tokens by kind and direction (in, out), "
+               "from the provider's usage fields", ("kind", "direction")),
 )}
 
 
@@ -296,8 +303,28 @@ def set_model_backlog(kind: str, n: int) -> None:
     _emit("tracemill_model_backlog", "set", max(0, n), {"kind": normalise("model_kind", kind)})
 
 
-def record_model_calls(kind: str, mode: str, n: int = 1, cost_usd: float = 0.0) -> None:
-    """`n` requests of `kind` sent one by one (mode sync) or as batch lines, and what they cost."""
+def record_model_calls(kind: str, mode: str, n: int = 1, cost_usd: float = 0.0,
+                       tokens_in: int = 0, tokens_out: int = 0) -> None:
+    """`n` requests of `kind` sent one by one (mode sync) or as batch lines, their tokens and
+    what they cost."""
     tags = {"kind": normalise("model_kind", kind)}
     _emit("tracemill_model_calls_total", "inc", n, tags | {"mode": normalise("mode", mode)})
     _emit("tracemill_model_cost_usd_total", "inc", cost_usd, tags)
+    _emit("tracemill_model_tokens_total", "inc", tokens_in, tags | {"direction": "in"})
+    _emit("tracemill_model_tokens_total", "inc", tokens_out, tags | {"direction": "out"})
+
+
+def record_model_cost(kind: str, cost_usd: float) -> None:
+    """The estimated cost of calls of `kind` counted elsewhere (batch lines: the caller knows the price)."""
+    _emit("tracemill_model_cost_usd_total", "inc", cost_usd, {"kind": normalise("model_kind", kind)})
+
+
+_inflight: dict[str, int] = {}
+
+
+def model_inflight(kind: str, delta: int) -> None:
+    """`delta` more (or fewer) requests of `kind` in flight in this process."""
+    key = normalise("model_kind", kind)
+    with _lock:
+        _inflight[key] = n = max(0, _inflight.get(key, 0) + delta)
+    _emit("tracemill_model_inflight", "set", n, {"kind": key})

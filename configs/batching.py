@@ -18,8 +18,13 @@ class BatchSettings(BaseModel):
 
     enabled: bool = Field(False, description="send the kinds below through the Batch API; off: one call each, "
                                              "paced by the provider's rate-limit headers")
-    kinds: tuple[BatchKind, ...] = Field(("moderation",), description="which calls may wait for a batch "
-                                         "(moderation is wired; vision and card are not yet)")
+    kinds: tuple[BatchKind, ...] = Field(("moderation",), description="which calls may wait for a batch: "
+                                         "moderation (a dataset build's steps), vision (finalisation's frames), "
+                                         "card (finalisation's card); a finalisation waits for its batch")
+    collect_s: float = Field(5.0, ge=0, le=3600, description="the batcher gathers the vision and card lines "
+                             "of every finalisation that asks within this long into one batch job")
+    discount: float = Field(0.5, ge=0, le=1, description="a batch line's price over the same call made "
+                            "alone (OpenAI: 50 %), for the cost estimates")
     completion_window: Literal["24h"] = Field("24h", description="the only window OpenAI offers")
     poll_initial_s: float = Field(1.0, gt=0, le=600, description="first wait before asking for the batch's state")
     poll_max_s: float = Field(60.0, gt=0, le=3600, description="the wait between polls doubles up to this")
@@ -27,6 +32,9 @@ class BatchSettings(BaseModel):
                                                                       "the synchronous way) after this")
     max_rounds: int = Field(3, ge=1, le=10, description="batches per job: the first, then retries of failed lines")
     max_lines: int = Field(50_000, ge=1, le=50_000, description="OpenAI takes at most 50,000 lines a batch")
+
+    def wants(self, kind: BatchKind) -> bool:
+        return self.enabled and kind in self.kinds
 
     @model_validator(mode="after")
     def _check_polls(self) -> Self:

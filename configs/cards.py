@@ -26,6 +26,9 @@ class _ShortCalls(OpenAISettings):
     max_attempts: int = Field(2, ge=1, le=10, description="attempts before the local answer")
     backoff_max_s: float = Field(5.0, gt=0, le=600, description="cap on a wait between "
                                  "attempts; a longer Retry-After gives up at once")
+    price_input_per_1m: float = Field(0.15, ge=0, description="USD per million input tokens "
+                                      "(gpt-4o-mini), for the cost estimates on /metrics")
+    price_output_per_1m: float = Field(0.60, ge=0, description="USD per million output tokens")
 
 
 class CardSettings(_ShortCalls):

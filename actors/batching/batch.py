@@ -35,6 +35,7 @@ class BatchOutcome:
     failed: dict[str, str] = field(default_factory=dict)  # custom_id -> error code, after every round
     batch_ids: list[str] = field(default_factory=list)
     retried_lines: int = 0
+    retried: set[str] = field(default_factory=set)  # custom_ids sent again after a failed line
     tokens_in: int = 0
     tokens_out: int = 0
 
@@ -50,12 +51,16 @@ async def run_batch(api: OpenAIApi, kind: str, endpoint: str, lines: Mapping[str
             break
         if round_no:
             out.retried_lines += len(pending)
-        telemetry.set_model_backlog(kind, len(pending))
-        telemetry.record_model_calls(kind, "batch", len(pending))
+            out.retried.update(pending)
+        before = (out.tokens_in, out.tokens_out)
+        telemetry.model_inflight(kind, len(pending))  # sent, not answered yet
         try:
             errors = await _one_batch(api, kind, endpoint, pending, settings, pool, sleep, out)
         finally:
-            telemetry.set_model_backlog(kind, 0)
+            telemetry.model_inflight(kind, -len(pending))
+        # Cost is the caller's (it knows the prices); calls and tokens are counted here.
+        telemetry.record_model_calls(kind, "batch", len(pending), tokens_in=out.tokens_in - before[0],
+                                     tokens_out=out.tokens_out - before[1])
         pending = {cid: lines[cid] for cid in errors}
         out.failed = errors
     return out

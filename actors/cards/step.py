@@ -13,6 +13,7 @@ import logging
 import uuid
 from typing import Any
 
+from actors.batching.collector import batcher
 from actors.cards.chat import ChatJson
 from actors.cards.moments import key_moments, local_card, outcome_of, site_of
 from actors.cards.sheet import pick_frames, render_sheet
@@ -84,8 +85,14 @@ async def _text(res: TaskResources, settings: CardSettings, events: list[dict[st
     if settings.provider == "local":
         return local | {"source": "local", "reason": "no model configured"}
     chat = ChatJson(settings, kind="card", model=settings.model, max_tokens=settings.max_output_tokens)
+    batching = res.settings.batching
+    batched = None
+    if batching.wants("card"):
+        def batched(lines: dict[str, dict[str, Any]]) -> Any:
+            return batcher(res.settings).submit.remote("card", "/v1/chat/completions", lines)
     try:
-        reply = await chat.ask(res.pool, SYSTEM_PROMPT, card_prompt(events, analysis, moments, task, sentiment), check_card)
+        reply = await chat.ask(res.pool, SYSTEM_PROMPT, card_prompt(events, analysis, moments, task, sentiment),
+                               check_card, batched=batched, discount=batching.discount)
     except TracemillError as exc:
         reason = provider_detail(exc, "reason") or type(exc).__name__
         log.warning("card model failed, using the local card: %s", exc)
@@ -93,7 +100,7 @@ async def _text(res: TaskResources, settings: CardSettings, events: list[dict[st
     finally:
         await chat.aclose()
     return reply.value | {"source": "model", "model": settings.model, "cached": reply.cached,
-                          "tokens_in": reply.tokens_in, "tokens_out": reply.tokens_out}
+                          "batched": reply.batched, "tokens_in": reply.tokens_in, "tokens_out": reply.tokens_out}
 
 
 async def _sheet(res: TaskResources, settings: CardSettings, session: Any, events: list[dict[str, Any]],

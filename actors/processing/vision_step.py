@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -19,14 +20,17 @@ from typing import Any
 import ray
 
 from actors import telemetry
+from actors.batching.collector import batcher
+from actors.errors import TracemillError
 from actors.processing.task_resources import TaskResources
 from actors.storage import processing_repo as repo
-from actors.vision.openai_vision import PROMPT_VERSION
+from actors.vision.openai_vision import PROMPT_VERSION, OpenAIVision, VisionCall
 from actors.vision.service import VisionOutcome, VisionService
 from configs.settings import TracemillSettings
 
 __all__ = ["VISION_SERVICE_NAME", "analyze_frames", "vision_service"]
 
+log = logging.getLogger(__name__)
 VISION_SERVICE_NAME = "vision-service"
 
 
@@ -39,17 +43,44 @@ def vision_service(settings: TracemillSettings) -> Any:
     ).remote(settings.processing.vision)
 
 
-async def _analyze_one(res: TaskResources, service: Any, session_id: uuid.UUID, row: Mapping[str, Any]) -> None:
+async def _from_cache(res: TaskResources, session_id: uuid.UUID, row: Mapping[str, Any],
+                      call_row: dict[str, Any]) -> bool:
     vision = res.settings.processing.vision
-    prompt = f"{PROMPT_VERSION}:{vision.image_detail}"  # low- and high-detail answers differ
-    sha = row["webp_sha256"]
-    call_row: dict[str, Any] = {"session_id": session_id, "screenshot_id": row["screenshot_id"],
-                                "image_sha256": sha, "provider": "openai", "model": vision.model}
-    cached = await repo.vision_cache_get(res.pool, sha, vision.model, prompt)
-    if cached is not None:
-        await repo.record_vision(res.pool, session_id, row["screenshot_id"], json.loads(cached["analysis"]), "cache")
-        await repo.vision_call(res.pool, {**call_row, "outcome": "cached"})
-        telemetry.record_vision("cached")
+    cached = await repo.vision_cache_get(res.pool, row["webp_sha256"], vision.model, _prompt(vision))
+    if cached is None:
+        return False
+    await repo.record_vision(res.pool, session_id, row["screenshot_id"], json.loads(cached["analysis"]), "cache")
+    await repo.vision_call(res.pool, {**call_row, "outcome": "cached"})
+    telemetry.record_vision("cached")
+    return True
+
+
+def _prompt(vision: Any) -> str:
+    return f"{PROMPT_VERSION}:{vision.image_detail}"  # low- and high-detail answers differ
+
+
+def _call_row(res: TaskResources, session_id: uuid.UUID, row: Mapping[str, Any]) -> dict[str, Any]:
+    return {"session_id": session_id, "screenshot_id": row["screenshot_id"], "image_sha256": row["webp_sha256"],
+            "provider": "openai", "model": res.settings.processing.vision.model}
+
+
+async def _record_ok(res: TaskResources, session_id: uuid.UUID, row: Mapping[str, Any], call: VisionCall) -> None:
+    vision = res.settings.processing.vision
+    telemetry.record_vision("ok", call.tokens_in, call.tokens_out, call.cost_usd)
+    analysis = call.analysis.model_dump(mode="json")
+    await repo.vision_cache_put(res.pool, row["webp_sha256"], vision.model, _prompt(vision), analysis,
+                                call.tokens_in, call.tokens_out, call.cost_usd)
+    await repo.record_vision(res.pool, session_id, row["screenshot_id"], analysis, "openai")
+    await repo.vision_call(res.pool, {
+        **_call_row(res, session_id, row), "outcome": "ok", "tokens_in": call.tokens_in,
+        "tokens_out": call.tokens_out, "cost_usd": call.cost_usd, "attempts": call.attempts,
+        "latency_ms": round(call.latency_s * 1000),
+    })
+
+
+async def _analyze_one(res: TaskResources, service: Any, session_id: uuid.UUID, row: Mapping[str, Any]) -> None:
+    call_row = _call_row(res, session_id, row)
+    if await _from_cache(res, session_id, row, call_row):
         return
     image = await res.store.get(row["webp_key"])
     try:
@@ -62,20 +93,46 @@ async def _analyze_one(res: TaskResources, service: Any, session_id: uuid.UUID, 
                                 fallback_reason=f"error: service unavailable: {type(cause).__name__}")
     telemetry.set_breaker_open(outcome.breaker_state == "open")
     if outcome.status == "ok" and outcome.call is not None:
-        call = outcome.call
-        telemetry.record_vision("ok", call.tokens_in, call.tokens_out, call.cost_usd)
-        analysis = call.analysis.model_dump(mode="json")
-        await repo.vision_cache_put(res.pool, sha, vision.model, prompt, analysis,
-                                    call.tokens_in, call.tokens_out, call.cost_usd)
-        await repo.record_vision(res.pool, session_id, row["screenshot_id"], analysis, "openai")
-        await repo.vision_call(res.pool, {
-            **call_row, "outcome": "ok", "tokens_in": call.tokens_in, "tokens_out": call.tokens_out,
-            "cost_usd": call.cost_usd, "attempts": call.attempts, "latency_ms": round(call.latency_s * 1000),
-        })
+        await _record_ok(res, session_id, row, outcome.call)
         return
     telemetry.record_vision("fallback")
     await repo.record_vision(res.pool, session_id, row["screenshot_id"], None, "local_fallback")
     await repo.vision_call(res.pool, {**call_row, "outcome": "fallback", "fallback_reason": outcome.fallback_reason})
+
+
+async def _analyze_batched(res: TaskResources, session_id: uuid.UUID,
+                           rows: list[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]], int]:
+    """The frames not in the cache as lines of the cluster's batcher (actors.batching.collector,
+    one job with other sessions' lines); returns the frames it did not answer (a line still
+    failed after the batch's retries, an unusable answer, no batch at all), which then go the
+    synchronous way, and how many lines it answered."""
+    todo = [row for row in rows if not await _from_cache(res, session_id, row, _call_row(res, session_id, row))]
+    if not todo:
+        return [], 0
+    try:
+        provider = OpenAIVision(res.settings.processing.vision)
+    except TracemillError:
+        return todo, 0  # the synchronous service says why, per frame
+    try:
+        lines = {str(row["screenshot_id"]): provider.request(await res.store.get(row["webp_key"]), "image/webp")
+                 for row in todo}
+        try:
+            outcome = await batcher(res.settings).submit.remote("vision", "/v1/chat/completions", lines)
+        except (ray.exceptions.RayError, TracemillError) as exc:
+            log.warning("vision batch failed; %d frame(s) go the synchronous way: %s", len(todo), exc)
+            return todo, 0
+        left = []
+        for row in todo:
+            body = outcome.answers.get(str(row["screenshot_id"]))
+            call = provider.from_batch(body, res.settings.batching.discount) if body else None
+            if call is None:
+                left.append(row)
+                continue
+            telemetry.record_model_cost("vision", call.cost_usd)
+            await _record_ok(res, session_id, row, call)
+        return left, len(todo) - len(left)
+    finally:
+        await provider.aclose()
 
 
 async def analyze_frames(res: TaskResources, session_id: uuid.UUID) -> dict[str, Any]:
@@ -85,8 +142,11 @@ async def analyze_frames(res: TaskResources, session_id: uuid.UUID) -> dict[str,
             if row["vision_source"] is None:
                 await repo.record_vision(res.pool, session_id, row["screenshot_id"], None, "local")
         return {"status": "local", "frames": len(rows)}
-    service = vision_service(res.settings)
     todo = [r for r in rows if r["near_duplicate_of"] is None and r["vision_source"] is None]
+    batched = 0
+    if todo and res.settings.batching.wants("vision"):
+        todo, batched = await _analyze_batched(res, session_id, todo)
+    service = vision_service(res.settings) if todo else None
     limit = asyncio.Semaphore(res.settings.processing.vision.max_concurrency)
 
     async def one(row: Mapping[str, Any]) -> None:
@@ -102,4 +162,4 @@ async def analyze_frames(res: TaskResources, session_id: uuid.UUID) -> dict[str,
             vision = json.loads(original["vision"]) if original["vision"] else None
             await repo.record_vision(res.pool, session_id, row["screenshot_id"], vision,
                                      original["vision_source"] or "local_fallback")
-    return {"status": "analyzed", "frames": len(rows), "called": len(todo)}
+    return {"status": "analyzed", "frames": len(rows), "called": len(todo), "batched": batched}

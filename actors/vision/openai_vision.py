@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from openai.types.chat import ChatCompletion
 from pydantic import ValidationError
 
 from actors.errors import InvalidInput
@@ -125,6 +126,25 @@ class OpenAIVision:
                 raise RetryableReply(exc.reason) from None
 
         return await self._api.call("screenshot analysis", attempt)
+
+    @property
+    def api(self) -> OpenAIApi:
+        return self._api
+
+    def request(self, image: bytes, media_type: str) -> dict[str, Any]:
+        """The chat-completions body of one analysis (a Batch API line's body too)."""
+        if media_type not in ACCEPTED_MEDIA_TYPES or not image:
+            raise InvalidInput(f"vision analysis needs a non-empty image of {sorted(ACCEPTED_MEDIA_TYPES)}")
+        return self._request(image, media_type)
+
+    def from_batch(self, body: dict[str, Any], price_factor: float) -> VisionCall | None:
+        """A Batch API answer as a VisionCall at `price_factor` of the price (None if unusable:
+        the caller sends that frame the synchronous way)."""
+        try:
+            call = self._to_call(ChatCompletion.model_validate(body), 1, 0.0)
+        except (_InvalidReply, ValidationError):
+            return None
+        return call.model_copy(update={"cost_usd": call.cost_usd * price_factor})
 
     def _request(self, image: bytes, media_type: str) -> dict[str, Any]:
         s = self._settings

@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from actors import telemetry
+from actors.batching.ratelimit import HeaderRateLimiter
 from actors.errors import ConfigError, DependencyUnavailable, TracemillError
 from actors.logs import setup_logging
 from actors.vision.limits import CircuitBreaker, RateLimiter
@@ -43,7 +45,10 @@ class VisionService:
     def __init__(self, settings: VisionSettings, http_client: Any = None):
         setup_logging("vision")
         self._settings = settings
-        self._provider = OpenAIVision(settings, http_client)
+        # Paced by what the provider says is left (x-ratelimit-* on every answer, read by a hook
+        # on the HTTP client); the fixed buckets below are only a ceiling the operator sets.
+        self._headers = HeaderRateLimiter(max_wait_s=settings.timeout_s)
+        self._provider = OpenAIVision(settings, self._headers.attach(http_client, settings.timeout_s))
         self._limiter = RateLimiter(
             settings.requests_per_minute, settings.tokens_per_minute
         )
@@ -70,11 +75,17 @@ class VisionService:
                 estimate = self._provider.estimate_tokens(width, height)
                 # Waiting longer for a slot than one call may take is worse than answering
                 # locally now; nothing is reserved when we decline.
-                if self._limiter.wait_time(estimate) > self._settings.timeout_s:
+                wait = max(self._limiter.wait_time(estimate), self._headers.wait_time(estimate))
+                if wait > self._settings.timeout_s:
                     self._breaker.release()
                     return self._fallback("rate_limited")
                 await self._limiter.acquire(estimate)
-                call = await self._provider.analyze(image, media_type)
+                await self._headers.acquire(estimate)
+                telemetry.model_inflight("vision", 1)
+                try:
+                    call = await self._provider.analyze(image, media_type)
+                finally:
+                    telemetry.model_inflight("vision", -1)
             except (DependencyUnavailable, ConfigError) as exc:
                 self._breaker.record_failure()
                 return self._fallback(f"error: {type(exc).__name__}: {_reason(exc)}")
@@ -88,6 +99,8 @@ class VisionService:
             self._tokens_in += call.tokens_in
             self._tokens_out += call.tokens_out
             self._cost_usd += call.cost_usd
+            telemetry.record_model_calls("vision", "sync", call.attempts, call.cost_usd, call.tokens_in,
+                                         call.tokens_out)
             return VisionOutcome(
                 status="ok", call=call, breaker_state=self._breaker.state
             )
@@ -105,6 +118,8 @@ class VisionService:
             "tokens_in": self._tokens_in,
             "tokens_out": self._tokens_out,
             "cost_usd": round(self._cost_usd, 6),
+            "header_waits": self._headers.waits,
+            "header_waited_s": round(self._headers.waited_s, 3),
         }
 
     async def aclose(self) -> None:

@@ -164,7 +164,9 @@ class OpenAITestServer:
         """What the synchronous route would answer `body` with (an "ok" behaviour)."""
         if url.endswith("/moderations"):
             return _moderation_reply(self, body)
-        content = json.dumps(_analysis(_image_bytes(body.get("messages", [])) or b""))
+        responder = self.responders.get(body.get("model") or "")
+        content = (responder(body.get("messages", [])) if responder is not None
+                   else json.dumps(_analysis(_image_bytes(body.get("messages", [])) or b"")))
         prompt_tokens = 85 + len(json.dumps(body.get("messages", [])[:1])) // 4
         return _completion(body.get("model"), content, prompt_tokens)
 

@@ -1,6 +1,7 @@
 """Rate limits from the provider's headers (actors/batching/ratelimit.py): reset values in
 OpenAI's format, and against the OpenAI-compatible test server limiting requests per window,
-the moderation client slows down before the 429 that a client ignoring the headers gets."""
+the moderation client and the vision service slow down before the 429 that a client ignoring
+the headers gets."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import pytest
 
 from actors.batching.ratelimit import HeaderRateLimiter, parse_reset
 from actors.moderation.moderator import Scorer
+from actors.vision.service import VisionService
 from cluster.doubles.openai_server import OpenAITestServer
 from configs.moderation import ModerationSettings
+from configs.vision import VisionSettings
 
 
 @pytest.mark.parametrize(("raw", "seconds"), [("1s", 1.0), ("6m0s", 360.0), ("20ms", 0.02), ("1h2m3.5s", 3723.5),
@@ -67,3 +70,27 @@ def test_the_client_slows_down_before_the_429(server: OpenAITestServer) -> None:
     window = server.limit_requests(4, 30.0)
     _score_all(server, HeaderRateLimiter(reserve=-10**9), 6)
     assert window.refused >= 1
+
+
+def _analyse_all(server: OpenAITestServer, n: int) -> dict[str, object]:
+    # Fixed buckets far above the server's limit: only the headers can slow the service down.
+    settings = VisionSettings(provider="openai", base_url=server.base_url, max_attempts=1, timeout_s=5.0,
+                              requests_per_minute=100_000, tokens_per_minute=10_000_000, max_concurrency=4)
+
+    async def go() -> dict[str, object]:
+        service = VisionService(settings)
+        try:
+            outcomes = await asyncio.gather(*(service.analyze(b"RIFF" + bytes([i]) * 40, "image/webp", 640, 400)
+                                              for i in range(n)))
+        finally:
+            await service.aclose()
+        return service.state() | {"ok": sum(o.status == "ok" for o in outcomes)}
+
+    return asyncio.run(go())
+
+
+def test_the_vision_service_slows_down_before_the_429(server: OpenAITestServer) -> None:
+    window = server.limit_requests(3, 0.4)
+    state = _analyse_all(server, 8)
+    assert window.refused == 0 and state["ok"] == 8  # four callers at once, none refused
+    assert isinstance(state["header_waits"], int) and state["header_waits"] >= 1

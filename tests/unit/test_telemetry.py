@@ -123,7 +123,10 @@ def _call_every_helper() -> None:
     T.set_finalizations_running(2)
     T.set_jobs("dataset", {"running": 1})
     T.set_model_backlog("moderation", 7)
-    T.record_model_calls("vision", "batch", 3, cost_usd=0.002)
+    T.record_model_calls("vision", "batch", 3, cost_usd=0.002, tokens_in=40, tokens_out=9)
+    T._inflight.clear()  # a process-wide count: other calls of this helper added to it
+    T.model_inflight("card", 2)
+    T.model_inflight("card", -1)
 
 
 # --- the helpers ----------------------------------------------------------------------------
@@ -170,6 +173,8 @@ def test_helpers_record_through_rays_metric_api(fake: FakeRayMetrics) -> None:
     assert fake.value("tracemill_model_backlog", kind="moderation") == 7
     assert fake.value("tracemill_model_calls_total", kind="vision", mode="batch") == 3
     assert fake.value("tracemill_model_cost_usd_total", kind="vision") == pytest.approx(0.002)
+    assert fake.value("tracemill_model_tokens_total", kind="vision", direction="out") == 9
+    assert fake.value("tracemill_model_inflight", kind="card") == 1
     with pytest.raises(OSError), T.time_task("score"):
         raise OSError("disk")
     assert fake.value("tracemill_task_failures_total", kind="score") == 1
