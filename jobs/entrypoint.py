@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import sys
 import uuid
@@ -57,10 +58,17 @@ def run_entrypoint(name: str, main: Callable[[], int]) -> int:
 
 
 def job_main(name: str, doc: str | None, argv: Sequence[str] | None, *,
-             add_arguments: Callable[[argparse.ArgumentParser], None], prepare: Prepare,
+             add_arguments: Callable[[argparse.ArgumentParser], None], prepare: Prepare | None = None,
+             run: Callable[[TracemillSettings, argparse.Namespace], int] | None = None,
              check: Callable[[argparse.Namespace], str | None] | None = None) -> int:
     """A job's whole `main`: its options (usage errors exit 2 as argparse does; `check` names
-    a combination that makes no sense), then `prepare` and its work under run_entrypoint."""
+    a combination that makes no sense), then `prepare` and its work under run_entrypoint.
+    A job with nothing to validate before the cluster gives `run(settings, args)` instead."""
+    if (prepare is None) == (run is None):
+        raise TypeError("give job_main either prepare or run")
+    if prepare is None:
+        assert run is not None
+        prepare = functools.partial(_run_with_args, run)
     parser = argparse.ArgumentParser(prog=f"python -m jobs.{name}", description=doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
@@ -73,6 +81,11 @@ def job_main(name: str, doc: str | None, argv: Sequence[str] | None, *,
         return work(join_cluster())
 
     return run_entrypoint(name, go)
+
+
+def _run_with_args(run: Callable[[TracemillSettings, argparse.Namespace], int],
+                   args: argparse.Namespace) -> Callable[[TracemillSettings], int]:
+    return lambda settings: run(settings, args)
 
 
 def whole_number(minimum: int) -> Callable[[str], int]:

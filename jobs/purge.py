@@ -16,7 +16,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from actors.deletion.purger import PurgeReport, purge
 from actors.storage.objectstore import make_object_store
@@ -58,12 +58,8 @@ def run(settings: TracemillSettings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _prepare(args: argparse.Namespace) -> Callable[[TracemillSettings], int]:
-    return lambda settings: run(settings, args)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    return job_main("purge", __doc__, argv, add_arguments=add_arguments, prepare=_prepare)
+    return job_main("purge", __doc__, argv, add_arguments=add_arguments, run=run)
 
 
 if __name__ == "__main__":
