@@ -42,8 +42,8 @@ STATIC_HEADERS = {
     "X-Frame-Options": "DENY",
 }
 STATIC_DIR = Path(__file__).parent / "static"
+# The page itself goes through serve_app/pages_api.render_page (its shared head and sign-in form).
 STATIC_FILES = {
-    "dashboard.html": "text/html; charset=utf-8",
     "dashboard.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
 }

@@ -8,12 +8,17 @@ another origin, text only through textContent, screenshots drawn on a canvas fro
 bytes (so the key goes in the Authorization header and img-src needs nothing beyond 'self').
 They hold no data, so serving them needs no key; the key comes from the URL fragment or the
 form as on /dashboard and stays in sessionStorage.
+
+The four pages (/dashboard too) share their head and their key / sign-in forms. There is no
+build step and the CSP allows no inline code, so the server fills them in: a page's line
+`<!-- shared:NAME -->` becomes static/_NAME.html (render_page).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,14 +34,17 @@ from serve_app.dashboard_api import STATIC_HEADERS
 from serve_app.sessions_api import readable_session, session_view
 from serve_app.services import Services
 
-__all__ = ["PAGE_FILES", "ReplayBundle", "page", "page_file", "replay_bundle"]
+__all__ = ["PAGES", "PAGE_FILES", "ReplayBundle", "page", "page_file", "render_page", "replay_bundle"]
 
 PAGES_DIR = Path(__file__).parent / "static"
-PAGES = {"sessions": "sessions.html", "session": "session.html", "trends": "trends.html"}
+PAGES = {"dashboard": "dashboard.html", "sessions": "sessions.html", "session": "session.html",
+         "trends": "trends.html"}
+# What each page's key form asks for (the shared form's {key_scope}).
+_KEY_SCOPES = {"session": "<code>read</code>; <code>review</code> to flag"}
+_SHARED = re.compile(r"^[ \t]*<!-- shared:(\w+) -->\n", re.MULTILINE)
+_SHARED_PARTS = {"head": "_head.html", "signin": "_signin.html"}
+# The pages' scripts and stylesheet, served as they are (the pages go through render_page).
 PAGE_FILES = {
-    "sessions.html": "text/html; charset=utf-8",
-    "session.html": "text/html; charset=utf-8",
-    "trends.html": "text/html; charset=utf-8",
     "pages.css": "text/css; charset=utf-8",
     "common.js": "text/javascript; charset=utf-8",
     "sessions.js": "text/javascript; charset=utf-8",
@@ -111,5 +119,19 @@ def page_file(name: str) -> Response:
     return Response(content=_read(name), media_type=media_type, headers=STATIC_HEADERS)
 
 
+@functools.lru_cache(maxsize=len(PAGES))
+def render_page(name: str) -> bytes:
+    """The page's HTML with each `<!-- shared:NAME -->` line replaced by static/_NAME.html;
+    KeyError for an unknown page or part (a mistake in the files, caught by the unit test)."""
+    scope = _KEY_SCOPES.get(name, "<code>read</code>")
+
+    def part(match: re.Match[str]) -> str:
+        text = (PAGES_DIR / _SHARED_PARTS[match.group(1)]).read_text("utf-8")
+        return text.replace("{key_scope}", scope)
+
+    return _SHARED.sub(part, (PAGES_DIR / PAGES[name]).read_text("utf-8")).encode("utf-8")
+
+
 def page(name: str) -> Response:
-    return page_file(PAGES[name])
+    """One of the four pages, its shared parts filled in, with the dashboard's CSP and headers."""
+    return Response(content=render_page(name), media_type="text/html; charset=utf-8", headers=STATIC_HEADERS)

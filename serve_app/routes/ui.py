@@ -15,7 +15,7 @@ class PageRoutes(RouteBase):
         summary="The operations dashboard page (no key: it holds no data; it asks for one)",
     )
     async def dashboard_page(self) -> Response:
-        return dashboard_api.static_file("dashboard.html")
+        return pages_api.page("dashboard")
 
     @api.get(
         "/dashboard/dashboard.js", tags=["dashboard"], response_class=Response,
