@@ -5,6 +5,10 @@ Event ids come from a sequence, which hands them out before commit: a transactio
 id 41 may commit just after the one that took id 42, so a client that saw 42 and reconnects
 with `since=42` would never see 41. Catch-up therefore also returns the events created within
 `OVERLAP_S` before the `since` event; clients ignore ids they have seen.
+
+A deleted session (migration 0017: `sessions.deleted_at`, set by a session's or its recorder's
+delete) keeps its log rows until the purge removes them with its other rows; catch-up leaves
+them out, so a reconnect never names a session that reads now answer 404 for.
 """
 
 from __future__ import annotations
@@ -69,16 +73,17 @@ def parse_notification(payload: str) -> LiveEvent | None:
 async def events_after(conn: Conn, org_id: uuid.UUID, since: int, limit: int,
                        workspace_id: uuid.UUID | None = None) -> list[LiveEvent]:
     """The organisation's (workspace's) events after `since` and those of the overlap before it,
-    oldest first."""
+    oldest first; none of a deleted session."""
     # The overlap's lower bound: the smallest id written in the OVERLAP_S before the `since`
     # event (ids and clock_timestamp() are taken together, so the range scan is short).
     rows = await conn.fetch(
         "WITH anchor AS (SELECT created_at FROM live_events WHERE event_id = $2),"
         " low AS (SELECT coalesce(min(e.event_id), $2 + 1) AS id FROM live_events e, anchor"
         "   WHERE e.created_at BETWEEN anchor.created_at - make_interval(secs => $4) AND anchor.created_at)"
-        " SELECT event_id, org_id, workspace_id, kind, session_id, status, quality, created_at FROM live_events"
+        " SELECT event_id, org_id, workspace_id, kind, session_id, status, quality, created_at FROM live_events l"
         " WHERE org_id = $1 AND event_id >= least((SELECT id FROM low), $2 + 1) AND event_id <> $2"
         "   AND ($5::uuid IS NULL OR workspace_id IS NULL OR workspace_id = $5)"
+        "   AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.session_id = l.session_id AND s.deleted_at IS NOT NULL)"
         " ORDER BY event_id LIMIT $3",
         org_id, since, limit, OVERLAP_S, workspace_id,
     )

@@ -110,6 +110,25 @@ def test_a_reconnect_catches_up_with_last_event_id(stack: Any, ours: Org) -> Non
         since.close()
 
 
+def test_a_reconnect_does_not_replay_a_deleted_session(stack: Any, ours: Org) -> None:
+    first = SseReader(stack.endpoint, ours.key)
+    start = first.next(timeout=5)
+    first.close()
+    kept, gone, last = (ours.api.create_session(type="automated", task=f"live delete {name}")
+                        for name in ("kept", "gone", "last"))
+    admin = Api(stack.endpoint, make_key(stack, ["admin"], org_id=ours.org_id))
+    assert admin.http.delete(f"/v1/sessions/{gone}").status_code == 202  # its log rows stay until the purge
+
+    again = SseReader(stack.endpoint, ours.key, last_event_id=str(start.id))
+    try:
+        replayed: list[str | None] = []  # the catch-up comes in id order: `gone` would come before `last`
+        while last not in replayed:
+            replayed.append(again.next(timeout=5).data.get("session_id"))
+        assert kept in replayed and gone not in replayed, replayed
+    finally:
+        again.close()
+
+
 def test_bad_requests_have_the_one_shape(stack: Any, ours: Org) -> None:
     url = f"{stack.endpoint}/v1/live"
     ingest_only = make_key(stack, ["ingest"], org_id=ours.org_id)
