@@ -24,12 +24,14 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal
 
 import asyncpg
 
-from actors.errors import ConfigError, Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
-from actors.permissions import Permission, Role, check_role, permissions_of_key, role_for_scopes
+from actors.errors import ConfigError, Conflict, InvalidInput, NotFound, Unauthenticated
+# Who calls and the default tenancy live with the roles (actors/permissions.py); callers still
+# import them from here too, as they did before they moved.
+from actors.permissions import (ALL_SCOPES, DEFAULT_ORG_ID, DEFAULT_WORKSPACE_ID, Principal, Scope, check_role,
+                                role_for_scopes)
 from configs.settings import AuthSettings
 
 __all__ = [
@@ -56,11 +58,6 @@ __all__ = [
     "KeyCache",
 ]
 
-DEFAULT_ORG_ID = uuid.UUID("00000000-0000-0000-0000-000000000001")
-DEFAULT_WORKSPACE_ID = uuid.UUID("00000000-0000-0000-0001-000000000001")  # its default workspace (0009)
-# review: flag sessions and steps, move flags along, read the review queue (issue 16).
-Scope = Literal["ingest", "read", "admin", "review"]
-ALL_SCOPES: tuple[Scope, ...] = ("ingest", "read", "admin", "review")
 KEY_TAG = "tm_"
 LOOKUP_HEX_CHARS = 16
 SECRET_ALPHABET = frozenset(string.ascii_letters + string.digits + "-_")
@@ -69,51 +66,6 @@ MIN_SECRET_BITS = 128
 MAX_KEY_CHARS = 256
 _LOOKUP_RE = re.compile(rf"[0-9a-f]{{{LOOKUP_HEX_CHARS}}}")
 KEY_FORM = f"{KEY_TAG}<{LOOKUP_HEX_CHARS} hex chars>_<at least {MIN_SECRET_CHARS} random url-safe chars>"
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: an API key or a signed-in account, acting in one workspace of one
-    organisation with one role (actors/permissions.py gives the role's permissions)."""
-
-    org_id: uuid.UUID
-    key_id: uuid.UUID | None
-    scopes: frozenset[str] = frozenset()  # a key's old scopes: they add their roles' permissions
-    expires_at: datetime | None = None
-    workspace_id: uuid.UUID = DEFAULT_WORKSPACE_ID
-    role: Role = "recorder"
-    actor_kind: Literal["key", "account"] = "key"
-    account_id: uuid.UUID | None = None
-    recorder_id: uuid.UUID | None = None
-
-    @property
-    def permissions(self) -> frozenset[Permission]:
-        return permissions_of_key(self.role, self.scopes)
-
-    def allows(self, permission: Permission) -> bool:
-        return permission in self.permissions
-
-    def require(self, permission: Permission) -> None:
-        if permission not in self.permissions:
-            who = "API key" if self.actor_kind == "key" else "account"
-            raise Forbidden(f"this {who}'s role '{self.role}' lacks the '{permission}' permission",
-                            [{"permission": permission, "role": self.role}])
-
-    def in_workspace(self, row: Any) -> bool:
-        """Whether a row (with org_id and workspace_id) belongs to this caller's workspace."""
-        return row is not None and row["org_id"] == self.org_id and row["workspace_id"] == self.workspace_id
-
-    def owns_session(self, workspace_id: uuid.UUID, created_by_key: uuid.UUID | None,
-                     recorder_id: uuid.UUID | None, *, write: bool = True) -> bool:
-        """Whether this caller may touch a session with these owner columns: one of its workspace,
-        and to write (without `sessions.write_all`), one its key or its recorder created."""
-        if workspace_id != self.workspace_id:
-            return False
-        if not write or self.allows("sessions.write_all"):
-            return True
-        if self.key_id is not None and created_by_key == self.key_id:
-            return True
-        return self.recorder_id is not None and recorder_id == self.recorder_id
 
 
 @dataclass(frozen=True)

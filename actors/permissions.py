@@ -12,18 +12,29 @@ answers 404 as if it did not exist. `sessions.write_all` (admins) lifts that. Re
 Keys made before roles keep what their scopes allowed: a key's permissions are its role's plus
 those of the roles its old scopes map to (`LEGACY_SCOPE_ROLES`), so an `ingest,read` key is a
 recorder that also reads like an analyst (and still writes only to its own sessions).
+
+A caller is a `Principal`: an API key or a signed-in account, with its role in one workspace
+(actors/auth.py makes one from a key, actors/accounts from a sign-in).
 """
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
-from actors.errors import InvalidInput
+from actors.errors import Forbidden, InvalidInput
 
 __all__ = [
+    "DEFAULT_ORG_ID",
+    "DEFAULT_WORKSPACE_ID",
     "Permission",
+    "Principal",
     "Role",
+    "Scope",
+    "ALL_SCOPES",
     "ALL_PERMISSIONS",
     "ALL_ROLES",
     "LEGACY_SCOPE_ROLES",
@@ -77,7 +88,13 @@ _INHERITS: dict[Role, tuple[Role, ...]] = {
     "owner": ("admin",),
 }
 
+DEFAULT_ORG_ID = uuid.UUID("00000000-0000-0000-0000-000000000001")
+DEFAULT_WORKSPACE_ID = uuid.UUID("00000000-0000-0000-0001-000000000001")  # its default workspace (0009)
+
 # The scopes keys had before roles (migration 0009 maps stored keys the same way).
+# review: flag sessions and steps, move flags along, read the review queue (issue 16).
+Scope = Literal["ingest", "read", "admin", "review"]
+ALL_SCOPES: tuple[Scope, ...] = ("ingest", "read", "admin", "review")
 LEGACY_SCOPE_ROLES: dict[str, Role] = {"admin": "admin", "review": "reviewer", "ingest": "recorder", "read": "analyst"}
 
 
@@ -124,3 +141,48 @@ def role_for_scopes(scopes: list[str] | tuple[str, ...] | frozenset[str]) -> Rol
 def can_grant(granter: Role, role: Role) -> bool:
     """A caller may hand out a role only if it holds every permission of it (no escalation)."""
     return permissions_of(role) <= permissions_of(granter)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: an API key or a signed-in account, acting in one workspace of one
+    organisation with one role (actors/permissions.py gives the role's permissions)."""
+
+    org_id: uuid.UUID
+    key_id: uuid.UUID | None
+    scopes: frozenset[str] = frozenset()  # a key's old scopes: they add their roles' permissions
+    expires_at: datetime | None = None
+    workspace_id: uuid.UUID = DEFAULT_WORKSPACE_ID
+    role: Role = "recorder"
+    actor_kind: Literal["key", "account"] = "key"
+    account_id: uuid.UUID | None = None
+    recorder_id: uuid.UUID | None = None
+
+    @property
+    def permissions(self) -> frozenset[Permission]:
+        return permissions_of_key(self.role, self.scopes)
+
+    def allows(self, permission: Permission) -> bool:
+        return permission in self.permissions
+
+    def require(self, permission: Permission) -> None:
+        if permission not in self.permissions:
+            who = "API key" if self.actor_kind == "key" else "account"
+            raise Forbidden(f"this {who}'s role '{self.role}' lacks the '{permission}' permission",
+                            [{"permission": permission, "role": self.role}])
+
+    def in_workspace(self, row: Any) -> bool:
+        """Whether a row (with org_id and workspace_id) belongs to this caller's workspace."""
+        return row is not None and row["org_id"] == self.org_id and row["workspace_id"] == self.workspace_id
+
+    def owns_session(self, workspace_id: uuid.UUID, created_by_key: uuid.UUID | None,
+                     recorder_id: uuid.UUID | None, *, write: bool = True) -> bool:
+        """Whether this caller may touch a session with these owner columns: one of its workspace,
+        and to write (without `sessions.write_all`), one its key or its recorder created."""
+        if workspace_id != self.workspace_id:
+            return False
+        if not write or self.allows("sessions.write_all"):
+            return True
+        if self.key_id is not None and created_by_key == self.key_id:
+            return True
+        return self.recorder_id is not None and recorder_id == self.recorder_id
