@@ -11,6 +11,7 @@ import { loadApiKey, saveApiKey } from "./lib/secret.js";
 import * as queue from "./lib/queue.js";
 import { Delivery } from "./lib/delivery.js";
 import { Shots } from "./lib/shots.js";
+import { Consent, ConsentError, isConsentRefusal } from "./lib/consent.js";
 
 const CLIENT = { name: "tracemill-extension", version: chrome.runtime.getManifest().version };
 const SHOT_DELAY = { navigation: 500, click: 300, modal: 300 };
@@ -34,9 +35,14 @@ const host = {
   },
   status: publish,
   shotsDone: () => maybeFinish(),
+  // The consent gate (lib/consent.js): nothing is captured or sent while it is closed.
+  mayRecord: () => consent.allows(),
+  maySend: () => consent.allows(),
+  consentRefused: () => consent.refused(),
 };
 const delivery = new Delivery(host);
 const shots = new Shots(host);
+const consent = new Consent({ api: (path, init) => api(path, init), changed: consentChanged });
 
 // The config the worker runs with: what chrome.storage.local holds, plus the key. A key found in
 // chrome.storage.local (written by an older version of the extension) is moved out of it first.
@@ -53,6 +59,7 @@ async function adoptConfig(stored) {
 const ready = (async () => {
   const s = await chrome.storage.local.get(["config", "session", "status"]);
   config = await adoptConfig(s.config);
+  await consent.load();
   session = s.session || null;
   status = s.status || {};
   if (session) { // a suspension or a crash may have left events stored past the saved counter
@@ -98,6 +105,7 @@ function record(event, tab) {
 
 async function recordNow(event, tab) {
   await ready;
+  if (!consent.allows()) return null; // withdrawn or refused: not captured, from this moment
   if (!session || session.finish && event.type !== "screenshot") return null;
   if (session.finish && event.ts > session.finish.ended_at) return null;
   if (event.type === "navigation") event.transition = transition(event, tab);
@@ -137,6 +145,11 @@ chrome.runtime.onMessage.addListener((message, sender, reply) => {
   }
   if (message.kind === "stop") {
     ready.then(() => stop(message.outcome)).then(reply, (e) => reply({ ok: false, error: String(e.message || e) }));
+    return true;
+  }
+  if (message.kind === "consent" || message.kind === "withdraw") {
+    ready.then(() => (message.kind === "withdraw" ? withdraw() : answerNotice(message)))
+      .then(reply, (e) => reply({ ok: false, error: String(e.message || e) }));
     return true;
   }
   return false;
@@ -191,6 +204,15 @@ async function start({ task, type }) {
   const { config: checked, errors } = validate(config);
   const first = Object.values(errors)[0];
   if (first) return { ok: false, error: `${first} (Options page)` };
+  // The notice before the first recording (and whenever the person declined or withdrew).
+  if (["declined", "withdrawn"].includes(consent.state.state)) await consent.set({ state: "needed" });
+  try {
+    await consent.check();
+  } catch (e) {
+    if (e instanceof ConsentError) return { ok: false, error: e.message };
+    throw e;
+  }
+  if (!consent.allows()) return { ok: false, consent: consent.state.state, notice: consent.state.notice };
   if (session && !session.finish) return { ok: true, sessionId: session.id };
   if (session && session.finish) {
     return { ok: false, error: "The last session is still being sent; start again once it is delivered." };
@@ -204,6 +226,55 @@ async function start({ task, type }) {
   await chrome.storage.local.set({ recording: { on: true, sessionId: session.id } });
   chrome.alarms.create("tracemill", { periodInMinutes: 0.5 });
   return { ok: true, sessionId: session.id };
+}
+
+// The popup's Agree / Decline. Agreeing resumes a session paused by a refusal, or starts one.
+async function answerNotice({ answer, version, task, type }) {
+  if (answer !== "agree") {
+    await consent.decline();
+    return { ok: true, consent: consent.state.state };
+  }
+  await consent.agree(String(version || ""));
+  if (!consent.allows()) return { ok: false, consent: consent.state.state, notice: consent.state.notice,
+                                  error: "The notice changed meanwhile: read the new one." };
+  if (session) return { ok: true, sessionId: session.id, consent: consent.state.state };
+  return { ...(await start({ task, type })), consent: consent.state.state };
+}
+
+// Withdrawal: the gate closes first (nothing more captured or sent from here), then the open
+// session ends where it stands; what it queued stays in the browser, unsent, until consent is
+// given again (then it is delivered and the session finished) or it is discarded.
+async function withdraw() {
+  const withdrawn = consent.withdraw();
+  await chrome.storage.local.set({ recording: { on: false } });
+  if (session && !session.finish) {
+    session.finish = { ended_at: Date.now(), last_seq: session.nextSeq - 1 };
+    await saveSession();
+  }
+  await withdrawn;
+  if (consent.state.pendingWithdraw) chrome.alarms.create("tracemill", { periodInMinutes: 0.5 }); // tell it later
+  return { ok: true, consent: consent.state.state, told: !consent.state.pendingWithdraw };
+}
+
+// What the gate does when consent changes: pages stop or resume capturing; sending stops at
+// once, or resumes without waiting out a backoff.
+function consentChanged(state) {
+  publish({ consent: state.state });
+  const open = Boolean(session && !session.finish);
+  if (open) chrome.storage.local.set({ recording: { on: consent.allows(), sessionId: session.id } });
+  if (!consent.allows()) {
+    delivery.close();
+    if (session) host.problem("Not recording: the person recorded has not agreed to the current notice. " +
+      "What was recorded before is kept in the browser, unsent.");
+    return;
+  }
+  host.problem(null);
+  delivery.retryAt = 0;
+  delivery.attempt = 0;
+  shots.uploadRetryAt = 0;
+  delivery.kick();
+  shots.upload();
+  maybeFinish();
 }
 
 async function stop(outcome) {
@@ -229,7 +300,7 @@ async function api(path, init = {}) {
 // POST /v1/sessions (idempotent with our own id), once, before the first event or screenshot.
 async function ensureCreated() {
   await ready;
-  if (!session) return false;
+  if (!session || !consent.allows()) return false;
   if (session.created) return true;
   const body = { session_id: session.id, type: session.type, client: CLIENT, user_agent: navigator.userAgent,
                  started_at: session.startedAt };
@@ -249,6 +320,10 @@ async function ensureCreated() {
     return true;
   }
   const err = ((await r.json().catch(() => ({}))).error) || {};
+  if (r.status === 403 && isConsentRefusal(err)) {
+    await consent.refused();
+    return false;
+  }
   host.problem(r.status === 401 ? "The API key was refused. Check it in the options page."
     : r.status === 403 ? "The API key lacks the ingest scope (tracemill keys create --scopes ingest)."
     : `The server refused to start the session (${r.status}): ${err.message || "no reason given"}`);
@@ -258,12 +333,13 @@ async function ensureCreated() {
 let finishing = false;
 async function maybeFinish() {
   const s = session;
-  if (!s || !s.finish || finishing || s.ackedThrough < s.finish.last_seq) return;
+  if (!s || !s.finish || finishing || s.ackedThrough < s.finish.last_seq || !consent.allows()) return;
   if ((await queue.shots(50)).some((shot) => shot.sid === s.id)) return shots.upload();
   finishing = true;
   try {
     if (!(await ensureCreated())) return;
     const r = await api(`/v1/sessions/${s.id}/finish`, { method: "POST", body: JSON.stringify(s.finish) });
+    if (r.status === 403 && isConsentRefusal((await r.clone().json().catch(() => ({}))).error)) await consent.refused();
     if (r.status === 202 || r.status === 409) {
       delivery.close();
       session = null;
@@ -280,7 +356,12 @@ async function maybeFinish() {
 
 // ------------------------------------------------------------------ waking up
 
-chrome.alarms.onAlarm.addListener(() => ready.then(() => { delivery.kick(); shots.upload(); maybeFinish(); }));
+chrome.alarms.onAlarm.addListener(() => ready.then(() => {
+  consent.retryWithdraw();
+  delivery.kick();
+  shots.upload();
+  maybeFinish();
+}));
 chrome.runtime.onStartup.addListener(() => ready.then(() => delivery.kick()));
 chrome.storage.onChanged.addListener((changes, area) => {
   if (area !== "local") return;
@@ -303,4 +384,4 @@ ready.then(() => {
 });
 
 // For the DevTools console (and the e2e tests' diagnostics): the live objects, read-only use.
-self.tracemill = { delivery, shots, host };
+self.tracemill = { delivery, shots, host, consent };

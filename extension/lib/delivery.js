@@ -5,6 +5,7 @@
 
 import * as queue from "./queue.js";
 import { checkedEndpoint, wsUrl } from "./config.js";
+import { isConsentRefusal } from "./consent.js";
 
 const WINDOW_EVENTS = 500; // unacked events on the wire at once
 const HTTP_BATCH = 200;
@@ -12,7 +13,8 @@ const WS_FAILS_BEFORE_HTTP = 3; // failed WebSocket opens in a row, while HTTP a
 const HTTP_MODE_MS = 120000; // then HTTP for this long before trying the WebSocket again
 
 export class Delivery {
-  // host: { session(), config(), saveSession(), problem(text|null), status(patch), ensureCreated() }
+  // host: { session(), config(), saveSession(), problem(text|null), status(patch), ensureCreated(),
+  //         maySend(), consentRefused() }
   constructor(host) {
     this.host = host;
     this.ws = null;
@@ -27,6 +29,7 @@ export class Delivery {
     this.running = false;
     this.again = false;
     this.bytesSent = 0;
+    this.refusedForConsent = false; // the stream's error frame came; its close 4403 follows
     this.connects = 0; // WebSocket opens tried, for the status and the measurements
   }
 
@@ -75,6 +78,7 @@ export class Delivery {
   async pump() {
     const s = this.host.session();
     if (!s) return this.close();
+    if (!this.host.maySend()) return this.close(); // no consent: everything stays queued
     const pending = s.nextSeq - 1 > s.ackedThrough;
     if (!pending) return;
     if (!(await this.host.ensureCreated())) return this.backoff();
@@ -97,6 +101,7 @@ export class Delivery {
     this.ws = ws;
     this.wsReady = false;
     this.inflight = [];
+    this.refusedForConsent = false;
     this.sentThrough = s.ackedThrough; // resend everything not acked; the server drops duplicates
     ws.onopen = () => {
       ws.send(JSON.stringify({ type: "auth", api_key: cfg.apiKey }));
@@ -110,7 +115,7 @@ export class Delivery {
   }
 
   async fill(s) {
-    while (this.ws && this.wsReady && this.ws.readyState === WebSocket.OPEN) {
+    while (this.ws && this.wsReady && this.ws.readyState === WebSocket.OPEN && this.host.maySend()) {
       const unacked = this.sentThrough - s.ackedThrough;
       if (unacked >= WINDOW_EVENTS || Date.now() < this.retryAt) return;
       const cfg = this.host.config();
@@ -150,6 +155,11 @@ export class Delivery {
     } else if (msg.type === "error") {
       const code = msg.error && msg.error.code;
       if (code === "session_closed") return this.sessionClosed(s);
+      if (isConsentRefusal(msg.error)) { // nothing of it stored: resent from acked_through after consent
+        this.sentThrough = s.ackedThrough;
+        this.refusedForConsent = true;
+        return this.host.consentRefused();
+      }
       if (frame && (code === "invalid_input" || code === "payload_too_large")) await this.replaceInvalid(s, frame, msg.error);
       this.host.problem(`The server refused a batch: ${(msg.error && msg.error.message) || code}`);
       this.sentThrough = s.ackedThrough;
@@ -191,6 +201,10 @@ export class Delivery {
     this.wsReady = false;
     this.inflight = [];
     const s = this.host.session();
+    if (e.code === 4403 && (e.reason === "consent_required" || this.refusedForConsent)) {
+      this.refusedForConsent = false;
+      return this.host.consentRefused(); // the gate reopens the delivery once consent is given
+    }
     if (e.code === 4401 || e.code === 4403) {
       this.host.problem(e.code === 4401
         ? "The API key was refused. Check it in the options page (tracemill keys create makes one)."
@@ -249,6 +263,7 @@ export class Delivery {
       }
       const err = answer.error || {};
       if (r.status === 409 && err.code === "session_closed") return this.sessionClosed(s);
+      if (r.status === 403 && isConsentRefusal(err)) return this.host.consentRefused();
       if (r.status === 422 || r.status === 413) {
         await this.replaceInvalid(s, { first: events[0].seq, last: events[events.length - 1].seq }, err);
         continue;

@@ -9,6 +9,7 @@
 
 import * as queue from "./queue.js";
 import { checkedEndpoint } from "./config.js";
+import { isConsentRefusal } from "./consent.js";
 
 const MIN_GAP_MS = 600;
 const MAX_WIDTH = 1280; // the server's default compress.max_width: wider captures are re-encoded there
@@ -17,7 +18,8 @@ const MAX_LISTED = 200; // X-Painted-Boxes holds at most this many boxes
 const PRIORITY = { navigation: 3, modal: 2, click: 1, input: 0, other: 0 };
 
 export class Shots {
-  // host: { session(), config(), record(event) -> seq, ensureCreated(), problem(text), status(patch) }
+  // host: { session(), config(), record(event) -> seq, ensureCreated(), problem(text), status(patch),
+  //         mayRecord(), maySend(), consentRefused() }
   constructor(host) {
     this.host = host;
     this.pending = null; // {tabId, windowId, trigger, at}
@@ -52,7 +54,7 @@ export class Shots {
   }
 
   async capture(p) {
-    if (!p || !this.host.session()) return;
+    if (!p || !this.host.session() || !this.host.mayRecord()) return;
     const tab = await chrome.tabs.get(p.tabId).catch(() => null);
     if (!tab || !tab.active) return; // only what the person sees
     // No answer from the page means no way to know what to paint over: no screenshot.
@@ -78,7 +80,7 @@ export class Shots {
 
   // Upload what is queued, oldest first; stop at the first failure and try again later.
   async upload() {
-    if (this.uploading || Date.now() < this.uploadRetryAt) return;
+    if (this.uploading || Date.now() < this.uploadRetryAt || !this.host.maySend()) return;
     this.uploading = true;
     try {
       for (;;) {
@@ -126,6 +128,10 @@ export class Shots {
       return true;
     }
     const answer = await r.json().catch(() => ({}));
+    if (r.status === 403 && isConsentRefusal(answer.error)) {
+      await this.host.consentRefused(); // kept; uploaded once consent is given
+      return false;
+    }
     if ([400, 404, 409, 413, 415, 422].includes(r.status)) { // it will never be accepted
       this.host.problem(`A screenshot was refused (${r.status}): ${(answer.error && answer.error.message) || ""}`);
       await queue.dropShot(shot.id);
