@@ -64,6 +64,7 @@ Permission = Literal[
     "workspaces.manage",  # create and list the organisation's workspaces
     "orgs.manage",  # create and list organisations
     "data.delete",  # delete a session or a recorder's data (hidden at once, purged later)
+    "data.export",  # export everything kept about a recorder (a copy for the person recorded)
 ]
 Role = Literal["owner", "admin", "reviewer", "analyst", "recorder"]
 
@@ -77,7 +78,8 @@ _OWN: dict[Role, frozenset[Permission]] = {
                           "models.predict"}),
     "reviewer": frozenset({"sessions.read", "stats.read", "review.read", "review.write"}),
     "admin": frozenset({"sessions.write_all", "datasets.create", "finetunes.create", "keys.manage",
-                        "members.manage", "audit.read", "workspaces.manage", "data.delete"}),
+                        "members.manage", "audit.read", "workspaces.manage", "data.delete",
+                        "data.export"}),
     "owner": frozenset({"orgs.manage"}),
 }
 _INHERITS: dict[Role, tuple[Role, ...]] = {

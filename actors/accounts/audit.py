@@ -32,7 +32,7 @@ ACTIONS = frozenset({
     "signin.success", "signin.failure", "signout.success", "token.refresh", "token.reuse",
     "password.change", "account.create", "invitation.create", "invitation.accept",
     "key.create", "key.rotate", "key.revoke", "role.change",
-    "dataset.start", "finetune.start", "export.download", "session.delete", "data.delete",
+    "dataset.start", "finetune.start", "export.start", "export.download", "session.delete", "data.delete",
     "recorder.delete", "data.purge",
     "org.create", "workspace.create",
     "moderation.thresholds",

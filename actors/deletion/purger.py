@@ -21,19 +21,12 @@ import asyncpg
 from actors.accounts.audit import Actor, audit
 from actors.storage import deletion_repo
 from actors.storage.objectstore import ObjectStore
+from actors.storage.recorder_data import session_prefixes
 from configs.deletion import DeletionSettings
 
 __all__ = ["PurgeReport", "purge", "session_prefixes"]
 
 log = logging.getLogger(__name__)
-
-
-def session_prefixes(org_id: uuid.UUID, session_id: uuid.UUID) -> list[str]:
-    """Every object-store prefix a session's objects live under: raw uploads
-    (serve_app/screenshots_api.py), painted WebPs (actors/processing/screenshots.py), contact
-    sheets (actors/cards/step.py) and the archive (actors/processing/archive.py)."""
-    return [f"raw/{org_id}/{session_id}/", f"webp/{org_id}/{session_id}/",
-            f"screenshots/{org_id}/{session_id}/", f"archives/{org_id}/{session_id}.zip"]
 
 
 @dataclass

@@ -16,6 +16,9 @@ from typing import Any
 
 import asyncpg
 
+from actors.storage.recorder_data import (datasets_holding_sql, session_image_hashes_sql,
+                                          session_object_keys_sql)
+
 __all__ = [
     "delete_recorder",
     "delete_rows",
@@ -81,10 +84,8 @@ async def plan_purge(conn: asyncpg.Connection, session_id: uuid.UUID) -> asyncpg
         "INSERT INTO purged_sessions (session_id, org_id, workspace_id, recorder_id, deleted_at,"
         " image_sha256, object_keys)"
         " SELECT s.session_id, s.org_id, s.workspace_id, s.recorder_id, s.deleted_at,"
-        "  ARRAY(SELECT sha256 FROM screenshots WHERE session_id = s.session_id AND sha256 IS NOT NULL"
-        "        UNION SELECT image_sha256 FROM vision_calls WHERE session_id = s.session_id),"
-        "  ARRAY(SELECT k FROM (SELECT unnest(ARRAY[raw_key, webp_key]) AS k FROM screenshots"
-        "        WHERE session_id = s.session_id UNION SELECT s.archive_key) keys WHERE k IS NOT NULL)"
+        "  " + session_image_hashes_sql("s.session_id") + ", "
+        + session_object_keys_sql("s.session_id", "s.archive_key") +
         " FROM sessions s WHERE s.session_id = $1 AND s.deleted_at IS NOT NULL"
         " ON CONFLICT (session_id) DO NOTHING", session_id)
     return await conn.fetchrow(
@@ -99,7 +100,7 @@ async def delete_rows(conn: asyncpg.Connection, session_id: uuid.UUID, image_sha
         datasets = await conn.fetch(
             "UPDATE datasets SET withdrawn_at = coalesce(withdrawn_at, now()),"
             " withdrawn_reason = coalesce(withdrawn_reason, 'held a deleted session'), updated_at = now()"
-            " WHERE $1 = ANY(train_sessions) OR $1 = ANY(validation_sessions)"
+            " WHERE " + datasets_holding_sql("ARRAY[$1]::uuid[]") +
             " RETURNING dataset_id, files", session_id)
         ids = [d["dataset_id"] for d in datasets]
         models = await conn.execute(
