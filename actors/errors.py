@@ -168,3 +168,24 @@ def details_from_validation_error(exc: ValidationError, prefix: str = "") -> lis
         field = ".".join(([prefix] if prefix else []) + loc)
         details.append({"field": field or None, "error": err.get("msg", "invalid")})
     return details
+
+
+class EncryptionError(TracemillError):
+    """Encryption at rest (actors/crypto): a value or data key cannot be encrypted or read."""
+
+    code = "encryption_error"
+
+
+class DecryptionFailed(EncryptionError):
+    """An encrypted value is malformed, altered, moved, or names another key: never guessed at."""
+
+    code = "decryption_failed"
+
+
+class DataKeyUnavailable(EncryptionError):
+    """A data key cannot be used here: unknown id, no KEK in this process, or another KEK wrapped it."""
+
+    code = "data_key_unavailable"
+
+
+__all__ += ["EncryptionError", "DecryptionFailed", "DataKeyUnavailable"]

@@ -31,6 +31,7 @@ from configs.moderation import ModerationSettings
 from configs.openai import openai_from_env
 from configs.pipeline import DEFAULT_PIPELINE_FILE, PipelineSettings
 from configs.processing import ProcessingSettings
+from configs.encryption import EncryptionSettings, encryption_from_env
 from configs.secrets import SECRETS_FILE_ENV, merge_secrets, read_secrets_file, secrets_file_named, split_secrets
 from configs.security import SecuritySettings, security_from_env
 from configs.accounts import AccountSettings
@@ -149,6 +150,8 @@ class TracemillSettings(_Strict):
     batching: BatchSettings = BatchSettings()
     # Deleted sessions and recorders: the grace period before the purge (configs/deletion.py).
     deletion: DeletionSettings = DeletionSettings()
+    # Encryption at rest of event values: the KEK (a secret) and its scope (configs/encryption.py).
+    encryption: EncryptionSettings = EncryptionSettings()
     # Our loggers' level in every process (actors.logs.setup_logging); TRACEMILL_LOG_LEVEL.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -197,6 +200,8 @@ class TracemillSettings(_Strict):
             data["accounts"] = {"token_key": token_key}
         if security := security_from_env(env):
             data["security"] = security
+        if encryption := encryption_from_env(env, secret_from_env(env, "TRACEMILL_ENCRYPTION_KEK")):
+            data["encryption"] = encryption
         if env.get("TRACEMILL_LOG_LEVEL"):
             data["log_level"] = env["TRACEMILL_LOG_LEVEL"].upper()
         _deep_merge(data, dict(overrides or {}))
