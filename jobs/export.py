@@ -62,13 +62,9 @@ def run(settings: TracemillSettings, args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from jobs.entrypoint import join_cluster, run_entrypoint
+    from jobs.entrypoint import job_main
 
-    parser = argparse.ArgumentParser(prog="python -m jobs.export", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    return run_entrypoint("export", lambda: run(join_cluster(), args))
+    return job_main("export", __doc__, argv, add_arguments=add_arguments, run=run)
 
 
 if __name__ == "__main__":
