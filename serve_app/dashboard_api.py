@@ -21,7 +21,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from actors.errors import InvalidInput, NotFound, details_from_validation_error
-from actors.storage import stats_repo
+from actors.storage import model_usage_repo, stats_repo
 from actors.storage.postgres import with_retries
 from serve_app.services import Services
 
@@ -94,8 +94,21 @@ class QualityDistribution(BaseModel):
     bins: list[HistogramBin] = Field(description=f"{HISTOGRAM_BINS} bins of quality.overall over [0, 1]")
 
 
+class ModelUsage(BaseModel):
+    kind: Literal["vision", "card", "moderation"]
+    calls: int = Field(description="answered calls and batch lines of this workspace's sessions (cache hits not counted)")
+    batch_lines: int = Field(description="of them, answered as Batch API lines (cards; vision lines are in calls)")
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float = Field(description="estimated from the typed prices, batch lines at batching.discount; "
+                                        "moderation is free on OpenAI")
+    queued_lines: int = Field(description="lines in batches not finished yet (the cluster's, every workspace)")
+    open_batches: int
+
+
 class Backlog(BaseModel):
     finalizing: int = Field(description="sessions finished and waiting for (or in) finalisation")
+    models: list[ModelUsage] = Field(description="model calls per kind: what they used and cost, what waits")
 
 
 class Job(BaseModel):
@@ -177,6 +190,12 @@ async def get_stats(services: Services, request: Request) -> dict[str, Any]:
         ),
         attempts=2, what="dashboard stats",
     )
+    cards, batching = services.settings.cards, services.settings.batching
+    models = await with_retries(
+        lambda: model_usage_repo.model_usage(pool, principal.workspace_id,
+                                             (cards.price_input_per_1m, cards.price_output_per_1m), batching.discount),
+        attempts=2, what="model usage",
+    )
     return {
         "generated_at": snap.now,
         "statuses": snap.status_counts,
@@ -201,7 +220,7 @@ async def get_stats(services: Services, request: Request) -> dict[str, Any]:
             "per_s_10s": round(snap.events_short / SHORT_WINDOW_S, 2),
         },
         "quality": _quality(snap.recent_final, QUALITY_WINDOW),
-        "backlog": {"finalizing": snap.status_counts["finalizing"]},
+        "backlog": {"finalizing": snap.status_counts["finalizing"], "models": models},
         "jobs": snap.jobs,
     }
 

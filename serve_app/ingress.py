@@ -5,6 +5,7 @@ route, body and error.
 
 # No `from __future__ import annotations`: FastAPI must see real types on the route methods
 # that Serve rewrites into class-based views.
+import importlib
 from typing import Any
 
 from ray import serve
@@ -18,6 +19,7 @@ from serve_app.models_api import PredictRequest
 from serve_app.openapi import install_openapi
 from serve_app.routes.accounts import AccountRoutes
 from serve_app.routes.admin import AdminRoutes
+from serve_app.routes.cards import CardRoutes
 from serve_app.routes.api import api
 from serve_app.routes.insights import InsightRoutes
 from serve_app.routes.operations import OperationRoutes
@@ -41,8 +43,13 @@ install_openapi(api, [SessionCreate, FinishRequest, EventsBatch, ErrorResponse, 
 @serve.deployment(name="Ingress")
 @serve.ingress(api)
 class Ingress(SessionRoutes, ReviewRoutes, InsightRoutes, RightsRoutes, TrainingRoutes, PageRoutes,
-              AdminRoutes, AccountRoutes, OperationRoutes):
+              AdminRoutes, AccountRoutes, OperationRoutes, CardRoutes):
     def __init__(self, settings: dict[str, Any], model_server: Any = None):
+        # Serve pickles this class by value (the module's `Ingress` is the Deployment), so a replica
+        # never imports this module, and the route methods, pickled by reference from
+        # serve_app/routes/*, would keep `self` as a query parameter ("query.self: Field required"
+        # on every route). Importing it runs serve.ingress's rewrite of their signatures here too.
+        importlib.import_module("serve_app.ingress")
         # `settings` holds no secret (Serve keeps bound arguments in its checkpoint): they come
         # from this replica's environment (configs/secrets.py). `model_server`: the handle of
         # the ModelServer deployment (serve_app/model_server.py), which the app builder binds.

@@ -31,6 +31,7 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission | None] = {
     ("WS", _S + "/stream"): "sessions.write",
     ("PUT", _S + "/screenshots/{screenshot_id}"): "sessions.write",
     ("GET", _S + "/screenshots/{screenshot_id}"): "sessions.read",
+    ("GET", _S + "/contact-sheet"): "sessions.read",
     ("GET", _S + "/events"): "sessions.read",
     ("GET", _S + "/archive"): "sessions.read",
     ("GET", _S + "/replay"): "sessions.read",

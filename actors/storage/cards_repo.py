@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-__all__ = ["cache_get", "cache_put", "cards_summary", "record_card"]
+__all__ = ["cache_get", "cache_put", "cards_summary", "record_card", "sheet_key"]
 
 Conn = asyncpg.Connection | asyncpg.Pool
 
@@ -21,6 +21,12 @@ async def cache_get(conn: Conn, prompt_sha256: str) -> dict[str, Any] | None:
         prompt_sha256,
     )
     return json.loads(raw) if raw is not None else None
+
+
+async def sheet_key(conn: Conn, session_id: uuid.UUID) -> str | None:
+    """Where the session's contact sheet is stored (None before the cards stage or without one)."""
+    key = await conn.fetchval("SELECT card->>'sheet_key' FROM sessions WHERE session_id = $1", session_id)
+    return key if isinstance(key, str) and key else None
 
 
 async def cache_put(conn: Conn, prompt_sha256: str, kind: str, model: str, reply: dict[str, Any],

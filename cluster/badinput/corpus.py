@@ -45,6 +45,7 @@ ROUTES: list[tuple[str, Method, str, str, bytes | None]] = [
     ("/v1/stats", "GET", "/v1/stats", "read", None),
     ("/v1/live", "GET", "/v1/live", "read", None),
     ("/v1/sessions/{id}/replay", "GET", S + "/replay", "read", None),
+    ("/v1/sessions/{id}/contact-sheet", "GET", S + "/contact-sheet", "read", None),
     ("/v1/models/{id}/predict", "POST", "/v1/models/@uuid@/predict", "read",
      b'{"task": "t", "candidates": [{"id": "a", "text": "b"}]}'),
 ]

@@ -167,6 +167,7 @@ def misc_cases() -> list[BadCase]:
         ("/v1/live", "GET", "/v1/live?since=1e3", "since_float", U422, "read"),
         ("/v1/live", "GET", "/v1/live?key=tm_in_the_url", "unknown_param", U422, "read"),
         ("/v1/sessions/{id}/replay", "POST", S + "/replay", "post", U405, "read"),
+        ("/v1/sessions/{id}/contact-sheet", "PUT", S + "/contact-sheet", "put", U405, "read"),
         ("/sessions", "POST", "/sessions", "post", U405, None),
         ("/sessions/{id}", "DELETE", S.replace("/v1", ""), "delete", U405, None),
         ("/trends", "PUT", "/trends", "put", U405, None),

@@ -168,10 +168,33 @@
     $("jobs-empty").hidden = jobs.length > 0;
   }
 
+  var MODEL_COLUMNS = ["queued_lines", "open_batches", "calls", "batch_lines", "tokens_in", "tokens_out"];
+
+  function renderModels(models) {
+    var body = $("models");
+    clear(body);
+    models.forEach(function (m) {
+      var tr = document.createElement("tr");
+      tr.setAttribute("data-kind", m.kind);
+      var name = document.createElement("td");
+      name.textContent = m.kind;
+      tr.appendChild(name);
+      MODEL_COLUMNS.concat(["cost_usd"]).forEach(function (key) {
+        var td = document.createElement("td");
+        td.className = "num";
+        td.setAttribute("data-col", key);
+        td.textContent = key === "cost_usd" ? m.cost_usd.toFixed(4) : String(m[key]);
+        tr.appendChild(td);
+      });
+      body.appendChild(tr);
+    });
+  }
+
   function render(stats) {
     renderStatuses(stats.statuses);
     renderEvents(stats.events);
     setText("backlog", stats.backlog.finalizing);
+    renderModels(stats.backlog.models || []);
     renderQuality(stats.quality);
     renderLive(stats.live, stats.generated_at);
     renderJobs(stats.jobs || []);

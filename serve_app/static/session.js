@@ -181,6 +181,29 @@
     });
   }
 
+  // The card's contact sheet (GET …/contact-sheet), drawn on a canvas: the page's CSP allows
+  // images from 'self' and data: only, and the request carries the credential in a header.
+  var sheetShown = null;
+  function renderSheet(card) {
+    var frames = (card && card.sheet_frames) || [];
+    var box = T.$("card-sheet");
+    if (!card || !card.sheet_key || !frames.length) { box.hidden = true; return; }
+    if (sheetShown === card.sheet_key + ":" + frames.length) { return; }
+    sheetShown = card.sheet_key + ":" + frames.length;
+    T.request(api + "/contact-sheet", { raw: true, accept: "image/webp" })
+      .then(function (response) { return response.blob(); })
+      .then(function (blob) { return window.createImageBitmap(blob); })
+      .then(function (img) {
+        var canvas = T.$("card-sheet-canvas");
+        canvas.width = img.width; canvas.height = img.height;
+        canvas.getContext("2d").drawImage(img, 0, 0);
+        T.$("card-sheet-note").textContent = "contact sheet: " + frames.length + " key frame" + (frames.length === 1 ? "" : "s")
+          + " (steps " + frames.map(function (f) { return f.seq; }).join(", ") + ")";
+        box.hidden = false;
+      })
+      .catch(function () { sheetShown = null; box.hidden = true; });
+  }
+
   function renderSummary() {
     var s = bundle.session;
     var card = bundle.card;
@@ -192,6 +215,7 @@
       + (s.task ? " · task: " + s.task : "")
       + (mood && mood.label ? " · typed text " + mood.label + " (" + mood.texts + " texts, polarity " + mood.polarity.toFixed(2) + ")" : "") : "";
     T.$("card-meta").hidden = !card;
+    renderSheet(card);
     T.$("s-id").textContent = s.session_id;
     T.$("s-type").textContent = s.type;
     T.$("s-status").textContent = s.status;

@@ -231,6 +231,16 @@ def test_a_session_replays_and_a_step_is_flagged_from_the_keyboard(
     page = open_page(browser, f"{stack.endpoint}/sessions/{sid}#key={org.key}")
     loaded_after(page, started)
     assert page.eval("document.querySelectorAll('#events li').length") == len(events)
+    # The card: its title heads the page, its caption below, its contact sheet drawn from the API.
+    card = org.reviewer.http.get(f"/v1/sessions/{sid}/replay").json()["card"]
+    assert page.eval("document.getElementById('title').textContent") == card["title"]
+    assert page.eval("document.getElementById('card-caption').textContent") == card["caption"]
+    wait_until(lambda: page.eval("!document.getElementById('card-sheet').hidden"), 10, "the contact sheet")
+    sheet = org.reviewer.http.get(f"/v1/sessions/{sid}/contact-sheet")
+    assert sheet.headers["content-type"] == "image/webp"
+    with Image.open(io.BytesIO(sheet.content)) as img:
+        assert page.eval("[document.getElementById('card-sheet-canvas').width,"
+                         " document.getElementById('card-sheet-canvas').height]") == [img.width, img.height]
 
     frames = [s for s in range(0, len(events), 6)]
     clicks = [(i, e) for i, e in enumerate(events) if e["type"] == "click" and (e.get("target") or {}).get("bbox")]
