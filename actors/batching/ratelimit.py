@@ -81,6 +81,11 @@ class HeaderRateLimiter:
             self.reset_at[kind] = now + reset
         self.headerless = self.headerless or not seen and not self.remaining
 
+    def settle(self) -> None:
+        """A call that acquired has ended, answered or not: a probe that got no answer (a
+        dropped connection, a timeout) must not keep the others waiting."""
+        self._probe_at = None
+
     async def on_response(self, response: httpx.Response) -> None:
         """The httpx event hook: `httpx.AsyncClient(event_hooks={"response": [limiter.on_response]})`."""
         self.observe(response.headers)

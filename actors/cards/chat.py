@@ -93,6 +93,7 @@ class ChatJson:
             try:
                 reply = await self._api.client.chat.completions.create(**request)
             finally:
+                self._limiter.settle()
                 telemetry.model_inflight(self._kind, -1)
             tokens = (reply.usage.prompt_tokens, reply.usage.completion_tokens) if reply.usage else (0, 0)
             usage[0] += tokens[0]

@@ -89,8 +89,13 @@ class Scorer:
         self.calls += 1
         await self.limiter.acquire()
         telemetry.record_model_calls("moderation", "sync")  # free on OpenAI: no cost
-        reply = await self.api.call(
-            "moderation", lambda: client.moderations.create(model=self.settings.model, input=texts))
+        telemetry.model_inflight("moderation", 1)
+        try:
+            reply = await self.api.call(
+                "moderation", lambda: client.moderations.create(model=self.settings.model, input=texts))
+        finally:
+            self.limiter.settle()
+            telemetry.model_inflight("moderation", -1)
         if len(reply.results) != len(texts):
             self.api.fail("moderation provider answered the wrong number of results", "bad_reply", retry=False)
         return [from_openai(r.category_scores.model_dump(by_alias=True)) for r in reply.results]

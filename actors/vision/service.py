@@ -85,6 +85,7 @@ class VisionService:
                 try:
                     call = await self._provider.analyze(image, media_type)
                 finally:
+                    self._headers.settle()
                     telemetry.model_inflight("vision", -1)
             except (DependencyUnavailable, ConfigError) as exc:
                 self._breaker.record_failure()

@@ -94,3 +94,19 @@ def test_the_vision_service_slows_down_before_the_429(server: OpenAITestServer) 
     state = _analyse_all(server, 8)
     assert window.refused == 0 and state["ok"] == 8  # four callers at once, none refused
     assert isinstance(state["header_waits"], int) and state["header_waits"] >= 1
+
+
+def test_a_probe_without_an_answer_does_not_hold_the_others() -> None:
+    now = [0.0]
+
+    async def sleep(s: float) -> None:
+        now[0] += s
+
+    async def go() -> float:
+        limiter = HeaderRateLimiter(max_wait_s=30.0, clock=lambda: now[0], sleep=sleep)
+        await limiter.acquire()  # the probe: nothing known yet
+        limiter.settle()  # its call ended without an answer (a dropped connection)
+        await limiter.acquire()  # goes at once instead of waiting out max_wait_s
+        return now[0]
+
+    assert asyncio.run(go()) == 0.0
