@@ -129,6 +129,16 @@ def test_a_reconnect_does_not_replay_a_deleted_session(stack: Any, ours: Org) ->
         again.close()
 
 
+def test_a_deleted_session_reaching_a_final_status_is_not_announced(stack: Any, ours: Org) -> None:
+    sid = ours.api.create_session(type="automated", task="live delete in flight")
+    admin = Api(stack.endpoint, make_key(stack, ["admin"], org_id=ours.org_id))
+    assert admin.http.delete(f"/v1/sessions/{sid}").status_code == 202
+    # A finalisation in flight when the delete came still writes its final status (migration 0024).
+    run_db(stack, "UPDATE sessions SET status = 'failed' WHERE session_id = $1", uuid.UUID(sid))
+    kinds = run_db(stack, "SELECT kind FROM live_events WHERE session_id = $1 ORDER BY event_id", uuid.UUID(sid))
+    assert [r["kind"] for r in kinds] == ["session.created"]
+
+
 def test_bad_requests_have_the_one_shape(stack: Any, ours: Org) -> None:
     url = f"{stack.endpoint}/v1/live"
     ingest_only = make_key(stack, ["ingest"], org_id=ours.org_id)
