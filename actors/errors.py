@@ -8,10 +8,12 @@
     ├── RequestTimeout          a body that stopped arriving before its end
     ├── Unauthenticated         missing or unknown API key
     ├── Forbidden               a key without the scope a route needs
+    │   └── ConsentRequired     a recorder without consent to its workspace's current notice
     ├── NotFound                no such session / screenshot (in this organisation)
     ├── Conflict                the request contradicts stored state
     │   ├── SessionClosed       events for a session that is no longer recording
-    │   └── NotReady            exists, but not processed yet; retry after `retry_after_s`
+    │   ├── NotReady            exists, but not processed yet; retry after `retry_after_s`
+    │   └── NoticeChanged       consent to a notice version that is not the current one
     ├── Overloaded              shed load; retry after `retry_after_s`
     │   └── RateLimited         over a rate limit; `details[0]` names the policy
     ├── QuotaExceeded           over an organisation's quota; `details[0]` names the quota
@@ -189,3 +191,20 @@ class DataKeyUnavailable(EncryptionError):
 
 
 __all__ += ["EncryptionError", "DecryptionFailed", "DataKeyUnavailable"]
+
+
+class ConsentRequired(Forbidden):
+    """A recorder-bound key whose recorder has no current consent (issue 18.1): nothing of the
+    request is stored. `details[0]` names the notice version to show and agree to."""
+
+    code = "consent_required"
+
+
+class NoticeChanged(Conflict):
+    """Consent given to a notice version other than the workspace's current one; `details[0]`
+    names the current version."""
+
+    code = "notice_changed"
+
+
+__all__ += ["ConsentRequired", "NoticeChanged"]

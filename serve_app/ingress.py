@@ -19,6 +19,7 @@ from serve_app.models_api import PredictRequest
 from serve_app.openapi import install_openapi
 from serve_app.routes.accounts import AccountRoutes
 from serve_app.routes.admin import AdminRoutes
+from serve_app.routes.consent import ConsentRoutes
 from serve_app.routes.cards import CardRoutes
 from serve_app.routes.api import api
 from serve_app.routes.insights import InsightRoutes
@@ -42,7 +43,7 @@ install_openapi(api, [SessionCreate, FinishRequest, EventsBatch, ErrorResponse, 
 # only, the one file `tracemill up`, `deploy` and the KubeRay manifest all apply.
 @serve.deployment(name="Ingress")
 @serve.ingress(api)
-class Ingress(SessionRoutes, ReviewRoutes, InsightRoutes, RightsRoutes, TrainingRoutes, PageRoutes,
+class Ingress(ConsentRoutes, SessionRoutes, ReviewRoutes, InsightRoutes, RightsRoutes, TrainingRoutes, PageRoutes,
               AdminRoutes, AccountRoutes, OperationRoutes, CardRoutes):
     def __init__(self, settings: dict[str, Any], model_server: Any = None):
         # Serve pickles this class by value (the module's `Ingress` is the Deployment), so a replica

@@ -43,10 +43,13 @@ _REF = "#/components/schemas/{model}"
 _ERROR_TEXT = {
     400: "Malformed JSON",
     401: "Missing, unknown or expired credential (an API key or a sign-in access token)",
-    403: "The caller's role lacks the permission this route needs (the README's permission table)",
+    403: ("The caller's role lacks the permission this route needs (the README's permission table), or "
+          "`consent_required`: a recorder key whose recorder has not agreed to the workspace's current notice "
+          "(details name its version)"),
     404: "No such session or screenshot",
     408: "The body stopped arriving before its end",
-    409: "Conflict, the session is closed, or not ready yet (see Retry-After)",
+    409: ("Conflict, the session is closed, or not ready yet (see Retry-After); `notice_changed`: consent "
+          "to a notice version that is no longer the current one"),
     413: "Body, batch or image over the configured limits",
     415: "Unsupported media type, or an image that does not decode",
     422: "Valid JSON, invalid content: one `details` entry per problem",

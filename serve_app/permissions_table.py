@@ -37,6 +37,13 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission | None] = {
     ("GET", _S + "/replay"): "sessions.read",
     ("DELETE", _S): "data.delete",
     ("DELETE", "/v1/recorders/{recorder_id}"): "data.delete",
+    # Consent (issue 18.1): who may record may read the notice and give or withdraw their own
+    # recorder's consent; admins set their workspace's notice.
+    ("GET", "/v1/consent/notice"): "sessions.create",
+    ("GET", "/v1/consent"): "sessions.create",
+    ("POST", "/v1/consent"): "sessions.create",
+    ("DELETE", "/v1/consent"): "sessions.create",
+    ("PUT", "/v1/workspaces/{workspace_id}/notice"): "workspaces.manage",
     ("POST", "/v1/datasets"): "datasets.create",
     ("GET", "/v1/datasets"): "datasets.read",
     ("GET", "/v1/datasets/{dataset_id}"): "datasets.read",

@@ -116,6 +116,7 @@ async def put_screenshot(services: Services, request: Request, raw_id: str, raw_
     principal = await services.authorize(request)
     session_id = session_uuid(raw_id)
     await services.check_session(principal, session_id)
+    await services.check_consent(principal)  # before the body is read: nothing is stored
     screenshot_id = _screenshot_id(raw_shot)
     query = _query(request)
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()

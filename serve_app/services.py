@@ -13,6 +13,8 @@ from starlette.requests import HTTPConnection
 
 from actors.accounts.people import People
 from actors.auth import KEY_TAG, KeyCache, Principal
+from actors.consent.consent_gate import ConsentGate
+from actors.consent.records import load_state
 from actors.permissions import LEGACY_SCOPE_ROLES, Permission
 from actors.ingest.shard_pool import ShardRouter, shard_index
 from actors.storage.objectstore import ObjectStore, make_object_store
@@ -41,6 +43,8 @@ class Services:
     guard: RateGuard = field(default_factory=lambda: RateGuard(RateLimitSettings()))
     owners: SessionOwners = field(default_factory=SessionOwners)  # who may touch which session
     people: People | None = None  # accounts and access tokens (actors/accounts); create() builds it
+    # Whether a recorder may record now (issue 18.1); remembered for auth.cache_ttl_s.
+    consent: ConsentGate = field(default_factory=lambda: ConsentGate(0.0, load_state))
     _pool: asyncpg.Pool | None = None
     _pool_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -57,6 +61,7 @@ class Services:
             store=make_object_store(settings.object_store),
             keys=KeyCache.from_settings(settings.auth),
             people=People.from_settings(settings),
+            consent=ConsentGate(settings.auth.cache_ttl_s, load_state),
         )
 
     async def db(self) -> asyncpg.Pool:
@@ -94,6 +99,12 @@ class Services:
     async def check_session(self, principal: Principal, session_id: uuid.UUID) -> None:
         """404 unless the caller may touch the session (its workspace; its own for a recorder)."""
         await self.owners.check(await self.db(), principal, session_id)
+
+    async def check_consent(self, principal: Principal) -> None:
+        """403 consent_required for a recorder key without current consent; nothing to look
+        up for a key without a recorder (actors/consent/consent_gate.py)."""
+        if principal.recorder_id is not None:
+            await self.consent.check(await self.db(), principal)
 
     def shard(self, session_id: uuid.UUID) -> ShardClient:
         """The client through which every call for this session reaches its shard."""

@@ -31,6 +31,7 @@ __all__ = ["create_session", "finish_session", "get_session", "post_events", "re
 
 async def create_session(services: Services, request: Request) -> JSONResponse:
     principal = await services.authorize(request)
+    await services.check_consent(principal)  # a recorder without consent starts nothing
     raw = await read_json(request, services.settings.ingest.max_body_bytes)
     body = parse_session_create(raw, services.settings.ingest)
     session_id = body.session_id or uuid.uuid4()
@@ -112,6 +113,7 @@ async def post_events(services: Services, request: Request, raw_id: str) -> dict
     principal = await services.authorize(request)
     session_id = session_uuid(raw_id)
     await services.check_session(principal, session_id)
+    await services.check_consent(principal)
     raw = await read_json(request, services.settings.ingest.max_body_bytes)
     if not isinstance(raw, dict) or "events" not in raw:
         raise InvalidInput(

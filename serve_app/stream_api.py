@@ -73,6 +73,7 @@ async def _serve_stream(services: Services, ws: WebSocket, raw_id: str, request_
         principal = await _authenticate(services, ws)
         session_id = session_uuid(raw_id)
         await services.check_session(principal, session_id)
+        await services.check_consent(principal)  # refused: error frame, close 4403 (a Forbidden)
         await services.shard(session_id).check_recording(principal.org_id, session_id)
         await _pump(services, ws, principal, session_id, request_id)
     except WebSocketDisconnect:
@@ -119,6 +120,9 @@ async def _pump(
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 break
+            # A withdrawal ends an open stream too (within the gate's cache time): the frames
+            # before it are answered, this one is not taken, and the stream closes with 4403.
+            await services.check_consent(principal)
             if queue is None or writer is None:
                 queue = asyncio.Queue(_PIPELINE_DEPTH)
                 writer = asyncio.create_task(_write_answers(services, ws, queue))

@@ -36,6 +36,7 @@ ACTIONS = frozenset({
     "recorder.delete", "data.purge",
     "org.create", "workspace.create",
     "moderation.thresholds",
+    "consent.agree", "consent.withdraw", "notice.update",
 })
 Outcome = Literal["success", "failure", "refused"]
 _SECRET_WORDS = ("password", "secret", "token", "api_key", "pepper", "hash")

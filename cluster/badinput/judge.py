@@ -38,6 +38,8 @@ _TABLES = {
     "screenshots": "SELECT count(*) FROM screenshots i JOIN sessions s USING (session_id) WHERE s.org_id = $1",
     "datasets": "SELECT count(*) FROM datasets WHERE org_id = $1",
     "finetunes": "SELECT count(*) FROM finetunes WHERE org_id = $1",
+    "consent_records": "SELECT count(*) FROM consent_records WHERE org_id = $1",
+    "consent_notices": "SELECT count(*) FROM consent_notices WHERE org_id = $1",
 }
 
 
@@ -242,6 +244,8 @@ async def _setup(client: httpx.AsyncClient, keys: dict[str, str], dsn: str | Non
             org = await conn.fetchval("SELECT org_id FROM sessions WHERE session_id = $1", uuid.UUID(ctx["session"]))
             await insert_dataset(conn, uuid.UUID(ctx["dataset"]), org, "bad-input", {"name": "bad-input"}, "corpus")
             ctx["org"] = str(org)
+            ctx["workspace"] = str(await conn.fetchval("SELECT workspace_id FROM sessions WHERE session_id = $1",
+                                                       uuid.UUID(ctx["session"])))
         finally:
             await conn.close()
     return ctx

@@ -137,7 +137,8 @@ def world(stack: Any) -> World:
             assert shot.status_code == 201, shot.text
         sessions[uuid.UUID(sid)] = side
     own_sid, other_sid = (str(s) for s, side in sorted(sessions.items(), key=lambda kv: kv[1] != "own"))
-    world.ids = {"session_id": (own_sid, other_sid), "screenshot_id": ("s1", "s1"), "name": ("report.json",) * 2}
+    world.ids = {"session_id": (own_sid, other_sid), "screenshot_id": ("s1", "s1"), "name": ("report.json",) * 2,
+                 "workspace_id": (str(world.own), str(world.other))}
     with _client(stack, world.keys["recorder"]) as http:
         world.spare["session_id"] = http.post("/v1/sessions", json={"type": "automated"}).json()["session_id"]
     asyncio.run(_training_rows(stack, world, sessions))
@@ -254,6 +255,9 @@ def test_admins_make_workspaces_and_keys_but_never_more_than_they_hold(stack: An
         assert org.status_code == 201 and org.json()["owner_key"]["key"].startswith("tm_")
     # The new key records into its workspace; the first workspace's admin cannot see the session.
     with _client(stack, key.json()["key"]) as alice:
+        # A recorder's key records once its recorder agreed to the workspace's notice (issue 18.1).
+        notice = alice.get("/v1/consent/notice").json()["version"]
+        assert alice.post("/v1/consent", json={"version": notice}).status_code == 201
         sid = alice.post("/v1/sessions", json={"type": "human"}).json()["session_id"]
         assert alice.get(f"/v1/sessions/{sid}").status_code == 403  # a recorder reads nothing
     with _client(stack, world.keys["admin"]) as admin:

@@ -135,7 +135,11 @@ def _recorder(stack: Any) -> tuple[uuid.UUID, Api]:
         return (await auth.create_key(conn, role="recorder", org_id=auth.DEFAULT_ORG_ID, workspace_id=ws,
                                       recorder_id=recorder, name="rec", pepper=auth.pepper_of(stack.settings.auth)))[1]
 
-    return recorder, Api(stack.endpoint, _db(stack, key))
+    rec = Api(stack.endpoint, _db(stack, key))
+    # A recorder records once it agreed to the workspace's notice (issue 18.1).
+    notice = rec.http.get("/v1/consent/notice").json()["version"]
+    assert rec.http.post("/v1/consent", json={"version": notice}).status_code == 201
+    return recorder, rec
 
 
 @pytest.fixture(scope="module")
