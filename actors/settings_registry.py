@@ -17,6 +17,7 @@ from collections.abc import Mapping
 
 from ray.experimental import internal_kv
 
+from actors.crypto import keyring
 from actors.errors import ConfigError
 from configs.settings import CLUSTER_ADDRESS_ENV, SettingsError, TracemillSettings
 
@@ -41,9 +42,9 @@ def published_settings(env: Mapping[str, str] | None = None) -> TracemillSetting
     raw = internal_kv._internal_kv_get(KV_KEY, namespace=KV_NAMESPACE)
     try:
         if raw is None:
-            return TracemillSettings.from_env(env)
+            return _with_keyring(TracemillSettings.from_env(env))
         published = json.loads(raw)
-        return TracemillSettings.with_secrets(published["settings"], env, published.get("secrets_file"))
+        return _with_keyring(TracemillSettings.with_secrets(published["settings"], env, published.get("secrets_file")))
     except SettingsError as exc:
         if raw is None:
             raise ConfigError("no tracemill deployment found on this Ray cluster (run `tracemill up` or "
@@ -60,3 +61,10 @@ def dashboard_url() -> str:
     if not url:
         raise ConfigError("this Ray cluster runs no dashboard, so Ray Jobs cannot be submitted")
     return url if url.startswith("http") else f"http://{url}"
+
+
+def _with_keyring(settings: TracemillSettings) -> TracemillSettings:
+    """A job driver reads events (dataset build, export): it opens encrypted ones with the
+    keyring of its settings' KEK (issue 18.5)."""
+    keyring.install(settings.encryption)
+    return settings

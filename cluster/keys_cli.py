@@ -21,6 +21,7 @@ from pydantic import SecretStr
 
 from actors import auth
 from actors.permissions import ALL_ROLES, role_for_scopes
+from cluster import datakey_cli
 from configs.settings import SettingsError, TracemillSettings, secret_from_env
 
 __all__ = ["PEPPER_ENV", "PEPPER_FILE_NAME", "add_arguments", "parse_duration", "run",
@@ -98,12 +99,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how long the old key keeps working (default 24h)")
     rotate.add_argument("--expires-in", type=parse_duration,
                         help="the new key's lifetime (default: the old key's, if it had one)")
+    datakey_cli.add_parser(sub)  # encryption at rest: a workspace's data key (cluster/datakey_cli.py)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.keys_command == "generate":
         print(auth.generate_key())
         return 0
+    if args.keys_command == "rotate-data-key":
+        return datakey_cli.run(args)
     return asyncio.run(_run(args))
 
 

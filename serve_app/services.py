@@ -15,6 +15,7 @@ from actors.accounts.people import People
 from actors.auth import KEY_TAG, KeyCache, Principal
 from actors.consent.consent_gate import ConsentGate
 from actors.consent.records import load_state
+from actors.crypto import keyring
 from actors.permissions import LEGACY_SCOPE_ROLES, Permission
 from actors.ingest.shard_pool import ShardRouter, shard_index
 from actors.storage.objectstore import ObjectStore, make_object_store
@@ -52,6 +53,7 @@ class Services:
     def create(cls, settings: TracemillSettings) -> "Services":
         router = ShardRouter(settings)
         metrics = IngressMetrics()
+        keyring.install(settings.encryption)  # the events API opens encrypted values (issue 18.5)
         return cls(
             settings=settings,
             router=router,

@@ -29,6 +29,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
     env = {k: v for k, v in os.environ.items() if k not in ("TRACEMILL_S3_BUCKET",)}
     env.setdefault("TRACEMILL_CORS_ORIGINS", ALLOWED_ORIGIN)  # the one browser origin CORS tests may use
+    # Encryption at rest (issue 18.5) is configured, but only for workspaces given a data key
+    # ("keyed"): test_encryption gives its own workspace one; every other workspace stays plain.
+    env.setdefault("TRACEMILL_ENCRYPTION_KEK", "dHJhY2VtaWxsLXRlc3Qtc3RhY2sta2VrLTMyLWJ5dGU=")
+    env.setdefault("TRACEMILL_ENCRYPTION_SCOPE", "keyed")
     state = Path(tmp_path_factory.mktemp("tracemill-state"))
     # Short, because Ray's socket paths live under it; private, so that clusters other tests
     # start meanwhile (ray.cluster_utils, `ray start`) never become our Ray Jobs' cluster.

@@ -17,6 +17,8 @@ from typing import Any, Callable, Sequence
 
 import asyncpg
 
+from actors.crypto.event_fields import encrypt_staging_rows
+from actors.crypto.keyring import Keyring
 from actors.ingest.batcher import take_batch
 from actors.ingest.rows import EncodedEvent
 from actors.ingest.session_state import SessionState
@@ -76,8 +78,10 @@ def _event_count(waiter: _Waiter) -> int:
 class GroupCommitter:
     """Owns the queue of waiting batches and the single task that commits them in order."""
 
-    def __init__(self, pool: asyncpg.Pool, settings: ShardSettings, on_commit: Callable[[int, float], None] | None = None):
+    def __init__(self, pool: asyncpg.Pool, settings: ShardSettings, on_commit: Callable[[int, float], None] | None = None,
+                 keyring: Keyring | None = None):
         self._pool = pool
+        self._keyring = keyring  # encryption at rest: None when no KEK is configured
         self._settings = settings
         self._queue: deque[_Waiter] = deque()
         self._queued_events = 0
@@ -125,6 +129,8 @@ class GroupCommitter:
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
+            if self._keyring is not None:  # values leave the shard only encrypted (issue 18.5)
+                rows = await encrypt_staging_rows(self._keyring, self._pool, rows)
             inserted, advanced = await with_retries(
                 lambda: self._commit(batch, rows),
                 attempts=self._settings.commit_attempts,

@@ -20,6 +20,7 @@ import asyncpg
 
 from actors import telemetry
 from actors.errors import Conflict, DependencyUnavailable, NotFound, Overloaded, SessionClosed, TracemillError
+from actors.crypto import keyring
 from actors.ingest.admission import AdmissionControl
 from actors.ingest.rows import EncodedEvent
 from actors.ingest.group_commit import GroupCommitter, prepare_staging
@@ -309,7 +310,8 @@ class SessionShard:
 
     async def _commit_queue(self) -> GroupCommitter:
         if self._committer is None:
-            self._committer = GroupCommitter(await self._db(), self._settings.shards, self._count_commit)
+            self._committer = GroupCommitter(await self._db(), self._settings.shards, self._count_commit,
+                                             keyring.install(self._settings.encryption))
         return self._committer
 
     def _count_commit(self, inserted: int, seconds: float) -> None:

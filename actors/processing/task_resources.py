@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 
+from actors.crypto import keyring
 from actors.storage.objectstore import ObjectStore, make_object_store
 from actors.storage.postgres import connect_pool
 from configs.settings import TracemillSettings
@@ -26,6 +27,7 @@ class TaskResources:
 async def task_resources(settings: TracemillSettings) -> AsyncIterator[TaskResources]:
     """One small pool and one store per task run; a task is seconds long, so the ~5 ms of
     connecting is noise next to its work and nothing outlives the run."""
+    keyring.install(settings.encryption)  # event readers open encrypted values with it (issue 18.5)
     pool = await connect_pool(settings.database, max_size=2)
     store = make_object_store(settings.object_store)
     try:

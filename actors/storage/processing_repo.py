@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 
+from actors.crypto.event_fields import decrypt_event_rows
 from actors.storage.postgres import json_dumps
 
 __all__ = [
@@ -28,21 +29,22 @@ async def session_row(conn: Conn, session_id: uuid.UUID) -> asyncpg.Record | Non
 
 async def event_rows(conn: Conn, session_id: uuid.UUID, after_seq: int = -1,
                      limit: int | None = None) -> list[asyncpg.Record]:
-    """Stored (redacted) events in seq order, from `after_seq` + 1."""
-    return await conn.fetch(
+    """Stored (redacted) events in seq order, from `after_seq` + 1, encrypted values opened:
+    every reader of events reads through here or `events_before` (actors/crypto/event_fields)."""
+    return await decrypt_event_rows(conn, session_id, await conn.fetch(
         "SELECT seq, type, ts, url, target::text AS target, payload::text AS payload"
         " FROM interactions WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         session_id, after_seq, limit,
-    )
+    ))
 
 
 async def events_before(conn: Conn, session_id: uuid.UUID, seq: int, limit: int) -> list[asyncpg.Record]:
     """The `limit` events at or before `seq`, newest first: what a screenshot showed."""
-    return await conn.fetch(
+    return await decrypt_event_rows(conn, session_id, await conn.fetch(
         "SELECT seq, type, ts, url, target::text AS target, payload::text AS payload"
         " FROM interactions WHERE session_id = $1 AND seq <= $2 ORDER BY seq DESC LIMIT $3",
         session_id, seq, limit,
-    )
+    ))
 
 
 async def screenshot_rows(conn: Conn, session_id: uuid.UUID) -> list[asyncpg.Record]:
