@@ -77,6 +77,9 @@ NOT_RUN = {
                               " test_sessions_search.py checks the plans on 100k events",
     "# follow the organisation's sessions": "a stream that runs until stopped; test_live_updates.py reads"
                                             " GET /v1/live, its catch-up and its errors",
+    "TM=http://127.0.0.1:8000 ADMIN_KEY=": "sets the default workspace's notice, which every recorder key of the"
+                                           " shared stack would then have to agree to again; test_consent.py makes"
+                                           " these requests in an organisation of its own",
     "tracemill purge": "purges what is due after the grace period (nothing on a fresh stack) and the Ray job needs"
                        " the cluster's address; test_deletion.py runs the purge job's code with grace 0, cut short"
                        " and resumed, and checks what it removed",
