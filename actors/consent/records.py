@@ -15,6 +15,7 @@ from actors.consent.consent_gate import ConsentState
 from actors.consent.notice import ConsentAnswer, NoticeBody, notice_view, record_view
 from actors.errors import Conflict, NotFound, NoticeChanged
 from actors.storage import consent_repo
+from actors.storage.postgres import with_retries
 
 __all__ = ["agree", "current_of", "load_state", "overview", "read_notice", "set_notice", "withdraw"]
 
@@ -26,8 +27,9 @@ def current_of(history: Sequence[Any], version: str) -> Any | None:
 
 
 async def load_state(pool: Any, workspace_id: uuid.UUID, recorder_id: uuid.UUID) -> ConsentState:
-    """The gate's loader (actors.consent.consent_gate.Loader)."""
-    row = await consent_repo.consent_state(pool, workspace_id, recorder_id)
+    """The gate's loader (actors.consent.consent_gate.Loader): a database down is 503, as for a key."""
+    row = await with_retries(lambda: consent_repo.consent_state(pool, workspace_id, recorder_id), attempts=2,
+                             what="consent check")
     if row is None:  # no notice: the workspace predates nothing that could make one (0019 gives all)
         raise NotFound(f"workspace {workspace_id} has no consent notice")
     return ConsentState(version=row["version"], required=row["required"], agreed=row["agreed"])
