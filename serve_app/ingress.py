@@ -14,6 +14,7 @@ from actors.logs import setup_logging
 from configs.dataset import DatasetBuildConfig
 from configs.settings import TracemillSettings
 from serve_app import admin_api, auth_api, http_security, live_api
+from serve_app.export_api import ExportRoutes
 from serve_app.bodies import ErrorResponse, EventsBatch, FinishRequest, SessionCreate
 from serve_app.models_api import PredictRequest
 from serve_app.openapi import install_openapi
@@ -43,8 +44,8 @@ install_openapi(api, [SessionCreate, FinishRequest, EventsBatch, ErrorResponse, 
 # only, the one file `tracemill up`, `deploy` and the KubeRay manifest all apply.
 @serve.deployment(name="Ingress")
 @serve.ingress(api)
-class Ingress(ConsentRoutes, SessionRoutes, ReviewRoutes, InsightRoutes, RightsRoutes, TrainingRoutes, PageRoutes,
-              AdminRoutes, AccountRoutes, OperationRoutes, CardRoutes):
+class Ingress(ConsentRoutes, SessionRoutes, ReviewRoutes, InsightRoutes, RightsRoutes, ExportRoutes, TrainingRoutes,
+              PageRoutes, AdminRoutes, AccountRoutes, OperationRoutes, CardRoutes):
     def __init__(self, settings: dict[str, Any], model_server: Any = None):
         # Serve pickles this class by value (the module's `Ingress` is the Deployment), so a replica
         # never imports this module, and the route methods, pickled by reference from

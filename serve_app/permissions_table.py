@@ -37,6 +37,9 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission | None] = {
     ("GET", _S + "/replay"): "sessions.read",
     ("DELETE", _S): "data.delete",
     ("DELETE", "/v1/recorders/{recorder_id}"): "data.delete",
+    ("POST", "/v1/recorders/{recorder_id}/export"): "data.export",
+    ("GET", "/v1/exports/{export_id}"): "data.export",
+    ("GET", "/v1/exports/{export_id}/download"): "data.export",
     # Consent (issue 18.1): who may record may read the notice and give or withdraw their own
     # recorder's consent; admins set their workspace's notice.
     ("GET", "/v1/consent/notice"): "sessions.create",

@@ -21,7 +21,7 @@ import asyncpg
 from actors.accounts.audit import Actor, audit
 from actors.storage import deletion_repo
 from actors.storage.objectstore import ObjectStore
-from actors.storage.recorder_data import session_prefixes
+from actors.storage.recorder_data import export_prefix, session_prefixes
 from configs.deletion import DeletionSettings
 
 __all__ = ["PurgeReport", "purge", "session_prefixes"]
@@ -54,6 +54,23 @@ async def _objects(store: ObjectStore, stone: Any) -> int:
     return len(keys)
 
 
+async def _prefix(store: ObjectStore, prefix: str) -> int:
+    keys = await store.list(prefix)
+    for key in keys:
+        await store.delete(key)
+    return len(keys)
+
+
+async def _exports(conn: asyncpg.Connection, store: ObjectStore, stone: Any) -> int:
+    """A recorder's export ZIPs may hold the session: removed, their rows marked (objects first,
+    so a purge killed between the two finds the rows still pointing at what is left)."""
+    if stone["recorder_id"] is None:
+        return 0
+    removed = await _prefix(store, export_prefix(stone["org_id"], stone["recorder_id"]))
+    await deletion_repo.withdraw_exports(conn, stone["recorder_id"])
+    return removed
+
+
 async def _one(conn: asyncpg.Connection, store: ObjectStore, session_id: uuid.UUID, report: PurgeReport,
                *, stop_after: str | None = None) -> bool:
     """Purge one session from wherever it stopped; False when `stop_after` cut it short."""
@@ -71,6 +88,7 @@ async def _one(conn: asyncpg.Connection, store: ObjectStore, session_id: uuid.UU
     if stop_after == "rows":
         return False
     report.objects += await _objects(store, stone)
+    report.objects += await _exports(conn, store, stone)
     # Ids and counts only: what was recorded is gone, and the log must not keep it either.
     await audit(conn, "data.purge", Actor("system", "purge", stone["org_id"], stone["workspace_id"]),
                 target=str(session_id), details={"objects": len(stone["object_keys"])})
@@ -97,6 +115,8 @@ async def purge(pool: asyncpg.Pool, store: ObjectStore, settings: DeletionSettin
                 if not await _one(conn, store, session_id, report, stop_after=stop_after):
                     report.seconds = time.perf_counter() - started
                     return report
+        for due in await deletion_repo.due_recorders(conn, settings.grace_period_s):
+            report.objects += await _prefix(store, export_prefix(due["org_id"], due["recorder_id"]))
         report.recorders = await deletion_repo.purge_recorders(conn, settings.grace_period_s)
     report.seconds = time.perf_counter() - started
     log.info("purge: %d sessions, %d objects, %d datasets withdrawn, %d models flagged, %d recorders in %.2f s",

@@ -21,15 +21,11 @@ from actors.export.builder import build
 from actors.export.zipsink import ZipSink, file_sha256
 from actors.storage import export_repo
 from actors.storage.objectstore import ObjectStore
+from actors.storage.recorder_data import export_prefix
 
-__all__ = ["ExportResult", "export_prefix", "run_export"]
+__all__ = ["ExportResult", "run_export"]
 
 log = logging.getLogger(__name__)
-
-
-def export_prefix(org_id: uuid.UUID, recorder_id: uuid.UUID) -> str:
-    """Where a recorder's export ZIPs live (the purge of the recorder removes the prefix)."""
-    return f"exports/{org_id}/{recorder_id}/"
 
 
 @dataclass

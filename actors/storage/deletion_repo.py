@@ -23,11 +23,13 @@ __all__ = [
     "delete_recorder",
     "delete_rows",
     "delete_session",
+    "due_recorders",
     "due_sessions",
     "finish",
     "plan_purge",
     "purge_recorders",
     "unfinished",
+    "withdraw_exports",
 ]
 
 Conn = asyncpg.Connection | asyncpg.Pool
@@ -74,8 +76,8 @@ async def due_sessions(conn: Conn, grace_s: int, limit: int) -> list[uuid.UUID]:
 async def unfinished(conn: Conn, limit: int) -> list[asyncpg.Record]:
     """Tombstones of purges that stopped before their end (rows or objects left)."""
     return await conn.fetch(
-        "SELECT session_id, org_id, workspace_id, rows_done, image_sha256, object_keys FROM purged_sessions"
-        " WHERE purged_at IS NULL ORDER BY deleted_at LIMIT $1", limit)
+        "SELECT session_id, org_id, workspace_id, recorder_id, rows_done, image_sha256, object_keys"
+        " FROM purged_sessions WHERE purged_at IS NULL ORDER BY deleted_at LIMIT $1", limit)
 
 
 async def plan_purge(conn: asyncpg.Connection, session_id: uuid.UUID) -> asyncpg.Record | None:
@@ -89,8 +91,8 @@ async def plan_purge(conn: asyncpg.Connection, session_id: uuid.UUID) -> asyncpg
         " FROM sessions s WHERE s.session_id = $1 AND s.deleted_at IS NOT NULL"
         " ON CONFLICT (session_id) DO NOTHING", session_id)
     return await conn.fetchrow(
-        "SELECT session_id, org_id, workspace_id, rows_done, image_sha256, object_keys FROM purged_sessions"
-        " WHERE session_id = $1", session_id)
+        "SELECT session_id, org_id, workspace_id, recorder_id, rows_done, image_sha256, object_keys"
+        " FROM purged_sessions WHERE session_id = $1", session_id)
 
 
 async def delete_rows(conn: asyncpg.Connection, session_id: uuid.UUID, image_sha256: list[str]) -> dict[str, int]:
@@ -133,14 +135,30 @@ async def finish(conn: Conn, session_id: uuid.UUID) -> None:
                        " WHERE session_id = $1", session_id)
 
 
+async def due_recorders(conn: Conn, grace_s: int) -> list[asyncpg.Record]:
+    """Deleted recorders past their grace whose sessions are all purged: (recorder_id, org_id)."""
+    return await conn.fetch(
+        "SELECT recorder_id, org_id FROM recorders r WHERE deleted_at IS NOT NULL"
+        " AND deleted_at <= now() - make_interval(secs => $1)"
+        " AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.recorder_id = r.recorder_id)", grace_s)
+
+
+async def withdraw_exports(conn: Conn, recorder_id: uuid.UUID) -> None:
+    """The recorder's exports lose their ZIP (the caller removed the objects): a ZIP may hold a
+    session being purged. The rows stay, failed, until the recorder goes."""
+    await conn.execute(
+        "UPDATE exports SET status = 'failed', object_key = NULL,"
+        " error = 'withdrawn: a session it may hold was deleted', finished_at = coalesce(finished_at, now()),"
+        " updated_at = now() WHERE recorder_id = $1 AND status <> 'failed'", recorder_id)
+
+
 async def purge_recorders(conn: asyncpg.Connection, grace_s: int) -> int:
     """Deleted recorders past their grace whose sessions are all purged: their keys lose the
-    link and the row (its name may name a person) goes."""
+    link, their exports' rows go (the objects were removed first) and the row (its name may
+    name a person) goes."""
     async with conn.transaction():
-        due = [r["recorder_id"] for r in await conn.fetch(
-            "SELECT recorder_id FROM recorders r WHERE deleted_at IS NOT NULL"
-            " AND deleted_at <= now() - make_interval(secs => $1)"
-            " AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.recorder_id = r.recorder_id)", grace_s)]
+        due = [r["recorder_id"] for r in await due_recorders(conn, grace_s)]
         await conn.execute("UPDATE api_keys SET recorder_id = NULL WHERE recorder_id = ANY($1::uuid[])", due)
+        await conn.execute("DELETE FROM exports WHERE recorder_id = ANY($1::uuid[])", due)
         await conn.execute("DELETE FROM recorders WHERE recorder_id = ANY($1::uuid[])", due)
     return len(due)

@@ -19,6 +19,7 @@ __all__ = [
     "SESSION_TABLES",
     "datasets_holding",
     "datasets_holding_sql",
+    "export_prefix",
     "models_of",
     "session_image_hashes_sql",
     "session_object_keys_sql",
@@ -38,6 +39,12 @@ def session_prefixes(org_id: uuid.UUID, session_id: uuid.UUID) -> list[str]:
     sheets (actors/cards/step.py) and the archive (actors/processing/archive.py)."""
     return [f"raw/{org_id}/{session_id}/", f"webp/{org_id}/{session_id}/",
             f"screenshots/{org_id}/{session_id}/", f"archives/{org_id}/{session_id}.zip"]
+
+
+def export_prefix(org_id: uuid.UUID, recorder_id: uuid.UUID) -> str:
+    """Where a recorder's export ZIPs live (actors/export): a copy of every session it recorded,
+    so the purge of any of them removes the prefix."""
+    return f"exports/{org_id}/{recorder_id}/"
 
 
 def session_image_hashes_sql(session_id: str) -> str:

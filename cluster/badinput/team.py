@@ -1,10 +1,10 @@
 """Cases for the routes of accounts, organisations and keys, search and review, moderation and
-deletion: a wrong method on each (routing answers before any handler runs), and the bad bodies
+deletion and export: a wrong method on each (routing answers before any handler runs), and the bad bodies
 and parameters each handler must refuse in the error shape without changing anything."""
 
 from __future__ import annotations
 
-from cluster.badinput.case import U401, U404, U405, U422, BadCase
+from cluster.badinput.case import U401, U403, U404, U405, U422, BadCase
 
 __all__ = ["team_cases"]
 
@@ -29,6 +29,9 @@ def _wrong_methods() -> list[BadCase]:
         ("/v1/moderation/thresholds", "DELETE", "/v1/moderation/thresholds", "admin"),
         ("/v1/orgs", "DELETE", "/v1/orgs", "admin"),
         ("/v1/recorders/{recorder_id}", "PATCH", "/v1/recorders/@uuid@", "admin"),
+        ("/v1/recorders/{recorder_id}/export", "GET", "/v1/recorders/@uuid@/export", "admin"),
+        ("/v1/exports/{export_id}", "DELETE", "/v1/exports/@uuid@", "admin"),
+        ("/v1/exports/{export_id}/download", "POST", "/v1/exports/@uuid@/download", "admin"),
         ("/v1/review/queue", "POST", "/v1/review/queue", "admin"),
         ("/v1/sessions/{id}/flags", "DELETE", S + "/flags", "admin"),
         ("/v1/workspaces", "DELETE", "/v1/workspaces", "admin"),
@@ -60,6 +63,18 @@ def _bad_requests() -> list[BadCase]:
         BadCase("team", "/v1/recorders/{recorder_id}", "DELETE", "/v1/recorders/not-a-uuid", "bad_id", U404_422, "admin"),
         BadCase("team", "/v1/recorders/{recorder_id}", "DELETE", "/v1/recorders/@uuid@", "unknown_recorder", U404,
                 "admin"),
+        BadCase("team", "/v1/recorders/{recorder_id}/export", "POST", "/v1/recorders/not-a-uuid/export", "bad_id",
+                U422, "admin"),
+        BadCase("team", "/v1/recorders/{recorder_id}/export", "POST", "/v1/recorders/@uuid@/export",
+                "unknown_recorder", U404, "admin"),
+        BadCase("team", "/v1/recorders/{recorder_id}/export", "POST", "/v1/recorders/@uuid@/export", "analyst",
+                U403, "read"),
+        BadCase("team", "/v1/exports/{export_id}", "GET", "/v1/exports/not-a-uuid", "bad_id", U422, "admin"),
+        BadCase("team", "/v1/exports/{export_id}", "GET", "/v1/exports/@uuid@", "unknown_export", U404, "admin"),
+        BadCase("team", "/v1/exports/{export_id}/download", "GET", "/v1/exports/1e308/download", "bad_id", U422,
+                "admin"),
+        BadCase("team", "/v1/exports/{export_id}/download", "GET", "/v1/exports/@uuid@/download", "unknown_export",
+                U404, "admin"),
         BadCase("team", "/v1/review/queue", "GET", "/v1/review/queue?limit=0", "limit_zero", U422, "admin"),
         BadCase("team", "/v1/audit", "GET", "/v1/audit?limit=0", "limit_zero", U422, "admin"),
     ]

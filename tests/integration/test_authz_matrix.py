@@ -111,8 +111,11 @@ async def _training_rows(stack: Any, world: World, sessions: dict[uuid.UUID, str
                 world.spare["recorder_id"] = str(await conn.fetchval(
                     "INSERT INTO recorders (recorder_id, org_id, workspace_id, name) VALUES ($1, $2, $3, 'spare')"
                     " RETURNING recorder_id", uuid.uuid4(), world.org_id, workspace))
+            export = await conn.fetchval(  # a queued export's row (no job runs for it)
+                "INSERT INTO exports (export_id, org_id, workspace_id, recorder_id, requested_by)"
+                " VALUES ($1, $2, $3, $4, 'authz') RETURNING export_id", uuid.uuid4(), world.org_id, workspace, recorder)
             for name, value in (("dataset_id", ds), ("finetune_id", ft), ("model_id", model), ("flag_id", flag),
-                                ("recorder_id", recorder)):
+                                ("recorder_id", recorder), ("export_id", export)):
                 pair = list(world.ids.get(name, ("", "")))
                 pair[side] = str(value)
                 world.ids[name] = (pair[0], pair[1])
