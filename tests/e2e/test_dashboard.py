@@ -90,6 +90,9 @@ def test_the_page_shows_the_organisations_numbers(stack: Any, org: Org, recorded
     for status in STATUSES:
         assert dom.text(f"status-{status}") == str(before[status]), (status, dom.text(f"status-{status}"), before)
     assert dom.text("backlog") == str(before["finalizing"])
+    models = dom["models"].descendants("tr")
+    assert [r.attrs.get("data-kind") for r in models] == ["vision", "card", "moderation"]
+    assert [td.text() for td in models[0].descendants("td")][3] == "0"  # calls: local providers make none
 
     rows = dom["sessions-table"].descendants("tbody")[0].descendants("tr")
     assert [r.attrs.get("data-session-id") for r in rows] == [live]
@@ -154,7 +157,11 @@ def test_stats_match_the_database(stack: Any, org: Org, recorded: dict[str, Any]
     stats = answer.json()
     counts = db_counts(stack, org.org_id)
     assert stats["statuses"] == counts
-    assert stats["backlog"] == {"finalizing": counts["finalizing"]}
+    assert stats["backlog"]["finalizing"] == counts["finalizing"]
+    # Model calls per kind: none for this organisation (local providers); queued lines are the cluster's.
+    models = stats["backlog"]["models"]
+    assert [m["kind"] for m in models] == ["vision", "card", "moderation"]
+    assert all(m["calls"] == m["tokens_in"] == 0 and m["cost_usd"] == 0 for m in models), models
     assert stats["live"]["count"] == 1 and [s["session_id"] for s in stats["live"]["recent"]] == [recorded["live"]]
     assert set(stats["live"]["recent"][0]) == {"session_id", "type", "status", "event_count", "screenshot_count", "updated_at"}
     assert stats["jobs"] == []
