@@ -37,9 +37,6 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission | None] = {
     ("GET", _S + "/replay"): "sessions.read",
     ("DELETE", _S): "data.delete",
     ("DELETE", "/v1/recorders/{recorder_id}"): "data.delete",
-    ("POST", "/v1/recorders/{recorder_id}/export"): "data.export",
-    ("GET", "/v1/exports/{export_id}"): "data.export",
-    ("GET", "/v1/exports/{export_id}/download"): "data.export",
     # Consent (issue 18.1): who may record may read the notice and give or withdraw their own
     # recorder's consent; admins set their workspace's notice.
     ("GET", "/v1/consent/notice"): "sessions.create",
@@ -47,6 +44,9 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission | None] = {
     ("POST", "/v1/consent"): "sessions.create",
     ("DELETE", "/v1/consent"): "sessions.create",
     ("PUT", "/v1/workspaces/{workspace_id}/notice"): "workspaces.manage",
+    ("POST", "/v1/recorders/{recorder_id}/export"): "data.export",
+    ("GET", "/v1/exports/{export_id}"): "data.export",
+    ("GET", "/v1/exports/{export_id}/download"): "data.export",
     ("POST", "/v1/datasets"): "datasets.create",
     ("GET", "/v1/datasets"): "datasets.read",
     ("GET", "/v1/datasets/{dataset_id}"): "datasets.read",
