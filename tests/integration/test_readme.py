@@ -83,6 +83,9 @@ NOT_RUN = {
     "tracemill purge": "purges what is due after the grace period (nothing on a fresh stack) and the Ray job needs"
                        " the cluster's address; test_deletion.py runs the purge job's code with grace 0, cut short"
                        " and resumed, and checks what it removed",
+    "# export everything kept about a recorder": "needs a recorder id and an export id of the deployment, and the"
+                                                 " CLI the cluster's address; test_export.py runs the three routes"
+                                                 " and the CLI's code against the stack and unzips what they give",
 }
 
 
