@@ -26,15 +26,8 @@ from configs.settings import TracemillSettings
 __all__ = ["add_arguments", "export_recorder", "run"]
 
 
-def _uuid(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a recorder id: {value!r}") from None
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--recorder", type=_uuid, required=True, help="the recorder (person) to export")
+    parser.add_argument("--recorder", type=uuid.UUID, required=True, help="the recorder (person) to export")
     parser.add_argument("--out", type=Path, help="where to write the ZIP (default ./export-<recorder>.zip)")
     parser.add_argument("--state-dir", help="a `tracemill up` state dir whose cluster.json names the cluster "
                                             "(default ./.tracemill)")

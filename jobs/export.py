@@ -29,15 +29,8 @@ from configs.settings import TracemillSettings
 __all__ = ["add_arguments", "main", "run", "run_export_job"]
 
 
-def _uuid(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an export id: {value!r}") from None
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--export-id", type=_uuid, required=True, help="the export's row (exports.export_id)")
+    parser.add_argument("--export-id", type=uuid.UUID, required=True, help="the export's row (exports.export_id)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
