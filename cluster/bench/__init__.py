@@ -34,6 +34,8 @@ BENCH: dict[str, Command] = {
                       "guesses until a brute-forcer is locked out", "cluster.bench.signin"),
     "search": Command("session list and full-text search p50/p95 over 10k sessions and 1M events vs an "
                       "events-level index", "cluster.bench.search"),
+    "encryption": Command("shard ingest events/s with encryption at rest on vs off, same run (goal ≥ 0.9×)",
+                          "cluster.bench.encryption"),
     "model-calls": Command("HTTP calls and cost of vision, cards and moderation for N sessions, one call each vs the "
                            "Batch API, against the OpenAI-compatible test server", "cluster.bench.model_calls"),
 }

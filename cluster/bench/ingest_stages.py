@@ -151,14 +151,14 @@ async def _drive_shard(settings: TracemillSettings, frames: list[str], sessions:
             "shard: whole (wall)": wall / events * 1e6}
 
 
-async def _until_taken(shard: Any, sid: uuid.UUID, batch: Any) -> None:
+async def _until_taken(shard: Any, sid: uuid.UUID, batch: Any, org_id: uuid.UUID | None = None) -> None:
     """Ingest, resending after a slow_down as a client would (admission control may shed)."""
     from actors.auth import DEFAULT_ORG_ID
     from actors.errors import Overloaded
 
     while True:
         try:
-            await shard.ingest(DEFAULT_ORG_ID, sid, batch)
+            await shard.ingest(org_id or DEFAULT_ORG_ID, sid, batch)
             return
         except Overloaded as exc:
             await asyncio.sleep(exc.retry_after_s)

@@ -75,6 +75,8 @@ NOT_RUN = {
                              " route, its transitions and errors, and a dataset build that leaves the flags out",
     "tracemill bench search": "a benchmark of minutes (1M generated events; its figures are in results/search.json);"
                               " test_sessions_search.py checks the plans on 100k events",
+    "tracemill bench encryption": "a benchmark of minutes on an embedded PostgreSQL of its own (its figures are in"
+                                  " results/encryption.json); test_encryption.py checks what it encrypts",
     "# follow the organisation's sessions": "a stream that runs until stopped; test_live_updates.py reads"
                                             " GET /v1/live, its catch-up and its errors",
     "TM=http://127.0.0.1:8000 ADMIN_KEY=": "sets the default workspace's notice, which every recorder key of the"
@@ -83,6 +85,8 @@ NOT_RUN = {
     "tracemill purge": "purges what is due after the grace period (nothing on a fresh stack) and the Ray job needs"
                        " the cluster's address; test_deletion.py runs the purge job's code with grace 0, cut short"
                        " and resumed, and checks what it removed",
+    "tracemill keys rotate-data-key": "needs a workspace id and the KEK in the environment; test_encryption.py runs"
+                                      " the command against the stack while events are written and read",
     "# export everything kept about a recorder": "needs a recorder id and an export id of the deployment, and the"
                                                  " CLI the cluster's address; test_export.py runs the three routes"
                                                  " and the CLI's code against the stack and unzips what they give",
