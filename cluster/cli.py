@@ -41,6 +41,7 @@ COMMANDS: dict[str, Command] = {
     "finetune": Command("fine-tune models on built datasets", "cluster.training_cli:FINETUNE"),
     "eval": Command("evaluate models on a dataset's validation split", "cluster.eval_cli"),
     "purge": Command("remove deleted sessions and recorders past their grace period", "cluster.purge_cli"),
+    "retention": Command("remove what is past its workspace's retention period", "cluster.retention_cli"),
     "export": Command("a ZIP of everything kept about a recorded person", "cluster.export_cli"),
     "demo": Command("replay a recorded browser session through a running endpoint", "cluster.demo.replay"),
 }

@@ -142,6 +142,10 @@ class LocalStack:
                                      secrets_file=secrets)
         publish_settings(self.settings, str(secrets))  # for Ray Job drivers (jobs/), which start without our env
         deploy_app(self.settings, config, secrets)
+        # The daily retention + purge (issue 18.4); it reads the settings published above.
+        from actors.retention.scheduler import ensure_scheduler
+
+        ensure_scheduler(self.settings.schedule)
 
     def start(self, bootstrap_key: str | None = None) -> str:
         """Start everything; returns the API key to print (registered before serving starts)."""

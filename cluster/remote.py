@@ -97,6 +97,9 @@ def deploy(settings: TracemillSettings, *, address: str, host: str, port: int,
     write_secrets_file(secrets_file, settings.secret_values())
     publish_settings(settings, str(secrets_file))  # for Ray Job drivers (jobs/), which start without our env
     deploy_app(settings, config, secrets_file)
+    from actors.retention.scheduler import ensure_scheduler  # the daily retention + purge (issue 18.4)
+
+    ensure_scheduler(settings.schedule, settings.shards.namespace)
 
 
 def deploy_secrets_file() -> Path:

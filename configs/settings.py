@@ -23,6 +23,7 @@ from pydantic import (
 from configs.base import CONFIG_DIR, SettingsError, describe_validation_error, load_yaml, validated
 from configs.cards import CardSettings, SentimentSettings
 from configs.deletion import DeletionSettings
+from configs.retention import RetentionSettings, ScheduleSettings
 from configs.finetune import FineTuneSettings
 from configs.limits import QuotaSettings, RateLimitSettings
 from configs.live import LiveSettings
@@ -150,6 +151,9 @@ class TracemillSettings(_Strict):
     batching: BatchSettings = BatchSettings()
     # Deleted sessions and recorders: the grace period before the purge (configs/deletion.py).
     deletion: DeletionSettings = DeletionSettings()
+    # Retention periods' defaults and the daily schedule of retention + purge (configs/retention.py).
+    retention: RetentionSettings = RetentionSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
     # Encryption at rest of event values: the KEK (a secret) and its scope (configs/encryption.py).
     encryption: EncryptionSettings = EncryptionSettings()
     # Our loggers' level in every process (actors.logs.setup_logging); TRACEMILL_LOG_LEVEL.

@@ -17,6 +17,7 @@ from serve_app import admin_api, auth_api, http_security, live_api
 from serve_app.export_api import ExportRoutes
 from serve_app.bodies import ErrorResponse, EventsBatch, FinishRequest, SessionCreate
 from serve_app.models_api import PredictRequest
+from serve_app.retention_api import RetentionRoutes
 from serve_app.openapi import install_openapi
 from serve_app.routes.accounts import AccountRoutes
 from serve_app.routes.admin import AdminRoutes
@@ -45,7 +46,7 @@ install_openapi(api, [SessionCreate, FinishRequest, EventsBatch, ErrorResponse, 
 @serve.deployment(name="Ingress")
 @serve.ingress(api)
 class Ingress(ConsentRoutes, SessionRoutes, ReviewRoutes, InsightRoutes, RightsRoutes, ExportRoutes, TrainingRoutes,
-              PageRoutes, AdminRoutes, AccountRoutes, OperationRoutes, CardRoutes):
+              PageRoutes, AdminRoutes, AccountRoutes, OperationRoutes, RetentionRoutes, CardRoutes):
     def __init__(self, settings: dict[str, Any], model_server: Any = None):
         # Serve pickles this class by value (the module's `Ingress` is the Deployment), so a replica
         # never imports this module, and the route methods, pickled by reference from

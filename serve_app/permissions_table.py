@@ -71,6 +71,9 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission | None] = {
     ("POST", "/v1/orgs"): "orgs.manage",
     ("GET", "/v1/workspaces"): "workspaces.manage",
     ("POST", "/v1/workspaces"): "workspaces.manage",
+    # Retention periods (issue 18.4): admins read and set their workspace's.
+    ("GET", "/v1/workspaces/{workspace_id}/retention"): "workspaces.manage",
+    ("PUT", "/v1/workspaces/{workspace_id}/retention"): "workspaces.manage",
     ("GET", "/v1/keys"): "keys.manage",
     ("POST", "/v1/keys"): "keys.manage",
     # Signing in and what a signed-in person does with their own account: these check the

@@ -35,7 +35,7 @@ ACTIONS = frozenset({
     "dataset.start", "finetune.start", "export.start", "export.download", "session.delete", "data.delete",
     "recorder.delete", "data.purge",
     "org.create", "workspace.create",
-    "moderation.thresholds",
+    "moderation.thresholds", "retention.update", "retention.run",
     "consent.agree", "consent.withdraw", "notice.update",
 })
 Outcome = Literal["success", "failure", "refused"]

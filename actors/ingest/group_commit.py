@@ -36,12 +36,15 @@ _STAGING_DDL = (
 )
 _STAGING_COLUMNS = ("session_id", "seq", "type", "ts", "url", "target", "payload")
 _INSERT_FROM_STAGING = (
-    "INSERT INTO interactions (session_id, seq, type, ts, url, target, payload)"
-    " SELECT session_id, seq, type, ts, url, target::jsonb, payload::jsonb FROM interactions_staging st"
+    "INSERT INTO interactions (session_id, seq, type, ts, url, target, payload, session_month)"
+    " SELECT st.session_id, st.seq, st.type, st.ts, st.url, st.target::jsonb, st.payload::jsonb,"
+    " tracemill_session_month(s.created_at) FROM interactions_staging st"
     # A deleted (or purged) session takes nothing more, whichever replica or open stream sends it
-    # (issue 18.3): a semi-join on the sessions primary key.
-    " WHERE EXISTS (SELECT 1 FROM sessions s WHERE s.session_id = st.session_id AND s.deleted_at IS NULL)"
-    " ON CONFLICT (session_id, seq) DO NOTHING RETURNING session_id, seq"
+    # (issue 18.3): a join on the sessions primary key, which also gives the partition key
+    # (migration 0021: a session's events share its creation month, so the conflict target is
+    # in effect (session_id, seq)).
+    " JOIN sessions s ON s.session_id = st.session_id AND s.deleted_at IS NULL"
+    " ON CONFLICT (session_id, seq, session_month) DO NOTHING RETURNING session_id, seq"
 )
 _UPDATE_SESSION = (
     "UPDATE sessions SET event_count = event_count + $2, duplicate_count = duplicate_count + $3,"

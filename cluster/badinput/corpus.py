@@ -194,12 +194,13 @@ def _huge_cases() -> list[BadCase]:
 def corpus() -> list[BadCase]:
     from cluster.badinput.more import injection_cases, misc_cases, screenshot_cases, slow_cases, unicode_cases
     from cluster.badinput.consent import consent_cases
+    from cluster.badinput.retention import retention_cases
     from cluster.badinput.team import team_cases
     from cluster.badinput.ws import websocket_cases
 
     cases = (_auth_cases() + _json_cases() + _schema_cases() + _huge_cases() + unicode_cases()
              + injection_cases() + screenshot_cases(hostile_images()) + misc_cases() + websocket_cases()
-             + slow_cases() + hostile_text_cases() + team_cases() + consent_cases())
+             + slow_cases() + hostile_text_cases() + team_cases() + consent_cases() + retention_cases())
     labels = [c.label for c in cases]
     assert len(labels) == len(set(labels)), "two cases share a label"
     return cases

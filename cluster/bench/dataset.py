@@ -48,7 +48,7 @@ from serve_app import ray_jobs
 
 __all__ = ["add_arguments", "bench_dataset", "run"]
 
-_COLUMNS = ("session_id", "seq", "type", "ts", "url", "target", "payload")
+_COLUMNS = ("session_id", "seq", "type", "ts", "url", "target", "payload", "session_month")
 
 
 def _progress(text: str) -> None:
@@ -110,10 +110,11 @@ async def _seed(settings: TracemillSettings, sessions: int, events: int, shot_ev
             shots = list(range(1, events, shot_every)) if shot_every else []
             await pool.execute(
                 "INSERT INTO sessions (session_id, org_id, type, status, task, request_hash, started_at,"
-                " quality_overall, event_count, screenshot_count)"
-                " VALUES ($1, $2, 'human', 'ready', $3, '\\x00', $4, $5, $6, $7)",
+                " quality_overall, event_count, screenshot_count, created_at)"
+                " VALUES ($1, $2, 'human', 'ready', $3, '\\x00', $4, $5, $6, $7, $4)",
                 sid, DEFAULT_ORG_ID, task, now, 0.5 + (i % 50) / 100, events, len(shots))
-            records = [(sid, *row) for row in _session_events(i, events, now)]
+            month = now.date().replace(day=1)  # the partition key: the session's creation month (0021)
+            records = [(sid, *row, month) for row in _session_events(i, events, now)]
             await pool.copy_records_to_table("interactions", records=records, columns=_COLUMNS)
             for k, seq in enumerate(shots):
                 frame = frames[(i * 7 + k) % len(frames)]

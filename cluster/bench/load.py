@@ -162,9 +162,10 @@ async def _upserts(dsn: str, seconds: float, batch: int, workers: int) -> float:
                 await conn.copy_records_to_table("interactions_staging", records=rows, columns=(
                     "session_id", "seq", "type", "ts", "url", "target", "payload"))
                 await conn.execute(
-                    "INSERT INTO interactions (session_id, seq, type, ts, url, target, payload)"
-                    " SELECT session_id, seq, type, ts, url, target::jsonb, payload::jsonb"
-                    " FROM interactions_staging ON CONFLICT (session_id, seq) DO NOTHING")
+                    "INSERT INTO interactions (session_id, seq, type, ts, url, target, payload, session_month)"
+                    " SELECT st.session_id, st.seq, st.type, st.ts, st.url, st.target::jsonb, st.payload::jsonb,"
+                    " tracemill_session_month(s.created_at) FROM interactions_staging st"
+                    " JOIN sessions s USING (session_id) ON CONFLICT (session_id, seq, session_month) DO NOTHING")
             rows_done += batch
 
     started = time.perf_counter()

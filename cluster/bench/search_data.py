@@ -35,7 +35,7 @@ FROM generate_series(1, $3::int) AS i
 """
 
 _EVENTS = """
-INSERT INTO interactions (session_id, seq, type, ts, url, target, payload)
+INSERT INTO interactions (session_id, seq, type, ts, url, target, payload, session_month)
 SELECT md5($1 || i)::uuid, j,
        CASE WHEN j % 10 = 0 THEN 'navigation' ELSE 'click' END,
        now() - make_interval(mins => i) + make_interval(secs => j),
@@ -45,8 +45,12 @@ SELECT md5($1 || i)::uuid, j,
             'attributes', jsonb_build_object('data-testid', 'add-' || j % 7)) END,
        CASE WHEN j % 10 = 0 THEN jsonb_build_object(
             'title', initcap(($4::text[])[1 + (i + j / 10 % 3) % 40]) || ' | Shop ' || (i % 50))
-            ELSE jsonb_build_object('x', 100 + j, 'y', 200) END
-FROM generate_series(1, $2) AS i, generate_series(0, $3 - 1) AS j
+            ELSE jsonb_build_object('x', 100 + j, 'y', 200) END,
+       s.month
+FROM generate_series(1, $2) AS i
+CROSS JOIN LATERAL (SELECT tracemill_session_month(created_at) AS month FROM sessions
+                    WHERE session_id = md5($1 || i)::uuid) AS s,
+     generate_series(0, $3 - 1) AS j
 """
 
 _FINALISE = """

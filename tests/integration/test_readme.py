@@ -85,6 +85,12 @@ NOT_RUN = {
     "tracemill purge": "purges what is due after the grace period (nothing on a fresh stack) and the Ray job needs"
                        " the cluster's address; test_deletion.py runs the purge job's code with grace 0, cut short"
                        " and resumed, and checks what it removed",
+    "# a workspace's retention periods": "changes a workspace's periods on the shared stack; test_retention.py"
+                                         " makes these requests, bad bodies and a non-admin's, in a workspace of"
+                                         " its own",
+    "tracemill retention run": "runs over every workspace of the shared stack with the deployment's periods and"
+                               " needs the cluster's address; test_retention.py runs the job's code with short"
+                               " periods in a workspace of its own, stopped midway and resumed",
     "tracemill keys rotate-data-key": "needs a workspace id and the KEK in the environment; test_encryption.py runs"
                                       " the command against the stack while events are written and read",
     "# export everything kept about a recorder": "needs a recorder id and an export id of the deployment, and the"
