@@ -12,6 +12,7 @@ test's workspace (whose periods are short) has anything past its period.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -247,3 +248,22 @@ def test_partition_time(stack: Any, workspace: dict[str, Any]) -> None:
           f" dropped in {report.partitions_seconds:.3f} s (the whole job's run {report.seconds:.2f} s);"
           f" the same month session by session {got['by_rows']:.3f} s"
           f" ({got['by_rows'] / max(report.partitions_seconds, 1e-9):.1f}x the drop)")
+
+
+def test_the_scheduler_ran_the_missed_run_at_start(stack: Any) -> None:
+    """`up` started the scheduler; on a fresh database the daily run was never made, so it ran at
+    once (retention then the purge) and recorded its end."""
+    import ray
+
+    from actors.retention.scheduler import RUN_NAME, SCHEDULER_NAME
+
+    assert ray.get_actor(SCHEDULER_NAME, namespace=stack.settings.shards.namespace) is not None
+    deadline, row = time.monotonic() + 60, None
+    while time.monotonic() < deadline:
+        rows = run_db(stack, "SELECT started_at, finished_at, report FROM scheduled_runs WHERE name = $1", RUN_NAME)
+        row = rows[0] if rows else None
+        if row is not None and row["finished_at"] is not None:
+            break
+        time.sleep(0.5)
+    assert row is not None and row["finished_at"] is not None and row["finished_at"] >= row["started_at"], row
+    assert {"retention", "purge"} <= set(json.loads(row["report"]))
