@@ -78,7 +78,7 @@ async function send(message) {
 
 $("start").addEventListener("click", () => send({ kind: "start", task: $("task").value }));
 $("stop").addEventListener("click", () => send({ kind: "stop", outcome: "success" }));
-$("agree").addEventListener("click", () => send({ kind: "consent", answer: "agree", version: shownVersion,
+$("agree").addEventListener("click", () => !$("notice").hidden && send({ kind: "consent", answer: "agree", version: shownVersion,
                                                   task: $("task").value }));
 $("decline").addEventListener("click", () => send({ kind: "consent", answer: "decline" }));
 $("withdraw").addEventListener("click", () => send({ kind: "withdraw" }));
