@@ -35,10 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 async def export_recorder(settings: TracemillSettings, recorder_id: uuid.UUID, out: Path) -> dict[str, object]:
     """Queue, run and download one export; returns the result (ids, size, sha256, counts)."""
+    from actors.crypto import keyring
     from actors.export.runner import run_export
     from actors.storage.objectstore import make_object_store
     from actors.storage.postgres import connect_pool
 
+    keyring.install(settings.encryption)  # events of an encrypted workspace are opened for the ZIP (18.5)
     pool = await connect_pool(settings.database, max_size=2)
     store = make_object_store(settings.object_store)
     try:

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import asdict
 
+from actors.crypto import keyring
 from actors.export.runner import ExportResult, run_export
 from actors.storage.objectstore import make_object_store
 from actors.storage.postgres import connect_pool
@@ -35,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def run_export_job(settings: TracemillSettings, export_id: uuid.UUID) -> ExportResult:
+    keyring.install(settings.encryption)  # events of an encrypted workspace are opened for the ZIP (18.5)
     pool = await connect_pool(settings.database, max_size=2)
     store = make_object_store(settings.object_store)
     try:

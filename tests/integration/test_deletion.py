@@ -24,6 +24,7 @@ from actors.storage.objectstore import make_object_store
 from configs.dataset import SessionSelection
 from jobs.purge import run_purge
 from tests.support.client import Api
+from tests.support.recorders import record_finished, recorder_client
 from tests.support.sessions import page_png, record, shop_session, wait_terminal
 from tests.support.stack import make_key, run_db, write_object
 
@@ -122,24 +123,6 @@ def _read_routes(http: httpx.Client, sid: str) -> dict[str, int]:
     base = f"/v1/sessions/{sid}"
     return {path: http.get(path).status_code for path in (
         base, base + "/events", base + "/archive", base + "/replay", base + "/flags", base + "/screenshots/shot-0000")}
-
-
-def _recorder(stack: Any) -> tuple[uuid.UUID, Api]:
-    """A recorder in the default workspace and a client with a recorder key bound to it."""
-    recorder = uuid.uuid4()
-    ws = run_db(stack, "SELECT workspace_id FROM workspaces WHERE org_id = $1 AND is_default", auth.DEFAULT_ORG_ID)[0][0]
-    run_db(stack, "INSERT INTO recorders (recorder_id, org_id, workspace_id, name) VALUES ($1, $2, $3, $4)",
-           recorder, auth.DEFAULT_ORG_ID, ws, f"laptop {recorder}")
-
-    async def key(conn: asyncpg.Connection) -> str:
-        return (await auth.create_key(conn, role="recorder", org_id=auth.DEFAULT_ORG_ID, workspace_id=ws,
-                                      recorder_id=recorder, name="rec", pepper=auth.pepper_of(stack.settings.auth)))[1]
-
-    rec = Api(stack.endpoint, _db(stack, key))
-    # A recorder records once it agreed to the workspace's notice (issue 18.1).
-    notice = rec.http.get("/v1/consent/notice").json()["version"]
-    assert rec.http.post("/v1/consent", json={"version": notice}).status_code == 201
-    return recorder, rec
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +224,7 @@ def test_deleted_session_is_hidden_then_purged_everywhere(stack: Any, api: Api, 
 
 
 def test_deleting_a_recorder_takes_its_sessions_and_keys(stack: Any, api: Api, admin: Api) -> None:
-    recorder, rec = _recorder(stack)
+    recorder, rec = recorder_client(stack)
     sids = [rec.create_session(task=f"recorder {recorder}") for _ in range(2)]
     for sid in sids:
         put = rec.http.put(f"/v1/sessions/{sid}/screenshots/s1", content=page_png(1), headers={"Content-Type": "image/png"})
@@ -276,18 +259,8 @@ def test_deleting_a_recorder_takes_its_sessions_and_keys(stack: Any, api: Api, a
 def test_purge_time_of_a_recorder_with_100_sessions(stack: Any, admin: Api) -> None:
     """The README's figure (printed, not asserted): a recorder with 100 sessions of 20 events and
     one screenshot each, finished, deleted and purged."""
-    recorder, rec = _recorder(stack)
-    events, _ = shop_session(n_events=20, n_screens=1)
-    png = page_png(3)
-    sids = []
-    for _ in range(100):
-        sid = rec.create_session(task="purge figure")
-        sids.append(sid)
-        assert rec.post_events(sid, events).status_code == 200
-        assert rec.http.put(f"/v1/sessions/{sid}/screenshots/s1", content=png,
-                            headers={"Content-Type": "image/png"}).status_code == 201
-        assert rec.http.post(f"/v1/sessions/{sid}/finish", json={"outcome": "success"}).status_code == 202
-    finished = [wait_terminal(admin, sid, timeout=600)["status"] for sid in sids]  # archives and WebPs written
+    recorder, rec = recorder_client(stack)
+    sids, finished = record_finished(rec, admin, 100, "purge figure")
     deleted = admin.http.delete(f"/v1/recorders/{recorder}")
     assert deleted.status_code == 202 and deleted.json()["sessions"] == 100
     report = asyncio.run(run_purge(stack.settings, grace_s=0))

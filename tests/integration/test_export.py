@@ -25,7 +25,7 @@ import pytest
 from actors import auth
 from cluster.export_cli import export_recorder
 from tests.support.client import Api
-from tests.support.recorders import recorder_client
+from tests.support.recorders import record_finished, recorder_client
 from tests.support.sessions import page_png, record, shop_session, wait_terminal
 from tests.support.stack import make_key, run_db
 
@@ -209,17 +209,7 @@ def test_export_time_of_a_recorder_with_100_sessions(stack: Any, admin: Api, req
     if "export_time" not in (request.config.getoption("keyword") or ""):
         pytest.skip("the export figure runs with -k export_time")
     recorder, rec = recorder_client(stack, "export-figure")
-    events, _ = shop_session(n_events=20, n_screens=1)
-    png = page_png(5)
-    sids = []
-    for _ in range(100):
-        sid = rec.create_session(task="export figure")
-        sids.append(sid)
-        assert rec.post_events(sid, events).status_code == 200
-        assert rec.http.put(f"/v1/sessions/{sid}/screenshots/s1", content=png,
-                            headers={"Content-Type": "image/png"}).status_code == 201
-        assert rec.http.post(f"/v1/sessions/{sid}/finish", json={"outcome": "success"}).status_code == 202
-    finished = [wait_terminal(admin, sid, timeout=600)["status"] for sid in sids]
+    _, finished = record_finished(rec, admin, 100, "export figure")
     t0 = time.perf_counter()
     started = admin.http.post(f"/v1/recorders/{recorder}/export")
     assert started.status_code == 202, started.text

@@ -12,9 +12,10 @@ import asyncpg
 
 from actors import auth
 from tests.support.client import Api
+from tests.support.sessions import page_png, shop_session, wait_terminal
 from tests.support.stack import run_db
 
-__all__ = ["recorder_client"]
+__all__ = ["record_finished", "recorder_client"]
 
 
 def recorder_client(stack: Any, name: str = "laptop") -> tuple[uuid.UUID, Api]:
@@ -37,3 +38,19 @@ def recorder_client(stack: Any, name: str = "laptop") -> tuple[uuid.UUID, Api]:
         agreed = client.http.post("/v1/consent", json={"version": notice.json()["version"]})
         assert agreed.status_code == 201, agreed.text
     return recorder, client
+
+
+def record_finished(rec: Api, reader: Api, n: int, task: str) -> tuple[list[str], list[str]]:
+    """`n` sessions of 20 events and one screenshot each, recorded by `rec` and finished: their
+    ids and the terminal statuses `reader` saw (archives and painted WebPs written by then)."""
+    events, _ = shop_session(n_events=20, n_screens=1)
+    png = page_png(3)
+    sids = []
+    for _ in range(n):
+        sid = rec.create_session(task=task)
+        sids.append(sid)
+        assert rec.post_events(sid, events).status_code == 200
+        assert rec.http.put(f"/v1/sessions/{sid}/screenshots/s1", content=png,
+                            headers={"Content-Type": "image/png"}).status_code == 201
+        assert rec.http.post(f"/v1/sessions/{sid}/finish", json={"outcome": "success"}).status_code == 202
+    return sids, [wait_terminal(reader, sid, timeout=600)["status"] for sid in sids]
