@@ -62,7 +62,8 @@ log = logging.getLogger(__name__)
 EXPORT_PREFIX = "ray_"
 OTHER = "other"
 MAX_SHARD_LABELS = 1024  # ShardSettings.count is at most 1024
-SERVER_FAULT_REASONS = frozenset({"overloaded", "dependency_unavailable", "internal_error"})
+SERVER_FAULT_REASONS = frozenset({"overloaded", "dependency_unavailable", "internal_error",
+                                  "encryption_error", "decryption_failed", "data_key_unavailable"})  # issue 18.5
 
 # Allowed values per tag key; anything else is recorded as "other".
 ALLOWED: dict[str, frozenset[str]] = {
