@@ -26,6 +26,7 @@ from actors.export.runner import ExportResult, run_export
 from actors.storage.objectstore import make_object_store
 from actors.storage.postgres import connect_pool
 from configs.settings import TracemillSettings
+from jobs.entrypoint import job_main
 
 __all__ = ["add_arguments", "main", "run", "run_export_job"]
 
@@ -57,8 +58,6 @@ def run(settings: TracemillSettings, args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from jobs.entrypoint import job_main
-
     return job_main("export", __doc__, argv, add_arguments=add_arguments, run=run)
 
 
