@@ -38,14 +38,24 @@ _NO_STORE_PREFIXES = ("/v1/", "/readyz", "/metrics")
 _DEFAULT = SecuritySettings()
 
 
+# The replica's settings as well: Serve unpickles the app that serves requests, which need not be
+# the object a replica's `configure` call names (the route families import `api` by module), so
+# an app without its own settings reads the ones this process was configured with.
+_configured: SecuritySettings | None = None
+
+
 def configure(app: FastAPI, settings: SecuritySettings) -> None:
+    global _configured
     app.state.security = settings
+    _configured = settings
 
 
 def settings_of(app: Any) -> SecuritySettings:
     state = getattr(app, "state", None)
     found = getattr(state, "security", None)
-    return found if isinstance(found, SecuritySettings) else _DEFAULT
+    if isinstance(found, SecuritySettings):
+        return found
+    return _configured if _configured is not None else _DEFAULT
 
 
 def _over_tls(scope: Scope, settings: SecuritySettings) -> bool:

@@ -220,6 +220,8 @@ def test_notice_agree_refusal_holds_the_queue_and_withdraw_stops(stack: Any, rec
         finally:
             recorder.browser.close_target(popup)
             recorder.browser.conn.call("Target.activateTarget", {"targetId": recorder.tab.target_id})
+        # The popup closes the gate first and then sends DELETE /v1/consent: the server has it soon after.
+        wait_until(lambda: me.get("/v1/consent").json()["current"] is None, 15, "the server to record the withdrawal")
         history = me.get("/v1/consent").json()
         trail = run_db(stack, "SELECT at, action, outcome, request_id FROM audit_log WHERE target = $1 ORDER BY at",
                        str(person.recorder_id))

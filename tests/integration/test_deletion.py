@@ -87,6 +87,10 @@ async def _checkpoint(conn: asyncpg.Connection) -> None:
         " WHERE table_schema = 'public' AND table_type = 'BASE TABLE'")]
     for table in tables:
         await conn.execute(f"VACUUM FULL {table}")
+    # The planner's statistics sample column values (pg_statistic's most common values): they keep
+    # a purged value until the next ANALYZE, and then its dead copy until pg_statistic is vacuumed.
+    await conn.execute("ANALYZE")
+    await conn.execute("VACUUM FULL pg_statistic")
     await conn.execute("CHECKPOINT")
 
 

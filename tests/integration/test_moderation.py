@@ -68,9 +68,11 @@ def _scores(stack: Any, sid: str) -> dict[int, Any]:
 def test_a_toxic_step_is_flagged_and_kept_out_of_datasets(stack: Any, api: Api, tmp_path: Path,
                                                            capsys: pytest.CaptureFixture) -> None:
     task = f"Post a reply {WORD}"
-    toxic = _record(api, task, {5: "you zzharass loser"})
-    warned = _record(api, task, {5: "zzwarn this"})
-    clean = _record(api, task, {})
+    # 14 steps each: the split puts whole sessions on either side (by their random ids), and
+    # whichever lands in validation, the train side must keep OpenAI's 10 examples.
+    toxic = _record(api, task, {5: "you zzharass loser"}, n=14)
+    warned = _record(api, task, {5: "zzwarn this"}, n=14)
+    clean = _record(api, task, {}, n=14)
     with OpenAITestServer() as server:
         stats = _moderate(stack, ModerationSettings(provider="openai", base_url=server.base_url), [toxic, warned, clean])
         assert server.moderation_inputs == stats.steps > 0

@@ -58,7 +58,12 @@ def test_a_hostile_dom_snapshot_does_not_hold_other_sessions_acks(stack: Any) ->
     hostile = _hostile_batch(stack)
 
     async def go() -> tuple[float, list[float], dict[str, Any], Any]:
-        shard = SessionShard(0, shard_settings(stack, commit_window_ms=5))
+        # Admission off: the question is whether redaction holds the loop, and with the hostile
+        # batch in flight admission may rightly tell the calm session to slow down.
+        settings = shard_settings(stack, commit_window_ms=5)
+        limits = settings.limits.model_copy(update={"admission": settings.limits.admission.model_copy(
+            update={"enabled": False})})
+        shard = SessionShard(0, settings.model_copy(update={"limits": limits}))
         hostile_sid, calm_sid = await new_session(shard), await new_session(shard)
         await shard.ingest(DEFAULT_ORG_ID, calm_sid, events(stack, [0]))  # pool and committer up
         started = time.perf_counter()
